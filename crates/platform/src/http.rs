@@ -1,0 +1,271 @@
+//! HTTP serving: extractors that answer bad input with problem+json, the
+//! observing middleware (request ids, traces, RED metrics, timeouts), the
+//! operational routes and graceful serving.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::error::{ErrorCode, Problem};
+use crate::telemetry;
+
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// JSON in and out; a body that does not parse is a problem+json 4xx.
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(Problem))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Path parameters; a malformed one is a 400.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(Problem))]
+pub struct Path<T>(pub T);
+
+/// Query parameters; a malformed one is a 400.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(Problem))]
+pub struct Query<T>(pub T);
+
+fn status_code(status: StatusCode) -> ErrorCode {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::Unprocessable,
+        _ => ErrorCode::BadRequest,
+    }
+}
+
+impl From<JsonRejection> for Problem {
+    fn from(rejection: JsonRejection) -> Self {
+        let detail = match &rejection {
+            JsonRejection::JsonDataError(e) => format!("the body does not match the expected shape: {}", e.body_text()),
+            JsonRejection::JsonSyntaxError(_) => "the body is not valid JSON".to_owned(),
+            JsonRejection::MissingJsonContentType(_) => "expected `Content-Type: application/json`".to_owned(),
+            JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                "the body is larger than this endpoint accepts".to_owned()
+            }
+            _ => "the body could not be read".to_owned(),
+        };
+        Problem::new(status_code(rejection.status()), detail)
+    }
+}
+
+impl From<PathRejection> for Problem {
+    fn from(rejection: PathRejection) -> Self {
+        Problem::bad_request(format!("invalid path parameter: {}", rejection.body_text()))
+    }
+}
+
+impl From<QueryRejection> for Problem {
+    fn from(rejection: QueryRejection) -> Self {
+        Problem::bad_request(format!("invalid query: {}", rejection.body_text()))
+    }
+}
+
+/// What the observing middleware needs to know.
+#[derive(Clone)]
+pub struct Observe {
+    pub service: &'static str,
+    pub timeout: Duration,
+}
+
+/// Request ids, a span joined to the caller's trace, RED metrics by route
+/// template, and a deadline; for HTTP and gRPC alike.
+pub async fn observe(State(observe): State<Observe>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let grpc = is_grpc(&request);
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        request.headers_mut().insert(REQUEST_ID.clone(), value);
+    }
+    let span = tracing::info_span!(
+        "request",
+        service = observe.service,
+        method = %method,
+        endpoint = %endpoint,
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    telemetry::join_remote_trace(&span, request.headers());
+    let outcome = tokio::time::timeout(observe.timeout, next.run(request).instrument(span.clone())).await;
+    let mut response = match outcome {
+        Ok(response) => response,
+        Err(_) => {
+            let _enter = span.enter();
+            tracing::warn!(timeout_ms = observe.timeout.as_millis() as u64, "request timed out");
+            Problem::new(ErrorCode::Timeout, "the request took too long").into_response()
+        }
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    if grpc {
+        let code = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .map(grpc_code_name)
+            .unwrap_or("OK");
+        let labels = [("service", observe.service.to_owned()), ("method", endpoint.clone()), ("code", code.to_owned())];
+        metrics::counter!("grpc_server_requests_total", &labels).increment(1);
+        let labels = [("service", observe.service.to_owned()), ("method", endpoint)];
+        metrics::histogram!("grpc_server_request_duration_seconds", &labels).record(elapsed);
+    } else {
+        let status = response.status().as_u16().to_string();
+        let labels = [
+            ("service", observe.service.to_owned()),
+            ("method", method.clone()),
+            ("endpoint", endpoint.clone()),
+            ("status", status),
+        ];
+        metrics::counter!("http_requests_total", &labels).increment(1);
+        let labels = [("service", observe.service.to_owned()), ("method", method), ("endpoint", endpoint)];
+        metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed);
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID.clone(), value);
+    }
+    response
+}
+
+fn is_grpc(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+fn grpc_code_name(code: &str) -> &'static str {
+    match code.parse::<i32>().map(tonic::Code::from_i32) {
+        Ok(tonic::Code::Ok) => "OK",
+        Ok(tonic::Code::InvalidArgument) => "INVALID_ARGUMENT",
+        Ok(tonic::Code::NotFound) => "NOT_FOUND",
+        Ok(tonic::Code::AlreadyExists) => "ALREADY_EXISTS",
+        Ok(tonic::Code::PermissionDenied) => "PERMISSION_DENIED",
+        Ok(tonic::Code::Unauthenticated) => "UNAUTHENTICATED",
+        Ok(tonic::Code::Unavailable) => "UNAVAILABLE",
+        Ok(tonic::Code::DeadlineExceeded) => "DEADLINE_EXCEEDED",
+        Ok(tonic::Code::ResourceExhausted) => "RESOURCE_EXHAUSTED",
+        Ok(tonic::Code::Unimplemented) => "UNIMPLEMENTED",
+        _ => "INTERNAL",
+    }
+}
+
+type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// A dependency whose health decides readiness.
+#[derive(Clone)]
+pub struct Check {
+    pub name: &'static str,
+    probe: Arc<dyn Fn() -> CheckFuture + Send + Sync>,
+}
+
+impl Check {
+    pub fn new<F, Fut>(name: &'static str, probe: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Self { name, probe: Arc::new(move || Box::pin(probe())) }
+    }
+}
+
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+    service: &'static str,
+}
+
+/// `/health`, `/ready` and `/metrics`, the same on every service.
+pub fn operational_routes(service: &'static str, checks: Vec<Check>) -> Router {
+    Router::new()
+        .route("/health", get(move || async move { Json(Status { status: "up", service }) }))
+        .route(
+            "/ready",
+            get(move || {
+                let checks = checks.clone();
+                async move {
+                    for check in &checks {
+                        let outcome = tokio::time::timeout(Duration::from_secs(2), (check.probe)()).await;
+                        let failure = match outcome {
+                            Ok(Ok(())) => continue,
+                            Ok(Err(e)) => e,
+                            Err(_) => "no answer within 2s".to_owned(),
+                        };
+                        tracing::warn!(dependency = check.name, error = %failure, "not ready");
+                        return Problem::unavailable(check.name).into_response();
+                    }
+                    Json(Status { status: "ready", service }).into_response()
+                }
+            }),
+        )
+        .route("/metrics", get(metrics_text))
+}
+
+async fn metrics_text() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        telemetry::metrics_handle().render(),
+    )
+        .into_response()
+}
+
+/// Wraps a service's routes with the operational routes, the observing
+/// middleware, the body limit and a problem+json fallback.
+pub fn finish_router(service: &'static str, routes: Router, checks: Vec<Check>, settings: &crate::config::HttpSettings) -> Router {
+    let observe_state = Observe { service, timeout: Duration::from_millis(settings.request_timeout_ms) };
+    routes
+        .merge(operational_routes(service, checks))
+        .fallback(|| async { Problem::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(ErrorCode::BadRequest, "method not allowed on this route")
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(observe_state, observe))
+}
+
+/// A listener bound before the service starts, so that tests can ask for
+/// port 0 and learn the real one.
+pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot bind {what} on {addr}: {e}"))
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (gRPC) until `shutdown`, then drains.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
