@@ -1,1 +1,216 @@
-fn main() {}
+//! `emporium`: one binary for the whole shop and each of its services.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use emporium_platform::auth::Role;
+use emporium_platform::config::{self, Service, Settings, Sources};
+
+#[derive(Parser)]
+#[command(
+    name = "emporium",
+    version,
+    about = "An online shop made of microservices, in one binary"
+)]
+struct Cli {
+    /// Configuration file (default: ./emporium.toml when present).
+    #[arg(long, short, global = true, env = "EMPORIUM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Override one setting, e.g. `--set catalog.http_addr=0.0.0.0:9000`.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Where embedded stores keep their files.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole shop in this process on embedded stores.
+    Up {
+        /// Do not add the demo catalog to an empty shop.
+        #[arg(long)]
+        no_seed: bool,
+    },
+    /// Run the named services on the configured stores.
+    Serve {
+        #[arg(required = true, value_parser = parse_service)]
+        services: Vec<Service>,
+    },
+    /// Apply database migrations (every service when none is named).
+    Migrate {
+        #[arg(value_parser = parse_service)]
+        services: Vec<Service>,
+    },
+    /// Print the effective configuration, secrets masked.
+    Config {
+        /// The service that would run alone (its plain variables apply).
+        #[arg(value_parser = parse_service)]
+        service: Option<Service>,
+    },
+    /// Mint a development access token with the key under the data dir.
+    Token {
+        #[arg(long, default_value = "admin", value_parser = ["admin", "customer"])]
+        role: String,
+        #[arg(long, default_value = "dev-admin")]
+        subject: String,
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+    },
+    /// Send GET load to loopback URLs and print throughput and latency.
+    Load {
+        #[arg(required = true)]
+        urls: Vec<String>,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+}
+
+fn parse_service(s: &str) -> Result<Service, String> {
+    s.parse()
+}
+
+fn settings(cli: &Cli, lone: Option<Service>) -> Result<Settings, config::ConfigError> {
+    let mut sources = Sources::from_process_env();
+    sources.file = cli.config.clone();
+    sources.lone_service = lone;
+    for pair in &cli.overrides {
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            config::ConfigError::from(format!("--set `{pair}` must be KEY=VALUE"))
+        })?;
+        sources
+            .overrides
+            .push((key.trim().to_owned(), value.to_owned()));
+    }
+    if let Some(dir) = &cli.data_dir {
+        sources
+            .overrides
+            .push(("data_dir".into(), dir.display().to_string()));
+    }
+    config::load(&sources)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let lone = match &cli.command {
+        Command::Serve { services } if services.len() == 1 => Some(services[0]),
+        Command::Config { service } => *service,
+        _ => None,
+    };
+    let settings = match settings(&cli, lone) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Config { .. } => {
+            print!("{}", settings.to_masked_toml());
+            Ok(())
+        }
+        Command::Token {
+            role,
+            subject,
+            ttl_secs,
+        } => {
+            let (issuer, _) = emporium_platform::auth::Issuer::load_or_create(
+                &settings.auth.issuer,
+                &settings.data_dir.join("keys"),
+            )?;
+            let role = if role == "admin" {
+                Role::Admin
+            } else {
+                Role::Customer
+            };
+            println!(
+                "{}",
+                issuer.mint(&subject, role, Duration::from_secs(ttl_secs))?
+            );
+            Ok(())
+        }
+        Command::Load {
+            urls,
+            concurrency,
+            seconds,
+        } => {
+            let report =
+                emporium::load::run(&urls, concurrency, Duration::from_secs(seconds)).await?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Migrate { services } => {
+            let _telemetry = emporium_platform::telemetry::init(&settings, "emporium-migrate")?;
+            let services = if services.is_empty() {
+                Service::ALL.to_vec()
+            } else {
+                services
+            };
+            emporium::migrate(&settings, &services).await
+        }
+        Command::Serve { services } => {
+            let name = services
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("+");
+            let _telemetry =
+                emporium_platform::telemetry::init(&settings, &format!("emporium-{name}"))?;
+            let shutdown = emporium_platform::shutdown::on_signal();
+            let shop = emporium::start(settings, &services, shutdown.clone()).await?;
+            shutdown.cancelled().await;
+            shop.stop(Duration::from_secs(15)).await;
+            Ok(())
+        }
+        Command::Up { no_seed } => {
+            let started = Instant::now();
+            let _telemetry = emporium_platform::telemetry::init(&settings, "emporium")?;
+            let shutdown = emporium_platform::shutdown::on_signal();
+            let data_dir = std::path::absolute(&settings.data_dir)?;
+            let (shop, _issuer) = emporium::up(settings, !no_seed, shutdown.clone()).await?;
+            let ready = started.elapsed();
+            println!();
+            println!(
+                "Emporium is up (ready in {} ms). Data: {}",
+                ready.as_millis(),
+                data_dir.display()
+            );
+            if let Some(url) = shop.gateway_url() {
+                println!("  shop API     {url}/api/v1/products");
+                println!("  OpenAPI      {url}/api/v1/openapi.json");
+            }
+            for (service, kind, addr) in shop.addresses() {
+                println!("  {service:<12} {kind:<5} {addr}");
+            }
+            println!("  admin token  emporium token --role admin");
+            println!("Press Ctrl-C to stop.");
+            shutdown.cancelled().await;
+            shop.stop(Duration::from_secs(15)).await;
+            println!("stopped");
+            Ok(())
+        }
+    }
+}

@@ -55,9 +55,12 @@ impl Verifier {
     pub async fn from_settings(settings: &AuthSettings) -> anyhow::Result<Self> {
         let verifier = Self::empty(&settings.issuer, settings.jwks_url.clone());
         if let Some(path) = &settings.jwks_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("configuration: auth.jwks_file {}: {e}", path.display()))?;
-            verifier.load_jwks(&text).map_err(|e| anyhow::anyhow!("configuration: auth.jwks_file {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("configuration: auth.jwks_file {}: {e}", path.display())
+            })?;
+            verifier.load_jwks(&text).map_err(|e| {
+                anyhow::anyhow!("configuration: auth.jwks_file {}: {e}", path.display())
+            })?;
         }
         if verifier.inner.jwks_url.is_some()
             && let Err(e) = verifier.refresh().await
@@ -89,32 +92,52 @@ impl Verifier {
         let set: JwkSet = serde_json::from_str(text)?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
-            let Some(kid) = &jwk.common.key_id else { continue };
+            let Some(kid) = &jwk.common.key_id else {
+                continue;
+            };
             keys.insert(kid.clone(), DecodingKey::from_jwk(jwk)?);
         }
         if keys.is_empty() {
             anyhow::bail!("no usable key with a kid");
         }
-        *self.inner.keys.write().map_err(|_| anyhow::anyhow!("key lock poisoned"))? = keys;
+        *self
+            .inner
+            .keys
+            .write()
+            .map_err(|_| anyhow::anyhow!("key lock poisoned"))? = keys;
         Ok(())
     }
 
     async fn refresh(&self) -> anyhow::Result<()> {
-        let Some(url) = &self.inner.jwks_url else { return Ok(()) };
+        let Some(url) = &self.inner.jwks_url else {
+            return Ok(());
+        };
         let mut last = self.inner.last_fetch.lock().await;
         if last.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
             return Ok(());
         }
         *last = Some(Instant::now());
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
-        let text = client.get(url).send().await?.error_for_status()?.text().await?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()?;
+        let text = client
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
         self.load_jwks(&text)
     }
 
     pub async fn verify(&self, token: &str) -> Result<Claims, Problem> {
-        let unauthenticated = |detail: &str| Problem::new(ErrorCode::Unauthenticated, detail.to_owned());
-        let header = jsonwebtoken::decode_header(token).map_err(|_| unauthenticated("the token is malformed"))?;
-        let kid = header.kid.ok_or_else(|| unauthenticated("the token names no key"))?;
+        let unauthenticated =
+            |detail: &str| Problem::new(ErrorCode::Unauthenticated, detail.to_owned());
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| unauthenticated("the token is malformed"))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| unauthenticated("the token names no key"))?;
         if !self.has_key(&kid) {
             let _ = self.refresh().await;
         }
@@ -132,13 +155,19 @@ impl Verifier {
         jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => unauthenticated("the token has expired"),
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    unauthenticated("the token has expired")
+                }
                 _ => unauthenticated("the token is not valid"),
             })
     }
 
     fn has_key(&self, kid: &str) -> bool {
-        self.inner.keys.read().map(|k| k.contains_key(kid)).unwrap_or(false)
+        self.inner
+            .keys
+            .read()
+            .map(|k| k.contains_key(kid))
+            .unwrap_or(false)
     }
 }
 
@@ -164,12 +193,22 @@ where
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Problem::new(ErrorCode::Unauthenticated, "a bearer token is required"))?;
+            .ok_or_else(|| {
+                Problem::new(ErrorCode::Unauthenticated, "a bearer token is required")
+            })?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| Problem::new(ErrorCode::Unauthenticated, "the Authorization header must be `Bearer <token>`"))?;
-        Verifier::from_ref(state).verify(token.trim()).await.map(Caller)
+            .ok_or_else(|| {
+                Problem::new(
+                    ErrorCode::Unauthenticated,
+                    "the Authorization header must be `Bearer <token>`",
+                )
+            })?;
+        Verifier::from_ref(state)
+            .verify(token.trim())
+            .await
+            .map(Caller)
     }
 }
 
@@ -187,7 +226,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
         if !caller.is_admin() {
-            return Err(Problem::new(ErrorCode::Forbidden, "this action needs the admin role"));
+            return Err(Problem::new(
+                ErrorCode::Forbidden,
+                "this action needs the admin role",
+            ));
         }
         Ok(Admin(caller.0))
     }
@@ -209,10 +251,17 @@ impl Issuer {
     }
 
     pub fn from_pkcs8(issuer: &str, pkcs8: &[u8]) -> anyhow::Result<Self> {
-        let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| anyhow::anyhow!("the signing key is not Ed25519 PKCS#8"))?;
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8)
+            .map_err(|_| anyhow::anyhow!("the signing key is not Ed25519 PKCS#8"))?;
         let public = pair.public_key().as_ref().to_vec();
-        let kid = URL_SAFE_NO_PAD.encode(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &public).as_ref()[..12]);
-        Ok(Self { kid, issuer: issuer.to_owned(), encoding: EncodingKey::from_ed_der(pkcs8), public })
+        let kid = URL_SAFE_NO_PAD
+            .encode(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &public).as_ref()[..12]);
+        Ok(Self {
+            kid,
+            issuer: issuer.to_owned(),
+            encoding: EncodingKey::from_ed_der(pkcs8),
+            public,
+        })
     }
 
     /// Loads the key kept in `dir`, or makes and keeps one; writes the
@@ -277,14 +326,21 @@ mod tests {
     async fn tokens_verify_only_with_the_right_key_issuer_and_time() {
         let issuer = Issuer::generate("emporium").unwrap();
         let verifier = issuer.verifier().unwrap();
-        let token = issuer.mint("u1", Role::Admin, Duration::from_secs(60)).unwrap();
+        let token = issuer
+            .mint("u1", Role::Admin, Duration::from_secs(60))
+            .unwrap();
         let claims = verifier.verify(&token).await.unwrap();
         assert_eq!(claims.sub, "u1");
         assert_eq!(claims.role, Role::Admin);
 
         let other = Issuer::generate("emporium").unwrap();
-        let forged = other.mint("u1", Role::Admin, Duration::from_secs(60)).unwrap();
-        assert_eq!(verifier.verify(&forged).await.unwrap_err().code, ErrorCode::Unauthenticated);
+        let forged = other
+            .mint("u1", Role::Admin, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            verifier.verify(&forged).await.unwrap_err().code,
+            ErrorCode::Unauthenticated
+        );
 
         let wrong_iss = Issuer::from_pkcs8("elsewhere", &[]).err();
         assert!(wrong_iss.is_some());
@@ -311,6 +367,9 @@ mod tests {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(issuer.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &issuer.encoding).unwrap();
-        assert_eq!(verifier.verify(&token).await.unwrap_err().detail, "the token has expired");
+        assert_eq!(
+            verifier.verify(&token).await.unwrap_err().detail,
+            "the token has expired"
+        );
     }
 }

@@ -11,8 +11,8 @@ use futures::StreamExt;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -45,7 +45,12 @@ pub struct Envelope {
 
 impl Envelope {
     /// A new event from `source` about `subject`, in the current trace.
-    pub fn new(kind: &str, source: &str, subject: impl Into<String>, data: serde_json::Value) -> Self {
+    pub fn new(
+        kind: &str,
+        source: &str,
+        subject: impl Into<String>,
+        data: serde_json::Value,
+    ) -> Self {
         Self {
             specversion: "1.0".into(),
             id: Uuid::now_v7(),
@@ -93,9 +98,16 @@ pub fn transport_from_settings(settings: &BusSettings) -> anyhow::Result<SharedT
     if url == "memory://" || url.is_empty() {
         Ok(Arc::new(InProcess::new(settings.max_retries)))
     } else if url.starts_with("amqp://") || url.starts_with("amqps://") {
-        Ok(Arc::new(RabbitMq::new(url, settings.prefetch, settings.max_retries)))
+        Ok(Arc::new(RabbitMq::new(
+            url,
+            settings.prefetch,
+            settings.max_retries,
+        )))
     } else {
-        anyhow::bail!("configuration: bus.url `{}` must be memory:// or amqp://", settings.url.masked())
+        anyhow::bail!(
+            "configuration: bus.url `{}` must be memory:// or amqp://",
+            settings.url.masked()
+        )
     }
 }
 
@@ -122,7 +134,11 @@ pub fn topic_matches(pattern: &str, key: &str) -> bool {
     go(&p, &k)
 }
 
-async fn handle_observed(consumer: &str, handler: &dyn Handler, envelope: &Envelope) -> anyhow::Result<()> {
+async fn handle_observed(
+    consumer: &str,
+    handler: &dyn Handler,
+    envelope: &Envelope,
+) -> anyhow::Result<()> {
     let span = tracing::info_span!(
         "event",
         consumer = %consumer,
@@ -160,21 +176,35 @@ pub struct InProcess {
 
 impl InProcess {
     pub fn new(max_retries: u32) -> Self {
-        Self { queues: Mutex::new(HashMap::new()), dead_letters: Arc::default(), max_retries }
+        Self {
+            queues: Mutex::new(HashMap::new()),
+            dead_letters: Arc::default(),
+            max_retries,
+        }
     }
 
     /// Events that failed every retry, by queue.
     pub fn dead_letters(&self) -> Vec<(String, Envelope)> {
-        self.dead_letters.lock().map(|d| d.clone()).unwrap_or_default()
+        self.dead_letters
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
     }
 }
 
 #[async_trait]
 impl Transport for InProcess {
     async fn publish(&self, envelope: &Envelope) -> anyhow::Result<()> {
-        let queues = self.queues.lock().map_err(|_| anyhow::anyhow!("bus lock poisoned"))?;
+        let queues = self
+            .queues
+            .lock()
+            .map_err(|_| anyhow::anyhow!("bus lock poisoned"))?;
         for subscription in queues.values() {
-            if subscription.patterns.iter().any(|p| topic_matches(p, &envelope.kind)) {
+            if subscription
+                .patterns
+                .iter()
+                .any(|p| topic_matches(p, &envelope.kind))
+            {
                 let _ = subscription.sender.send(envelope.clone());
             }
         }
@@ -189,8 +219,14 @@ impl Transport for InProcess {
         shutdown: CancellationToken,
     ) -> anyhow::Result<JoinHandle<()>> {
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-        let subscription = Subscription { patterns: patterns.iter().map(|p| String::from(*p)).collect(), sender };
-        self.queues.lock().map_err(|_| anyhow::anyhow!("bus lock poisoned"))?.insert(queue.to_owned(), subscription);
+        let subscription = Subscription {
+            patterns: patterns.iter().map(|p| String::from(*p)).collect(),
+            sender,
+        };
+        self.queues
+            .lock()
+            .map_err(|_| anyhow::anyhow!("bus lock poisoned"))?
+            .insert(queue.to_owned(), subscription);
         let queue = queue.to_owned();
         let dead_letters = self.dead_letters.clone();
         let max_retries = self.max_retries;
@@ -201,7 +237,10 @@ impl Transport for InProcess {
                     next = receiver.recv() => match next { Some(e) => e, None => break },
                 };
                 let mut attempt = 0;
-                while handle_observed(&queue, handler.as_ref(), &envelope).await.is_err() {
+                while handle_observed(&queue, handler.as_ref(), &envelope)
+                    .await
+                    .is_err()
+                {
                     attempt += 1;
                     if attempt > max_retries {
                         tracing::error!(queue = %queue, event_id = %envelope.id, "event dead-lettered");
@@ -250,7 +289,12 @@ pub struct RabbitMq {
 
 impl RabbitMq {
     pub fn new(url: &str, prefetch: u16, max_retries: u32) -> Self {
-        Self { url: url.to_owned(), prefetch, max_retries, publisher: tokio::sync::Mutex::new(None) }
+        Self {
+            url: url.to_owned(),
+            prefetch,
+            max_retries,
+            publisher: tokio::sync::Mutex::new(None),
+        }
     }
 
     async fn open(url: &str) -> anyhow::Result<(Connection, Channel)> {
@@ -259,11 +303,28 @@ impl RabbitMq {
             .await
             .map_err(|_| anyhow::anyhow!("broker did not answer within 5s"))??;
         let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
-        channel.exchange_declare(EXCHANGE.into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
         channel
-            .exchange_declare(DEAD_LETTER_EXCHANGE.into(), ExchangeKind::Direct, durable, FieldTable::default())
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                EXCHANGE.into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .exchange_declare(
+                DEAD_LETTER_EXCHANGE.into(),
+                ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
             .await?;
         Ok((connection, channel))
     }
@@ -297,7 +358,13 @@ async fn publish_confirmed(
     properties: BasicProperties,
 ) -> anyhow::Result<()> {
     let confirm = channel
-        .basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), payload, properties)
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            payload,
+            properties,
+        )
         .await?;
     let confirmation = tokio::time::timeout(Duration::from_secs(10), confirm)
         .await
@@ -312,7 +379,10 @@ fn properties_for(envelope: &Envelope, retries: u32) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(RETRY_HEADER.into(), AMQPValue::LongUInt(retries));
     if let Some(tp) = &envelope.traceparent {
-        headers.insert("traceparent".into(), AMQPValue::LongString(tp.as_str().into()));
+        headers.insert(
+            "traceparent".into(),
+            AMQPValue::LongString(tp.as_str().into()),
+        );
     }
     BasicProperties::default()
         .with_content_type("application/cloudevents+json".into())
@@ -341,7 +411,14 @@ impl Transport for RabbitMq {
     async fn publish(&self, envelope: &Envelope) -> anyhow::Result<()> {
         let payload = serde_json::to_vec(envelope)?;
         let channel = self.publisher_channel().await?;
-        let outcome = publish_confirmed(&channel, EXCHANGE, &envelope.kind, &payload, properties_for(envelope, 0)).await;
+        let outcome = publish_confirmed(
+            &channel,
+            EXCHANGE,
+            &envelope.kind,
+            &payload,
+            properties_for(envelope, 0),
+        )
+        .await;
         if outcome.is_err() {
             self.forget_publisher().await;
         }
@@ -373,7 +450,9 @@ impl Transport for RabbitMq {
             while !shutdown.is_cancelled() {
                 match consumer.consume(&shutdown).await {
                     Ok(()) => break,
-                    Err(e) => tracing::warn!(queue = %consumer.queue, error = %e, "consumer lost its broker, reconnecting"),
+                    Err(e) => {
+                        tracing::warn!(queue = %consumer.queue, error = %e, "consumer lost its broker, reconnecting")
+                    }
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -385,7 +464,10 @@ impl Transport for RabbitMq {
     }
 
     async fn check(&self) -> Result<(), String> {
-        self.publisher_channel().await.map(|_| ()).map_err(|e| e.to_string())
+        self.publisher_channel()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     fn name(&self) -> &'static str {
@@ -404,9 +486,14 @@ struct RabbitConsumer {
 
 impl RabbitConsumer {
     async fn declare(&self, channel: &Channel) -> anyhow::Result<()> {
-        let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
         let dead = format!("{}.dlq", self.queue);
-        channel.queue_declare(dead.as_str().into(), durable, FieldTable::default()).await?;
+        channel
+            .queue_declare(dead.as_str().into(), durable, FieldTable::default())
+            .await?;
         channel
             .queue_bind(
                 dead.as_str().into(),
@@ -417,9 +504,17 @@ impl RabbitConsumer {
             )
             .await?;
         let mut arguments = FieldTable::default();
-        arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()));
-        arguments.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(self.queue.as_str().into()));
-        channel.queue_declare(self.queue.as_str().into(), durable, arguments).await?;
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()),
+        );
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(self.queue.as_str().into()),
+        );
+        channel
+            .queue_declare(self.queue.as_str().into(), durable, arguments)
+            .await?;
         for pattern in &self.patterns {
             channel
                 .queue_bind(
@@ -438,10 +533,17 @@ impl RabbitConsumer {
     async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let (connection, channel) = RabbitMq::open(&self.url).await?;
         self.declare(&channel).await?;
-        channel.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await?;
         let tag = format!("{}-{}", self.queue, Uuid::now_v7());
         let mut deliveries = channel
-            .basic_consume(self.queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                self.queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         loop {
             let delivery = tokio::select! {
@@ -456,24 +558,44 @@ impl RabbitConsumer {
             };
             let Ok(envelope) = serde_json::from_slice::<Envelope>(&delivery.data) else {
                 tracing::error!(queue = %self.queue, "undecodable event dead-lettered");
-                delivery.nack(BasicNackOptions { requeue: false, ..BasicNackOptions::default() }).await?;
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: false,
+                        ..BasicNackOptions::default()
+                    })
+                    .await?;
                 continue;
             };
-            if handle_observed(&self.queue, self.handler.as_ref(), &envelope).await.is_ok() {
+            if handle_observed(&self.queue, self.handler.as_ref(), &envelope)
+                .await
+                .is_ok()
+            {
                 delivery.ack(BasicAckOptions::default()).await?;
                 continue;
             }
             let retries = retries_of(&delivery.properties);
             if retries >= self.max_retries {
                 tracing::error!(queue = %self.queue, event_id = %envelope.id, retries, "event dead-lettered");
-                delivery.nack(BasicNackOptions { requeue: false, ..BasicNackOptions::default() }).await?;
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: false,
+                        ..BasicNackOptions::default()
+                    })
+                    .await?;
                 continue;
             }
             // Back to the end of this queue only (not to every subscriber),
             // after a pause that grows with each retry.
             let pause = Duration::from_millis(50 * 2u64.pow(retries.min(6)));
             tokio::time::sleep(pause).await;
-            publish_confirmed(&channel, "", &self.queue, &delivery.data, properties_for(&envelope, retries + 1)).await?;
+            publish_confirmed(
+                &channel,
+                "",
+                &self.queue,
+                &delivery.data,
+                properties_for(&envelope, retries + 1),
+            )
+            .await?;
             delivery.ack(BasicAckOptions::default()).await?;
         }
     }
@@ -544,14 +666,25 @@ impl sea_orm_migration::MigrationTrait for OutboxMigration {
                     .col(ColumnDef::new("id").string_len(36).not_null().primary_key())
                     .col(ColumnDef::new("event_type").string_len(128).not_null())
                     .col(ColumnDef::new("envelope").text().not_null())
-                    .col(ColumnDef::new("created_at").timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new("created_at")
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new("sent_at").timestamp_with_time_zone().null())
                     .col(ColumnDef::new("attempts").integer().not_null().default(0))
                     .to_owned(),
             )
             .await?;
         manager
-            .create_index(Index::create().name("outbox_unsent").table("outbox").col("sent_at").col("id").to_owned())
+            .create_index(
+                Index::create()
+                    .name("outbox_unsent")
+                    .table("outbox")
+                    .col("sent_at")
+                    .col("id")
+                    .to_owned(),
+            )
             .await?;
         manager
             .create_table(
@@ -560,7 +693,11 @@ impl sea_orm_migration::MigrationTrait for OutboxMigration {
                     .if_not_exists()
                     .col(ColumnDef::new("consumer").string_len(64).not_null())
                     .col(ColumnDef::new("event_id").string_len(36).not_null())
-                    .col(ColumnDef::new("processed_at").timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new("processed_at")
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .primary_key(Index::create().col("consumer").col("event_id"))
                     .to_owned(),
             )
@@ -569,8 +706,12 @@ impl sea_orm_migration::MigrationTrait for OutboxMigration {
 
     async fn down(&self, manager: &sea_orm_migration::SchemaManager) -> Result<(), DbErr> {
         use sea_orm_migration::prelude::*;
-        manager.drop_table(Table::drop().table("inbox").to_owned()).await?;
-        manager.drop_table(Table::drop().table("outbox").to_owned()).await
+        manager
+            .drop_table(Table::drop().table("inbox").to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table("outbox").to_owned())
+            .await
     }
 }
 
@@ -587,16 +728,24 @@ impl Outbox {
     }
 
     /// Records `envelope` in the same transaction as the state change.
-    pub async fn enqueue<C: ConnectionTrait>(&self, conn: &C, envelope: &Envelope) -> Result<(), DbErr> {
+    pub async fn enqueue<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        envelope: &Envelope,
+    ) -> Result<(), DbErr> {
         let row = outbox_row::ActiveModel {
             id: Set(envelope.id.to_string()),
             event_type: Set(envelope.kind.clone()),
-            envelope: Set(serde_json::to_string(envelope).map_err(|e| DbErr::Custom(e.to_string()))?),
+            envelope: Set(
+                serde_json::to_string(envelope).map_err(|e| DbErr::Custom(e.to_string()))?
+            ),
             created_at: Set(Utc::now()),
             sent_at: Set(None),
             attempts: Set(0),
         };
-        outbox_row::Entity::insert(row).exec_without_returning(conn).await?;
+        outbox_row::Entity::insert(row)
+            .exec_without_returning(conn)
+            .await?;
         Ok(())
     }
 
@@ -606,10 +755,20 @@ impl Outbox {
     }
 
     /// Publishes unsent events until `shutdown`, then once more to flush.
-    pub async fn relay(self, db: DatabaseConnection, transport: SharedTransport, interval: Duration, shutdown: CancellationToken) {
+    pub async fn relay(
+        self,
+        db: DatabaseConnection,
+        transport: SharedTransport,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) {
         let mut failures: u32 = 0;
         loop {
-            let pause = if failures == 0 { interval } else { (interval * 2u32.pow(failures.min(5))).min(Duration::from_secs(5)) };
+            let pause = if failures == 0 {
+                interval
+            } else {
+                (interval * 2u32.pow(failures.min(5))).min(Duration::from_secs(5))
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified(), if failures == 0 => {}
@@ -630,7 +789,10 @@ impl Outbox {
 }
 
 /// Publishes every unsent event in order; returns how many went out.
-pub async fn relay_pending(db: &DatabaseConnection, transport: &dyn Transport) -> anyhow::Result<usize> {
+pub async fn relay_pending(
+    db: &DatabaseConnection,
+    transport: &dyn Transport,
+) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
         let txn = db.begin().await?;
@@ -657,7 +819,11 @@ pub async fn relay_pending(db: &DatabaseConnection, transport: &dyn Transport) -
                 }
             };
             if let Err(e) = transport.publish(&envelope).await {
-                let attempts = outbox_row::ActiveModel { id: Set(row.id.clone()), attempts: Set(row.attempts + 1), ..Default::default() };
+                let attempts = outbox_row::ActiveModel {
+                    id: Set(row.id.clone()),
+                    attempts: Set(row.attempts + 1),
+                    ..Default::default()
+                };
                 outbox_row::Entity::update(attempts).exec(&txn).await?;
                 txn.commit().await?;
                 return Err(e);
@@ -672,29 +838,48 @@ pub async fn relay_pending(db: &DatabaseConnection, transport: &dyn Transport) -
 }
 
 async fn mark_sent(txn: &DatabaseTransaction, id: &str) -> Result<(), DbErr> {
-    let sent = outbox_row::ActiveModel { id: Set(id.to_owned()), sent_at: Set(Some(Utc::now())), ..Default::default() };
+    let sent = outbox_row::ActiveModel {
+        id: Set(id.to_owned()),
+        sent_at: Set(Some(Utc::now())),
+        ..Default::default()
+    };
     outbox_row::Entity::update(sent).exec(txn).await?;
     Ok(())
 }
 
 /// Events not yet published.
 pub async fn pending_count(db: &DatabaseConnection) -> Result<u64, DbErr> {
-    outbox_row::Entity::find().filter(outbox_row::Column::SentAt.is_null()).count(db).await
+    outbox_row::Entity::find()
+        .filter(outbox_row::Column::SentAt.is_null())
+        .count(db)
+        .await
 }
 
 /// Starts the consumer's transaction for `envelope`, or `None` when this
 /// consumer has processed it already. Commit the transaction with the
 /// effects of the event.
-pub async fn claim(db: &DatabaseConnection, consumer: &str, envelope: &Envelope) -> Result<Option<DatabaseTransaction>, DbErr> {
+pub async fn claim(
+    db: &DatabaseConnection,
+    consumer: &str,
+    envelope: &Envelope,
+) -> Result<Option<DatabaseTransaction>, DbErr> {
     let txn = db.begin().await?;
     let row = inbox_row::ActiveModel {
         consumer: Set(consumer.to_owned()),
         event_id: Set(envelope.id.to_string()),
         processed_at: Set(Utc::now()),
     };
-    match inbox_row::Entity::insert(row).exec_without_returning(&txn).await {
+    match inbox_row::Entity::insert(row)
+        .exec_without_returning(&txn)
+        .await
+    {
         Ok(_) => Ok(Some(txn)),
-        Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
+        Err(e)
+            if matches!(
+                e.sql_err(),
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+            ) =>
+        {
             txn.rollback().await?;
             tracing::debug!(consumer, event_id = %envelope.id, "repeated event dropped");
             Ok(None)

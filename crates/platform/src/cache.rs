@@ -37,9 +37,15 @@ pub async fn from_url(url: &Secret, namespace: &str) -> anyhow::Result<SharedCac
             .get_connection_manager_with_config(config)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to cache {}: {e}", url.masked()))?;
-        return Ok(Arc::new(RedisCache { manager, prefix: format!("{namespace}:") }));
+        return Ok(Arc::new(RedisCache {
+            manager,
+            prefix: format!("{namespace}:"),
+        }));
     }
-    anyhow::bail!("configuration: cache url `{}` must be memory:// or redis://", url.masked())
+    anyhow::bail!(
+        "configuration: cache url `{}` must be memory:// or redis://",
+        url.masked()
+    )
 }
 
 pub fn check(cache: SharedCache) -> Check {
@@ -62,7 +68,9 @@ impl Cache for RedisCache {
     }
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
         let mut conn = self.manager.clone();
-        let () = conn.set_ex(format!("{}{key}", self.prefix), value, ttl.as_secs().max(1)).await?;
+        let () = conn
+            .set_ex(format!("{}{key}", self.prefix), value, ttl.as_secs().max(1))
+            .await?;
         Ok(())
     }
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
@@ -72,7 +80,11 @@ impl Cache for RedisCache {
     }
     async fn check(&self) -> Result<(), String> {
         let mut conn = self.manager.clone();
-        redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(|e| e.to_string())
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -84,18 +96,30 @@ pub struct MemoryCache {
 
 impl MemoryCache {
     pub fn new(capacity: usize) -> Self {
-        Self { entries: Mutex::new(HashMap::new()), capacity }
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        }
     }
 }
 
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let entries = self.entries.lock().map_err(|_| anyhow::anyhow!("cache lock poisoned"))?;
-        Ok(entries.get(key).filter(|(expires, _)| *expires > Instant::now()).map(|(_, v)| v.to_vec()))
+        let entries = self
+            .entries
+            .lock()
+            .map_err(|_| anyhow::anyhow!("cache lock poisoned"))?;
+        Ok(entries
+            .get(key)
+            .filter(|(expires, _)| *expires > Instant::now())
+            .map(|(_, v)| v.to_vec()))
     }
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
-        let mut entries = self.entries.lock().map_err(|_| anyhow::anyhow!("cache lock poisoned"))?;
+        let mut entries = self
+            .entries
+            .lock()
+            .map_err(|_| anyhow::anyhow!("cache lock poisoned"))?;
         if entries.len() >= self.capacity {
             let now = Instant::now();
             entries.retain(|_, (expires, _)| *expires > now);
@@ -108,7 +132,10 @@ impl Cache for MemoryCache {
         Ok(())
     }
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
-        self.entries.lock().map_err(|_| anyhow::anyhow!("cache lock poisoned"))?.remove(key);
+        self.entries
+            .lock()
+            .map_err(|_| anyhow::anyhow!("cache lock poisoned"))?
+            .remove(key);
         Ok(())
     }
     async fn check(&self) -> Result<(), String> {

@@ -109,7 +109,10 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Json }
+        Self {
+            level: "info".into(),
+            format: LogFormat::Json,
+        }
     }
 }
 
@@ -135,7 +138,12 @@ pub struct BusSettings {
 
 impl Default for BusSettings {
     fn default() -> Self {
-        Self { url: Secret::new("memory://"), prefetch: 32, max_retries: 5, relay_interval_ms: 200 }
+        Self {
+            url: Secret::new("memory://"),
+            prefetch: 32,
+            max_retries: 5,
+            relay_interval_ms: 200,
+        }
     }
 }
 
@@ -161,7 +169,11 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { body_limit_bytes: 1024 * 1024, request_timeout_ms: 15_000, cors_origins: vec![] }
+        Self {
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_ms: 15_000,
+            cors_origins: vec![],
+        }
     }
 }
 
@@ -240,7 +252,10 @@ impl Default for Settings {
             log: LogSettings::default(),
             otel: OtelSettings::default(),
             bus: BusSettings::default(),
-            auth: AuthSettings { issuer: "emporium".into(), ..AuthSettings::default() },
+            auth: AuthSettings {
+                issuer: "emporium".into(),
+                ..AuthSettings::default()
+            },
             http: HttpSettings::default(),
             catalog: CatalogSettings::default(),
             gateway: GatewaySettings::default(),
@@ -302,13 +317,22 @@ pub struct Sources {
 
 impl Sources {
     pub fn from_process_env() -> Self {
-        Self { env: std::env::vars().collect(), ..Self::default() }
+        Self {
+            env: std::env::vars().collect(),
+            ..Self::default()
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(String);
+
+impl From<String> for ConfigError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
 
 pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
     let err = |e: config::ConfigError| ConfigError(e.to_string());
@@ -317,7 +341,10 @@ pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
     match &sources.file {
         Some(path) => {
             if !path.exists() {
-                return Err(ConfigError(format!("file {} does not exist", path.display())));
+                return Err(ConfigError(format!(
+                    "file {} does not exist",
+                    path.display()
+                )));
             }
             builder = builder.add_source(config::File::from(path.as_path()));
         }
@@ -326,8 +353,12 @@ pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
         }
     }
     let plain = plain_variables(&sources.env, sources.lone_service);
-    let prefixed: HashMap<String, String> =
-        sources.env.iter().filter(|(k, _)| k.starts_with("EMPORIUM__")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let prefixed: HashMap<String, String> = sources
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("EMPORIUM__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for map in [plain, prefixed] {
         builder = builder.add_source(
             config::Environment::with_prefix("EMPORIUM")
@@ -341,14 +372,23 @@ pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
         );
     }
     for (key, value) in &sources.overrides {
-        builder = builder.set_override(key.as_str(), value.as_str()).map_err(err)?;
+        builder = builder
+            .set_override(key.as_str(), value.as_str())
+            .map_err(err)?;
     }
-    let settings: Settings = builder.build().map_err(err)?.try_deserialize().map_err(err)?;
+    let settings: Settings = builder
+        .build()
+        .map_err(err)?
+        .try_deserialize()
+        .map_err(err)?;
     Ok(settings)
 }
 
 /// The seeds' plain variables, translated to `EMPORIUM__…` names.
-fn plain_variables(env: &HashMap<String, String>, lone: Option<Service>) -> HashMap<String, String> {
+fn plain_variables(
+    env: &HashMap<String, String>,
+    lone: Option<Service>,
+) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
     if let Some(level) = get("LOG_LEVEL") {
@@ -378,10 +418,17 @@ fn plain_variables(env: &HashMap<String, String>, lone: Option<Service>) -> Hash
         let host = get("DB_HOST")?;
         let port = get("DB_PORT").unwrap_or_else(|| "5432".into());
         let user = get("DB_USER").unwrap_or_else(|| "postgres".into());
-        let password = get("DB_PASSWORD").map(|p| format!(":{}", encode(&p))).unwrap_or_default();
+        let password = get("DB_PASSWORD")
+            .map(|p| format!(":{}", encode(&p)))
+            .unwrap_or_default();
         let name = get("DB_NAME").unwrap_or_else(|| service.as_str().into());
-        let ssl = get("DB_SSL_MODE").map(|m| format!("?sslmode={m}")).unwrap_or_default();
-        Some(format!("postgres://{}{password}@{host}:{port}/{name}{ssl}", encode(&user)))
+        let ssl = get("DB_SSL_MODE")
+            .map(|m| format!("?sslmode={m}"))
+            .unwrap_or_default();
+        Some(format!(
+            "postgres://{}{password}@{host}:{port}/{name}{ssl}",
+            encode(&user)
+        ))
     });
     if let Some(url) = database {
         out.insert(format!("{prefix}DATABASE_URL"), url);
@@ -389,7 +436,9 @@ fn plain_variables(env: &HashMap<String, String>, lone: Option<Service>) -> Hash
     let redis = get("REDIS_URL").or_else(|| {
         let host = get("REDIS_HOST")?;
         let port = get("REDIS_PORT").unwrap_or_else(|| "6379".into());
-        let password = get("REDIS_PASSWORD").map(|p| format!(":{}@", encode(&p))).unwrap_or_default();
+        let password = get("REDIS_PASSWORD")
+            .map(|p| format!(":{}@", encode(&p)))
+            .unwrap_or_default();
         let db = get("REDIS_DB").unwrap_or_else(|| "0".into());
         Some(format!("redis://{password}{host}:{port}/{db}"))
     });
@@ -410,7 +459,10 @@ mod tests {
     fn sources(env: &[(&str, &str)], lone: Option<Service>) -> Sources {
         Sources {
             file: Some(PathBuf::from("/nonexistent-is-checked-below")),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             lone_service: lone,
             overrides: vec![],
         }
@@ -426,18 +478,27 @@ mod tests {
     fn defaults_are_embedded() {
         let settings = load_env(&[], None).unwrap();
         assert_eq!(settings.catalog.http_addr.port(), 8006);
-        assert!(settings.database_url(Service::Catalog).expose().starts_with("sqlite://"));
+        assert!(
+            settings
+                .database_url(Service::Catalog)
+                .expose()
+                .starts_with("sqlite://")
+        );
         assert_eq!(settings.bus.url.expose(), "memory://");
     }
 
     #[test]
     fn prefixed_environment_beats_plain_variables_and_flags_beat_both() {
-        let env = [("PORT", "9001"), ("EMPORIUM__CATALOG__HTTP_ADDR", "127.0.0.1:9002")];
+        let env = [
+            ("PORT", "9001"),
+            ("EMPORIUM__CATALOG__HTTP_ADDR", "127.0.0.1:9002"),
+        ];
         let settings = load_env(&env, Some(Service::Catalog)).unwrap();
         assert_eq!(settings.catalog.http_addr.port(), 9002);
         let mut s = sources(&env, Some(Service::Catalog));
         s.file = None;
-        s.overrides.push(("catalog.http_addr".into(), "127.0.0.1:9003".into()));
+        s.overrides
+            .push(("catalog.http_addr".into(), "127.0.0.1:9003".into()));
         assert_eq!(load(&s).unwrap().catalog.http_addr.port(), 9003);
     }
 
@@ -455,7 +516,10 @@ mod tests {
         let settings = load_env(&env, Some(Service::Catalog)).unwrap();
         assert_eq!(settings.catalog.http_addr.port(), 9100);
         assert_eq!(settings.catalog.grpc_addr.port(), 9101);
-        assert_eq!(settings.database_url(Service::Catalog).expose(), "postgres://shop:p%40ss@db:5432/catalog");
+        assert_eq!(
+            settings.database_url(Service::Catalog).expose(),
+            "postgres://shop:p%40ss@db:5432/catalog"
+        );
         assert_eq!(settings.catalog.cache_url.expose(), "redis://cache:6379/0");
         assert_eq!(settings.bus.url.masked(), "amqp://guest:****@mq:5672/%2f");
         // without a lone service, PORT means nothing
@@ -464,7 +528,8 @@ mod tests {
 
     #[test]
     fn a_bad_setting_is_named() {
-        let err = load_env(&[("EMPORIUM__CATALOG__HTTP_ADDR", "not-an-address")], None).unwrap_err();
+        let err =
+            load_env(&[("EMPORIUM__CATALOG__HTTP_ADDR", "not-an-address")], None).unwrap_err();
         assert!(err.to_string().contains("catalog.http_addr"), "{err}");
         let err = load_env(&[("EMPORIUM__CATALOG__NO_SUCH_KEY", "1")], None).unwrap_err();
         assert!(err.to_string().contains("no_such_key"), "{err}");

@@ -15,18 +15,27 @@ pub use sea_orm::DatabaseConnection as Db;
 pub async fn connect(url: &Secret) -> anyhow::Result<DatabaseConnection> {
     let raw = url.expose();
     let scheme = raw.split(':').next().unwrap_or_default();
-    if !matches!(scheme, "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb") {
-        anyhow::bail!("configuration: database url `{}` must start with sqlite:, postgres: or mysql:", url.masked());
+    if !matches!(
+        scheme,
+        "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb"
+    ) {
+        anyhow::bail!(
+            "configuration: database url `{}` must start with sqlite:, postgres: or mysql:",
+            url.masked()
+        );
     }
     let raw = raw.replacen("mariadb://", "mysql://", 1);
     if scheme == "sqlite"
-        && let Some(path) = raw.strip_prefix("sqlite://").map(|p| p.split('?').next().unwrap_or(p))
+        && let Some(path) = raw
+            .strip_prefix("sqlite://")
+            .map(|p| p.split('?').next().unwrap_or(p))
         && !path.is_empty()
         && path != ":memory:"
         && let Some(dir) = std::path::Path::new(path).parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     }
     let mut options = ConnectOptions::new(raw);
     options
@@ -42,19 +51,28 @@ pub async fn connect(url: &Secret) -> anyhow::Result<DatabaseConnection> {
                 .foreign_keys(true)
                 .create_if_missing(true)
         });
-    Database::connect(options).await.map_err(|e| anyhow::anyhow!("cannot connect to database {}: {e}", url.masked()))
+    Database::connect(options)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to database {}: {e}", url.masked()))
 }
 
 /// Applies every pending migration.
 pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> anyhow::Result<()> {
-    M::up(db, None).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))
+    M::up(db, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))
 }
 
 /// Readiness probe: one round trip.
 pub fn check(db: DatabaseConnection) -> Check {
     Check::new("database", move || {
         let db = db.clone();
-        async move { db.execute_unprepared("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string()) }
+        async move {
+            db.execute_unprepared("SELECT 1")
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
     })
 }
 

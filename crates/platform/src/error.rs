@@ -48,7 +48,9 @@ impl ErrorCode {
             ErrorCode::Forbidden => tonic::Code::PermissionDenied,
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::Conflict => tonic::Code::AlreadyExists,
-            ErrorCode::PayloadTooLarge | ErrorCode::TooManyRequests => tonic::Code::ResourceExhausted,
+            ErrorCode::PayloadTooLarge | ErrorCode::TooManyRequests => {
+                tonic::Code::ResourceExhausted
+            }
             ErrorCode::Unavailable => tonic::Code::Unavailable,
             ErrorCode::Timeout => tonic::Code::DeadlineExceeded,
             ErrorCode::Internal => tonic::Code::Internal,
@@ -105,7 +107,13 @@ struct ProblemBody<'a> {
 
 impl Problem {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into(), errors: vec![], dependency: None, retry_after_secs: None }
+        Self {
+            code,
+            detail: detail.into(),
+            errors: vec![],
+            dependency: None,
+            retry_after_secs: None,
+        }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, detail)
@@ -118,23 +126,45 @@ impl Problem {
     }
     /// One or more fields break a rule.
     pub fn invalid(errors: Vec<FieldError>) -> Self {
-        let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-        Self { errors, ..Self::new(ErrorCode::Unprocessable, detail) }
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            errors,
+            ..Self::new(ErrorCode::Unprocessable, detail)
+        }
     }
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
-        Self::invalid(vec![FieldError { field: field.into(), message: message.into() }])
+        Self::invalid(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
     }
     pub fn unavailable(dependency: &str) -> Self {
-        Self { dependency: Some(dependency.into()), ..Self::new(ErrorCode::Unavailable, format!("{dependency} is unavailable")) }
+        Self {
+            dependency: Some(dependency.into()),
+            ..Self::new(
+                ErrorCode::Unavailable,
+                format!("{dependency} is unavailable"),
+            )
+        }
     }
     /// Logs the cause and returns an error that tells the client nothing of it.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(ErrorCode::Internal, "the server could not complete the request")
+        Self::new(
+            ErrorCode::Internal,
+            "the server could not complete the request",
+        )
     }
 
     pub fn title(&self) -> &'static str {
-        self.code.http_status().canonical_reason().unwrap_or("Error")
+        self.code
+            .http_status()
+            .canonical_reason()
+            .unwrap_or("Error")
     }
 }
 
@@ -182,7 +212,9 @@ impl From<sea_orm::DbErr> for Problem {
             return Problem::conflict("a record with the same unique value already exists");
         }
         match err {
-            sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_) => Problem::unavailable("database"),
+            sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_) => {
+                Problem::unavailable("database")
+            }
             other => Problem::internal(other),
         }
     }

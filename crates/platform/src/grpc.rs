@@ -20,13 +20,20 @@ pub async fn router(
 ) -> anyhow::Result<axum::Router> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in served {
-        reporter.set_service_status(*name, ServingStatus::Serving).await;
+        reporter
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
     }
-    reporter.set_service_status("", ServingStatus::Serving).await;
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(descriptor_set)
         .build_v1()?;
-    let state = Observe { service, timeout: Duration::from_millis(settings.request_timeout_ms) };
+    let state = Observe {
+        service,
+        timeout: Duration::from_millis(settings.request_timeout_ms),
+    };
     Ok(routes
         .add_service(health)
         .add_service(reflection)
@@ -46,7 +53,9 @@ pub fn channel(url: &str, deadline: Duration) -> anyhow::Result<Channel> {
 }
 
 /// Interceptor that carries the current trace to the callee.
-pub fn propagate_trace(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+pub fn propagate_trace(
+    mut request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
     if let Some(value) = crate::telemetry::current_traceparent().and_then(|v| v.parse().ok()) {
         request.metadata_mut().insert("traceparent", value);
     }

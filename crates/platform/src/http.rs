@@ -58,10 +58,17 @@ fn status_code(status: StatusCode) -> ErrorCode {
 impl From<JsonRejection> for Problem {
     fn from(rejection: JsonRejection) -> Self {
         let detail = match &rejection {
-            JsonRejection::JsonDataError(e) => format!("the body does not match the expected shape: {}", e.body_text()),
+            JsonRejection::JsonDataError(e) => format!(
+                "the body does not match the expected shape: {}",
+                e.body_text()
+            ),
             JsonRejection::JsonSyntaxError(_) => "the body is not valid JSON".to_owned(),
-            JsonRejection::MissingJsonContentType(_) => "expected `Content-Type: application/json`".to_owned(),
-            JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            JsonRejection::MissingJsonContentType(_) => {
+                "expected `Content-Type: application/json`".to_owned()
+            }
+            JsonRejection::BytesRejection(_)
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
                 "the body is larger than this endpoint accepts".to_owned()
             }
             _ => "the body could not be read".to_owned(),
@@ -120,12 +127,16 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
         span_id = tracing::field::Empty,
     );
     telemetry::join_remote_trace(&span, request.headers());
-    let outcome = tokio::time::timeout(observe.timeout, next.run(request).instrument(span.clone())).await;
+    let outcome =
+        tokio::time::timeout(observe.timeout, next.run(request).instrument(span.clone())).await;
     let mut response = match outcome {
         Ok(response) => response,
         Err(_) => {
             let _enter = span.enter();
-            tracing::warn!(timeout_ms = observe.timeout.as_millis() as u64, "request timed out");
+            tracing::warn!(
+                timeout_ms = observe.timeout.as_millis() as u64,
+                "request timed out"
+            );
             Problem::new(ErrorCode::Timeout, "the request took too long").into_response()
         }
     };
@@ -137,9 +148,16 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
             .and_then(|v| v.to_str().ok())
             .map(grpc_code_name)
             .unwrap_or("OK");
-        let labels = [("service", observe.service.to_owned()), ("method", endpoint.clone()), ("code", code.to_owned())];
+        let labels = [
+            ("service", observe.service.to_owned()),
+            ("method", endpoint.clone()),
+            ("code", code.to_owned()),
+        ];
         metrics::counter!("grpc_server_requests_total", &labels).increment(1);
-        let labels = [("service", observe.service.to_owned()), ("method", endpoint)];
+        let labels = [
+            ("service", observe.service.to_owned()),
+            ("method", endpoint),
+        ];
         metrics::histogram!("grpc_server_request_duration_seconds", &labels).record(elapsed);
     } else {
         let status = response.status().as_u16().to_string();
@@ -150,7 +168,11 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
             ("status", status),
         ];
         metrics::counter!("http_requests_total", &labels).increment(1);
-        let labels = [("service", observe.service.to_owned()), ("method", method), ("endpoint", endpoint)];
+        let labels = [
+            ("service", observe.service.to_owned()),
+            ("method", method),
+            ("endpoint", endpoint),
+        ];
         metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed);
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -198,7 +220,10 @@ impl Check {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        Self { name, probe: Arc::new(move || Box::pin(probe())) }
+        Self {
+            name,
+            probe: Arc::new(move || Box::pin(probe())),
+        }
     }
 }
 
@@ -211,14 +236,23 @@ struct Status {
 /// `/health`, `/ready` and `/metrics`, the same on every service.
 pub fn operational_routes(service: &'static str, checks: Vec<Check>) -> Router {
     Router::new()
-        .route("/health", get(move || async move { Json(Status { status: "up", service }) }))
+        .route(
+            "/health",
+            get(move || async move {
+                Json(Status {
+                    status: "up",
+                    service,
+                })
+            }),
+        )
         .route(
             "/ready",
             get(move || {
                 let checks = checks.clone();
                 async move {
                     for check in &checks {
-                        let outcome = tokio::time::timeout(Duration::from_secs(2), (check.probe)()).await;
+                        let outcome =
+                            tokio::time::timeout(Duration::from_secs(2), (check.probe)()).await;
                         let failure = match outcome {
                             Ok(Ok(())) => continue,
                             Ok(Err(e)) => e,
@@ -227,7 +261,11 @@ pub fn operational_routes(service: &'static str, checks: Vec<Check>) -> Router {
                         tracing::warn!(dependency = check.name, error = %failure, "not ready");
                         return Problem::unavailable(check.name).into_response();
                     }
-                    Json(Status { status: "ready", service }).into_response()
+                    Json(Status {
+                        status: "ready",
+                        service,
+                    })
+                    .into_response()
                 }
             }),
         )
@@ -236,7 +274,10 @@ pub fn operational_routes(service: &'static str, checks: Vec<Check>) -> Router {
 
 async fn metrics_text() -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         telemetry::metrics_handle().render(),
     )
         .into_response()
@@ -244,28 +285,47 @@ async fn metrics_text() -> Response {
 
 /// Wraps a service's routes with the operational routes, the observing
 /// middleware, the body limit and a problem+json fallback.
-pub fn finish_router(service: &'static str, routes: Router, checks: Vec<Check>, settings: &crate::config::HttpSettings) -> Router {
-    let observe_state = Observe { service, timeout: Duration::from_millis(settings.request_timeout_ms) };
+pub fn finish_router(
+    service: &'static str,
+    routes: Router,
+    checks: Vec<Check>,
+    settings: &crate::config::HttpSettings,
+) -> Router {
+    let observe_state = Observe {
+        service,
+        timeout: Duration::from_millis(settings.request_timeout_ms),
+    };
     routes
         .merge(operational_routes(service, checks))
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(ErrorCode::BadRequest, "method not allowed on this route")
         })
-        .layer(axum::extract::DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            settings.body_limit_bytes,
+        ))
         .layer(middleware::from_fn_with_state(observe_state, observe))
 }
 
 /// A listener bound before the service starts, so that tests can ask for
 /// port 0 and learn the real one.
 pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot bind {what} on {addr}: {e}"))
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind {what} on {addr}: {e}"))
 }
 
 /// Serves HTTP/1.1 and HTTP/2 (gRPC) until `shutdown`, then drains.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await?;
     Ok(())
 }

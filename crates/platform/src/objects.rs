@@ -16,7 +16,8 @@ pub fn from_url(url: &str) -> anyhow::Result<SharedObjects> {
         return Ok(Arc::new(InMemory::new()));
     }
     if let Some(dir) = url.strip_prefix("file://") {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create object directory {dir}: {e}"))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create object directory {dir}: {e}"))?;
         let store = LocalFileSystem::new_with_prefix(dir)
             .map_err(|e| anyhow::anyhow!("configuration: objects url `{url}`: {e}"))?;
         return Ok(Arc::new(store));

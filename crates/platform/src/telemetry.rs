@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use http::HeaderMap;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry_otlp::WithExportConfig;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::{Map, Value};
@@ -22,7 +22,9 @@ use tracing_subscriber::{EnvFilter, Layer};
 use crate::config::{LogFormat, Settings};
 
 /// Buckets for request latencies, in seconds.
-const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The process-wide metrics registry, rendered by every `/metrics` route.
 pub fn metrics_handle() -> &'static PrometheusHandle {
@@ -56,8 +58,11 @@ impl Drop for TelemetryGuard {
 pub fn init(settings: &Settings, process_name: &str) -> anyhow::Result<TelemetryGuard> {
     metrics_handle();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let mut builder = SdkTracerProvider::builder()
-        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(process_name.to_owned()).build());
+    let mut builder = SdkTracerProvider::builder().with_resource(
+        opentelemetry_sdk::Resource::builder()
+            .with_service_name(process_name.to_owned())
+            .build(),
+    );
     if let Some(endpoint) = &settings.otel.endpoint {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
@@ -73,15 +78,20 @@ pub fn init(settings: &Settings, process_name: &str) -> anyhow::Result<Telemetry
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     match settings.log.format {
         LogFormat::Json => registry.with(JsonLogLayer).try_init()?,
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().compact()).try_init()?,
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().compact())
+            .try_init()?,
     }
-    Ok(TelemetryGuard { provider: Some(provider) })
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+    })
 }
 
 /// Makes `span` a child of the trace named by the `traceparent` header, if
 /// any, and records the trace and span ids on it for the logs.
 pub fn join_remote_trace(span: &Span, headers: &HeaderMap) {
-    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtract(headers)));
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtract(headers)));
     join_trace(span, parent);
 }
 
@@ -109,14 +119,19 @@ fn join_trace(span: &Span, parent: opentelemetry::Context) {
 /// Writes the current trace context into outgoing headers.
 pub fn inject_current(headers: &mut HeaderMap) {
     let context = Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut HeaderInject(headers)));
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&context, &mut HeaderInject(headers))
+    });
 }
 
 /// The current trace context as a `traceparent` value, for event envelopes.
 pub fn current_traceparent() -> Option<String> {
     let mut headers = HeaderMap::new();
     inject_current(&mut headers);
-    headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 struct HeaderExtract<'a>(&'a HeaderMap);
@@ -134,7 +149,10 @@ struct HeaderInject<'a>(&'a mut HeaderMap);
 
 impl Injector for HeaderInject<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (http::HeaderName::try_from(key), http::HeaderValue::from_str(&value)) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::try_from(key),
+            http::HeaderValue::from_str(&value),
+        ) {
             self.0.insert(name, value);
         }
     }
@@ -162,7 +180,8 @@ impl Visit for JsonVisitor<'_> {
         self.0.insert(field.name().to_owned(), Value::from(value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), Value::from(format!("{value:?}")));
+        self.0
+            .insert(field.name().to_owned(), Value::from(format!("{value:?}")));
     }
 }
 
@@ -196,7 +215,10 @@ where
             "timestamp".into(),
             Value::from(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         );
-        line.insert("level".into(), Value::from(event.metadata().level().as_str().to_lowercase()));
+        line.insert(
+            "level".into(),
+            Value::from(event.metadata().level().as_str().to_lowercase()),
+        );
         line.insert("target".into(), Value::from(event.metadata().target()));
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
@@ -208,7 +230,9 @@ where
             }
         }
         event.record(&mut JsonVisitor(&mut line));
-        let Ok(mut text) = serde_json::to_vec(&line) else { return };
+        let Ok(mut text) = serde_json::to_vec(&line) else {
+            return;
+        };
         text.push(b'\n');
         let _ = std::io::stdout().lock().write_all(&text);
     }

@@ -1,1 +1,11 @@
-//! placeholder
+//! The internal gRPC contracts and their generated code.
+
+/// Every service's descriptors, for gRPC reflection.
+pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
+pub mod catalog {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic)]
+        tonic::include_proto!("emporium.catalog.v1");
+    }
+}

@@ -1,1 +1,264 @@
-//! placeholder
+//! Test-only helpers: fresh databases per test on every backend, the real
+//! servers' URLs (or a printed skip), a token issuer, and a TCP link that a
+//! test can cut to take a server away.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use emporium_platform::auth::{Issuer, Role};
+use emporium_platform::config::Secret;
+use sea_orm::{ConnectionTrait, Database};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+pub const POSTGRES: &str = "EMPORIUM_TEST_POSTGRES_URL";
+pub const MYSQL: &str = "EMPORIUM_TEST_MYSQL_URL";
+pub const REDIS: &str = "EMPORIUM_TEST_REDIS_URL";
+pub const AMQP: &str = "EMPORIUM_TEST_AMQP_URL";
+
+/// The URL of a real server for this test, or `None` after printing why the
+/// test is skipped.
+pub fn server_url(variable: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            println!("skipped: {variable} is not set (it names the server this test needs)");
+            None
+        }
+    }
+}
+
+/// The relational backends a store test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+/// A database of its own for one test; dropped (server backends) or deleted
+/// (SQLite) when the value goes.
+pub struct TestDatabase {
+    pub url: Secret,
+    pub backend: Backend,
+    admin_url: Option<String>,
+    name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    /// `None` (and a printed skip) when the backend's server is not configured.
+    pub async fn fresh(backend: Backend) -> Option<Self> {
+        let name = format!("emporium_test_{}", uuid::Uuid::now_v7().simple());
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+                Some(Self {
+                    url: Secret::new(url),
+                    backend,
+                    admin_url: None,
+                    name,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres | Backend::MySql => {
+                let variable = if backend == Backend::Postgres {
+                    POSTGRES
+                } else {
+                    MYSQL
+                };
+                let admin_url = server_url(variable)?;
+                let admin = Database::connect(&admin_url)
+                    .await
+                    .unwrap_or_else(|e| panic!("{variable} unreachable: {e}"));
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                let _ = admin.close().await;
+                let url = replace_database(&admin_url, &name);
+                Some(Self {
+                    url: Secret::new(url),
+                    backend,
+                    admin_url: Some(admin_url),
+                    name,
+                    _dir: None,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(admin_url) = self.admin_url.clone() else {
+            return;
+        };
+        let statement = match self.backend {
+            Backend::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            _ => format!("DROP DATABASE IF EXISTS {}", self.name),
+        };
+        // Dropped from a thread of its own: Drop cannot await, and the test's
+        // runtime may be shutting down.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(admin) = Database::connect(&admin_url).await {
+                    let _ = admin.execute_unprepared(&statement).await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    match base[scheme_end..].find('/') {
+        Some(slash) => format!("{}/{name}{query}", &base[..scheme_end + slash]),
+        None => format!("{base}/{name}{query}"),
+    }
+}
+
+/// Signs tokens for tests; its JWKS is what services under test trust.
+pub struct Tokens {
+    pub issuer: Issuer,
+}
+
+impl Tokens {
+    pub fn new() -> Self {
+        Self {
+            issuer: Issuer::generate("emporium").expect("signing key"),
+        }
+    }
+    pub fn admin(&self) -> String {
+        self.issuer
+            .mint("admin-1", Role::Admin, Duration::from_secs(600))
+            .expect("mint")
+    }
+    pub fn customer(&self) -> String {
+        self.issuer
+            .mint("customer-1", Role::Customer, Duration::from_secs(600))
+            .expect("mint")
+    }
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A TCP relay in front of a server that the test can cut and restore, to
+/// see what a service does while its dependency is away.
+pub struct Link {
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+    stop: CancellationToken,
+}
+
+impl Link {
+    pub async fn to(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind link");
+        let addr = listener.local_addr().expect("link addr");
+        let up = Arc::new(AtomicBool::new(true));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let generation = Arc::new(generation);
+        let stop = CancellationToken::new();
+        let (up2, gen2, stop2) = (up.clone(), generation.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    _ = stop2.cancelled() => return,
+                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused in effect
+                }
+                let mut cut = gen2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            up,
+            generation,
+            stop,
+        }
+    }
+
+    /// Closes every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Polls `probe` until it returns `Some` or `deadline` passes.
+pub async fn eventually<T, F, Fut>(deadline: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(
+            super::replace_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            super::replace_database("mysql://root@h:3306/test?ssl-mode=disabled", "x"),
+            "mysql://root@h:3306/x?ssl-mode=disabled"
+        );
+        assert_eq!(
+            super::replace_database("mysql://root@h:3306", "x"),
+            "mysql://root@h:3306/x"
+        );
+    }
+}

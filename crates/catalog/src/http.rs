@@ -1,0 +1,275 @@
+//! REST routes: parse, authorize, call one use case, map the result.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRef, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use emporium_platform::auth::{Admin, Verifier};
+use emporium_platform::http::{Json, Path, Query};
+use emporium_platform::{ErrorCode, Problem};
+use serde::Deserialize;
+
+use crate::domain::{
+    CategoryInput, CategorySlug, Currency, ProductDraft, ProductInput, Sort, parse_minor,
+};
+use crate::products::Catalog;
+use crate::store::ListQuery;
+
+pub const MAX_PER_PAGE: u64 = 100;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub catalog: Catalog,
+    pub verifier: Verifier,
+}
+
+impl FromRef<AppState> for Verifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+pub fn router(state: AppState, image_limit: usize) -> Router {
+    Router::new()
+        .route("/api/v1/products", get(list_products).post(create_product))
+        .route(
+            "/api/v1/products/{id}",
+            get(get_product).put(update_product).delete(delete_product),
+        )
+        .route(
+            "/api/v1/products/{id}/images",
+            axum::routing::post(upload_image).layer(DefaultBodyLimit::max(image_limit)),
+        )
+        .route("/api/v1/products/{id}/images/{name}", get(download_image))
+        .route(
+            "/api/v1/categories",
+            get(list_categories).post(create_category),
+        )
+        .route(
+            "/openapi.json",
+            get(|| async { Json(crate::openapi::document()) }),
+        )
+        .with_state(state)
+}
+
+/// List parameters as text, so that each bad one gets its own message.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListParams {
+    page: Option<String>,
+    per_page: Option<String>,
+    category: Option<String>,
+    q: Option<String>,
+    min_price: Option<String>,
+    max_price: Option<String>,
+    currency: Option<String>,
+    sort: Option<String>,
+}
+
+fn bad(field: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        errors: vec![emporium_platform::FieldError {
+            field: field.into(),
+            message: message.into(),
+        }],
+        ..Problem::bad_request(format!("invalid parameter `{field}`"))
+    }
+}
+
+impl ListParams {
+    pub fn parse(self) -> Result<ListQuery, Problem> {
+        let page = match self.page.as_deref() {
+            None => 1,
+            Some(p) => p
+                .parse::<u64>()
+                .ok()
+                .filter(|p| (1..=1_000_000).contains(p))
+                .ok_or_else(|| bad("page", "must be a whole number from 1"))?,
+        };
+        let per_page = match self.per_page.as_deref() {
+            None => 20,
+            Some(p) => p
+                .parse::<u64>()
+                .ok()
+                .filter(|p| (1..=MAX_PER_PAGE).contains(p))
+                .ok_or_else(|| {
+                    bad(
+                        "per_page",
+                        format!("must be a whole number from 1 to {MAX_PER_PAGE}"),
+                    )
+                })?,
+        };
+        let category = match self.category.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(
+                CategorySlug::parse(c)
+                    .map_err(|m| bad("category", m))?
+                    .as_str()
+                    .to_owned(),
+            ),
+        };
+        let q = match self.q {
+            Some(q) if q.chars().count() > 200 => {
+                return Err(bad("q", "must be at most 200 characters"));
+            }
+            Some(q) if !q.trim().is_empty() => Some(q),
+            _ => None,
+        };
+        let priced = self.min_price.is_some() || self.max_price.is_some();
+        let currency = match (self.currency.as_deref(), priced) {
+            (Some(c), _) => Some(Currency::parse(c).map_err(|m| bad("currency", m))?),
+            (None, true) => Some(Currency::parse("USD").map_err(|m| bad("currency", m))?),
+            (None, false) => None,
+        };
+        let bound = |field: &str, value: Option<&str>| -> Result<Option<i64>, Problem> {
+            match (value, currency) {
+                (Some(v), Some(c)) => parse_minor(v, c).map(Some).map_err(|m| bad(field, m)),
+                _ => Ok(None),
+            }
+        };
+        let min_price = bound("min_price", self.min_price.as_deref())?;
+        let max_price = bound("max_price", self.max_price.as_deref())?;
+        if let (Some(min), Some(max)) = (min_price, max_price)
+            && min > max
+        {
+            return Err(bad("min_price", "must not exceed max_price"));
+        }
+        let sort = match self.sort.as_deref() {
+            None | Some("") => Sort::Newest,
+            Some(s) => s.parse().map_err(|m: String| bad("sort", m))?,
+        };
+        Ok(ListQuery {
+            category,
+            q,
+            min_price,
+            max_price,
+            currency: currency.map(|c| c.code().to_owned()),
+            sort,
+            page,
+            per_page,
+        })
+    }
+}
+
+/// A product id must be a UUID; anything else is a 400 before any lookup.
+pub fn product_id(raw: &str) -> Result<String, Problem> {
+    uuid::Uuid::parse_str(raw)
+        .map(|u| u.to_string())
+        .map_err(|_| bad("id", "must be a UUID"))
+}
+
+async fn list_products(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Response, Problem> {
+    let query = params.parse()?;
+    Ok(Json(state.catalog.list(&query).await?).into_response())
+}
+
+async fn get_product(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id = product_id(&id)?;
+    Ok(Json(state.catalog.get(&id).await?).into_response())
+}
+
+async fn create_product(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Json(input): Json<ProductInput>,
+) -> Result<Response, Problem> {
+    let draft = ProductDraft::parse(&input).map_err(Problem::invalid)?;
+    let view = state.catalog.create(&draft).await?;
+    let location = HeaderValue::from_str(&format!("/api/v1/products/{}", view.id))
+        .map_err(Problem::internal)?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view),
+    )
+        .into_response())
+}
+
+async fn update_product(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    Json(input): Json<ProductInput>,
+) -> Result<Response, Problem> {
+    let id = product_id(&id)?;
+    let draft = ProductDraft::parse(&input).map_err(Problem::invalid)?;
+    Ok(Json(state.catalog.update(&id, &draft).await?).into_response())
+}
+
+async fn delete_product(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id = product_id(&id)?;
+    state.catalog.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn upload_image(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let id = product_id(&id)?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
+            ErrorCode::PayloadTooLarge,
+            "the image is larger than this endpoint accepts",
+        ),
+        _ => Problem::bad_request("the body could not be read"),
+    })?;
+    if body.is_empty() {
+        return Err(Problem::bad_request(
+            "the body is empty: send the image bytes",
+        ));
+    }
+    let view = state.catalog.add_image(&id, body).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn download_image(
+    State(state): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let id = product_id(&id)?;
+    let (bytes, mime) = state.catalog.image(&id, &name).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(mime)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn list_categories(State(state): State<AppState>) -> Result<Response, Problem> {
+    let items = state.catalog.categories().await?;
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
+async fn create_category(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Json(input): Json<CategoryInput>,
+) -> Result<Response, Problem> {
+    let view = state.catalog.create_category(&input).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
