@@ -10,7 +10,7 @@ use emporium_platform::objects::SharedObjects;
 use emporium_platform::{ErrorCode, FieldError, Problem};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
-use sea_orm::{DatabaseConnection, DbErr, SqlErr, TransactionTrait};
+use sea_orm::{DatabaseConnection, DbErr, SqlErr};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{CategoryInput, ImageFormat, Money, MoneyJson, ProductDraft, valid_image_name};
@@ -240,7 +240,7 @@ impl Catalog {
     #[tracing::instrument(skip_all, fields(sku = %draft.sku.as_str()))]
     pub async fn create(&self, draft: &ProductDraft) -> Result<ProductView> {
         let id = uuid::Uuid::now_v7().to_string();
-        let txn = self.db.begin().await?;
+        let txn = emporium_platform::db::begin_write(&self.db).await?;
         if !store::category_exists(&txn, draft.category.as_str()).await? {
             return Err(unknown_category(draft.category.as_str()));
         }
@@ -259,7 +259,7 @@ impl Catalog {
 
     #[tracing::instrument(skip_all, fields(product_id = %id))]
     pub async fn update(&self, id: &str, draft: &ProductDraft) -> Result<ProductView> {
-        let txn = self.db.begin().await?;
+        let txn = emporium_platform::db::begin_write(&self.db).await?;
         store::lock_product(&txn, id)
             .await?
             .ok_or(CatalogError::NotFound)?;
@@ -282,7 +282,7 @@ impl Catalog {
 
     #[tracing::instrument(skip_all, fields(product_id = %id))]
     pub async fn delete(&self, id: &str) -> Result<()> {
-        let txn = self.db.begin().await?;
+        let txn = emporium_platform::db::begin_write(&self.db).await?;
         let row = store::lock_product(&txn, id)
             .await?
             .ok_or(CatalogError::NotFound)?;
@@ -319,7 +319,7 @@ impl Catalog {
             .await
             .map_err(|e| CatalogError::Objects(e.to_string()))?;
         let recorded = async {
-            let txn = self.db.begin().await?;
+            let txn = emporium_platform::db::begin_write(&self.db).await?;
             let row = store::lock_product(&txn, id)
                 .await?
                 .ok_or(CatalogError::NotFound)?;

@@ -12,7 +12,7 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -795,7 +795,7 @@ pub async fn relay_pending(
 ) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
-        let txn = db.begin().await?;
+        let txn = crate::db::begin_write(db).await?;
         let mut query = outbox_row::Entity::find()
             .filter(outbox_row::Column::SentAt.is_null())
             .order_by_asc(outbox_row::Column::Id)
@@ -863,7 +863,7 @@ pub async fn claim(
     consumer: &str,
     envelope: &Envelope,
 ) -> Result<Option<DatabaseTransaction>, DbErr> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let row = inbox_row::ActiveModel {
         consumer: Set(consumer.to_owned()),
         event_id: Set(envelope.id.to_string()),

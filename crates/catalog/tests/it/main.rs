@@ -1,0 +1,711 @@
+//! The catalog's store contract, run on SQLite always and on PostgreSQL and
+//! MariaDB when their URLs are set; and its events through the outbox on
+//! both transports.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use emporium_catalog::domain::{CategoryInput, MoneyJson, ProductDraft, ProductInput, Sort};
+use emporium_catalog::products::{Catalog, CatalogError};
+use emporium_catalog::store::ListQuery;
+use emporium_platform::bus::{self, Envelope, Handler, InProcess, Outbox, RabbitMq, Transport};
+use emporium_platform::cache::MemoryCache;
+use emporium_testkit::{Backend, Link, TestDatabase, eventually, server_url};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+struct Fixture {
+    catalog: Catalog,
+    db: DatabaseConnection,
+    _guard: TestDatabase,
+}
+
+async fn fixture(backend: Backend) -> Option<Fixture> {
+    let guard = TestDatabase::fresh(backend).await?;
+    let db = emporium_platform::db::connect(&guard.url)
+        .await
+        .expect("connect");
+    emporium_platform::db::migrate::<emporium_catalog::migrations::Migrator>(&db)
+        .await
+        .expect("migrate");
+    let catalog = Catalog::new(
+        db.clone(),
+        Arc::new(MemoryCache::new(1000)),
+        Arc::new(object_store::memory::InMemory::new()),
+        Outbox::new(),
+        Duration::from_secs(60),
+        64 * 1024,
+    );
+    for (slug, name) in [("kitchen", "Kitchen"), ("books", "Books")] {
+        catalog
+            .create_category(&CategoryInput {
+                slug: slug.into(),
+                name: name.into(),
+            })
+            .await
+            .unwrap();
+    }
+    Some(Fixture {
+        catalog,
+        db,
+        _guard: guard,
+    })
+}
+
+fn draft(sku: &str, name: &str, description: &str, price: &str, category: &str) -> ProductDraft {
+    ProductDraft::parse(&ProductInput {
+        sku: sku.into(),
+        name: name.into(),
+        description: description.into(),
+        price: MoneyJson {
+            amount: price.into(),
+            currency: "USD".into(),
+        },
+        category: category.into(),
+    })
+    .expect("valid draft")
+}
+
+fn query() -> ListQuery {
+    ListQuery {
+        category: None,
+        q: None,
+        min_price: None,
+        max_price: None,
+        currency: None,
+        sort: Sort::NameAsc,
+        page: 1,
+        per_page: 50,
+    }
+}
+
+async fn names(catalog: &Catalog, query: ListQuery) -> (Vec<String>, u64) {
+    let page = catalog.list(&query).await.unwrap();
+    (page.items.into_iter().map(|p| p.name).collect(), page.total)
+}
+
+async fn outbox_count(db: &DatabaseConnection, kind: &str) -> i64 {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT COUNT(*) AS n FROM outbox WHERE event_type = '{kind}'"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+async fn seed(catalog: &Catalog) {
+    for (sku, name, description, price, category) in [
+        (
+            "K-1",
+            "Enamel Coffee Mug",
+            "Keeps coffee hot",
+            "14.00",
+            "kitchen",
+        ),
+        (
+            "K-2",
+            "Cast Iron Skillet",
+            "Sears steak and bakes bread",
+            "39.50",
+            "kitchen",
+        ),
+        (
+            "K-3",
+            "Pour Over Dripper",
+            "Ceramic coffee dripper",
+            "24.00",
+            "kitchen",
+        ),
+        (
+            "B-1",
+            "Microservice Patterns",
+            "Sagas and outboxes",
+            "42.00",
+            "books",
+        ),
+        (
+            "B-2",
+            "Coffee Atlas",
+            "Origins of beans around the world",
+            "30.00",
+            "books",
+        ),
+    ] {
+        catalog
+            .create(&draft(sku, name, description, price, category))
+            .await
+            .unwrap();
+    }
+}
+
+async fn contract_create_get_and_conflicts(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let created = f
+        .catalog
+        .create(&draft("mug-1", "Mug", "A mug", "19.99", "kitchen"))
+        .await
+        .unwrap();
+    assert_eq!(created.sku, "MUG-1");
+    assert_eq!(
+        created.price,
+        MoneyJson {
+            amount: "19.99".into(),
+            currency: "USD".into()
+        }
+    );
+    let fetched = f.catalog.get(&created.id).await.unwrap();
+    assert_eq!(fetched, created);
+    assert!(matches!(
+        f.catalog
+            .create(&draft("MUG-1", "Other", "", "1.00", "kitchen"))
+            .await,
+        Err(CatalogError::DuplicateSku(_))
+    ));
+    assert!(matches!(
+        f.catalog
+            .create(&draft("MUG-2", "Other", "", "1.00", "garden"))
+            .await,
+        Err(CatalogError::Invalid(_))
+    ));
+    assert!(matches!(
+        f.catalog
+            .create_category(&CategoryInput {
+                slug: "kitchen".into(),
+                name: "Again".into()
+            })
+            .await,
+        Err(CatalogError::DuplicateCategory(_))
+    ));
+    assert!(matches!(
+        f.catalog.get(&uuid::Uuid::now_v7().to_string()).await,
+        Err(CatalogError::NotFound)
+    ));
+    assert_eq!(
+        outbox_count(&f.db, "product.created").await,
+        1,
+        "failed writes leave no event"
+    );
+    let categories = f.catalog.categories().await.unwrap();
+    let kitchen = categories.iter().find(|c| c.slug == "kitchen").unwrap();
+    assert_eq!(kitchen.product_count, 1);
+}
+
+async fn contract_filters_sorts_and_pages(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    seed(&f.catalog).await;
+    let (all, total) = names(&f.catalog, query()).await;
+    assert_eq!(total, 5);
+    assert_eq!(
+        all,
+        [
+            "Cast Iron Skillet",
+            "Coffee Atlas",
+            "Enamel Coffee Mug",
+            "Microservice Patterns",
+            "Pour Over Dripper"
+        ]
+    );
+    let (books, total) = names(
+        &f.catalog,
+        ListQuery {
+            category: Some("books".into()),
+            ..query()
+        },
+    )
+    .await;
+    assert_eq!((books.len(), total), (2, 2));
+    let (cheap, _) = names(
+        &f.catalog,
+        ListQuery {
+            min_price: Some(2000),
+            max_price: Some(3000),
+            currency: Some("USD".into()),
+            ..query()
+        },
+    )
+    .await;
+    assert_eq!(cheap, ["Coffee Atlas", "Pour Over Dripper"]);
+    let (by_price, _) = names(
+        &f.catalog,
+        ListQuery {
+            sort: Sort::PriceDesc,
+            ..query()
+        },
+    )
+    .await;
+    assert_eq!(by_price[0], "Microservice Patterns");
+    assert_eq!(by_price[4], "Enamel Coffee Mug");
+    let (page2, total) = names(
+        &f.catalog,
+        ListQuery {
+            per_page: 2,
+            page: 2,
+            ..query()
+        },
+    )
+    .await;
+    assert_eq!(
+        (page2, total),
+        (
+            vec![
+                "Enamel Coffee Mug".to_owned(),
+                "Microservice Patterns".to_owned()
+            ],
+            5
+        )
+    );
+    let (past_end, total) = names(
+        &f.catalog,
+        ListQuery {
+            per_page: 2,
+            page: 9,
+            ..query()
+        },
+    )
+    .await;
+    assert_eq!((past_end.len(), total), (0, 5));
+    let (newest, _) = names(
+        &f.catalog,
+        ListQuery {
+            sort: Sort::Newest,
+            ..query()
+        },
+    )
+    .await;
+    assert_eq!(newest[0], "Coffee Atlas", "the last created comes first");
+}
+
+async fn contract_full_text_search(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    seed(&f.catalog).await;
+    let search = |q: &str| ListQuery {
+        q: Some(q.into()),
+        ..query()
+    };
+    assert_eq!(
+        names(&f.catalog, search("coffee")).await.0,
+        ["Coffee Atlas", "Enamel Coffee Mug", "Pour Over Dripper"]
+    );
+    assert_eq!(
+        names(&f.catalog, search("COFFEE mug")).await.0,
+        ["Enamel Coffee Mug"],
+        "every word must match, any case"
+    );
+    assert_eq!(
+        names(&f.catalog, search("skil")).await.0,
+        ["Cast Iron Skillet"],
+        "words match by prefix"
+    );
+    assert_eq!(
+        names(&f.catalog, search("outboxes")).await.0,
+        ["Microservice Patterns"],
+        "descriptions are searched"
+    );
+    assert_eq!(names(&f.catalog, search("origins")).await.1, 1);
+    assert_eq!(names(&f.catalog, search("teapot")).await.1, 0);
+    for hostile in [
+        "'; DROP TABLE products; --",
+        "\" OR 1=1 --",
+        "<script>alert(1)</script>",
+        "*",
+        "NEAR(",
+        "a AND OR NOT",
+        "%_%",
+    ] {
+        let page = f.catalog.list(&search(hostile)).await;
+        assert!(page.is_ok(), "{hostile:?} must not break search: {page:?}");
+    }
+    assert_eq!(names(&f.catalog, query()).await.1, 5, "nothing was dropped");
+    let (kitchen_coffee, _) = names(
+        &f.catalog,
+        ListQuery {
+            category: Some("kitchen".into()),
+            ..search("coffee")
+        },
+    )
+    .await;
+    assert_eq!(kitchen_coffee, ["Enamel Coffee Mug", "Pour Over Dripper"]);
+
+    // The index follows updates and deletes.
+    let mug = f
+        .catalog
+        .list(&search("enamel"))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    f.catalog
+        .update(
+            &mug.id,
+            &draft(
+                "K-1",
+                "Stoneware Tumbler",
+                "Keeps tea warm",
+                "14.00",
+                "kitchen",
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&f.catalog, search("enamel")).await.1, 0);
+    assert_eq!(
+        names(&f.catalog, search("tumbler")).await.0,
+        ["Stoneware Tumbler"]
+    );
+    f.catalog.delete(&mug.id).await.unwrap();
+    assert_eq!(names(&f.catalog, search("tumbler")).await.1, 0);
+}
+
+async fn contract_update_delete_and_cache(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let created = f
+        .catalog
+        .create(&draft("P-1", "Lamp", "", "10.00", "kitchen"))
+        .await
+        .unwrap();
+    let cached = f.catalog.get(&created.id).await.unwrap();
+    assert_eq!(cached.name, "Lamp");
+    let updated = f
+        .catalog
+        .update(
+            &created.id,
+            &draft("P-1", "Brass Lamp", "Warm light", "12.50", "books"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.price.amount, "12.50");
+    assert!(updated.updated_at >= created.updated_at);
+    assert_eq!(
+        f.catalog.get(&created.id).await.unwrap().name,
+        "Brass Lamp",
+        "the write invalidated the cached copy"
+    );
+    let other = f
+        .catalog
+        .create(&draft("P-2", "Rug", "", "80.00", "kitchen"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.catalog
+            .update(&other.id, &draft("P-1", "Rug", "", "80.00", "kitchen"))
+            .await,
+        Err(CatalogError::DuplicateSku(_))
+    ));
+    assert_eq!(
+        f.catalog.get(&other.id).await.unwrap().sku,
+        "P-2",
+        "a refused update changes nothing"
+    );
+    let missing = uuid::Uuid::now_v7().to_string();
+    assert!(matches!(
+        f.catalog
+            .update(&missing, &draft("P-9", "X", "", "1.00", "kitchen"))
+            .await,
+        Err(CatalogError::NotFound)
+    ));
+    f.catalog.delete(&created.id).await.unwrap();
+    assert!(
+        matches!(
+            f.catalog.get(&created.id).await,
+            Err(CatalogError::NotFound)
+        ),
+        "the delete invalidated the cache"
+    );
+    assert!(matches!(
+        f.catalog.delete(&created.id).await,
+        Err(CatalogError::NotFound)
+    ));
+    assert_eq!(outbox_count(&f.db, "product.created").await, 2);
+    assert_eq!(outbox_count(&f.db, "product.updated").await, 1);
+    assert_eq!(outbox_count(&f.db, "product.deleted").await, 1);
+}
+
+async fn contract_images(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let product = f
+        .catalog
+        .create(&draft("IMG-1", "Poster", "", "5.00", "books"))
+        .await
+        .unwrap();
+    let png = emporium_catalog::seed::picture(1);
+    let with_image = f.catalog.add_image(&product.id, png.clone()).await.unwrap();
+    assert_eq!(with_image.images.len(), 1);
+    let (bytes, mime) = f
+        .catalog
+        .image(&product.id, &with_image.images[0].name)
+        .await
+        .unwrap();
+    assert_eq!((bytes, mime), (png.clone(), "image/png"));
+    assert!(matches!(
+        f.catalog.add_image(&product.id, "<svg/>".into()).await,
+        Err(CatalogError::UnsupportedImage)
+    ));
+    assert!(matches!(
+        f.catalog
+            .add_image(&product.id, vec![0x89; 65 * 1024].into())
+            .await,
+        Err(CatalogError::ImageTooLarge(_))
+    ));
+    let missing = uuid::Uuid::now_v7().to_string();
+    assert!(matches!(
+        f.catalog.add_image(&missing, png).await,
+        Err(CatalogError::NotFound)
+    ));
+    assert!(matches!(
+        f.catalog.image(&product.id, "../../secret.png").await,
+        Err(CatalogError::ImageNotFound)
+    ));
+    assert_eq!(
+        f.catalog.get(&product.id).await.unwrap().images.len(),
+        1,
+        "refused uploads add nothing"
+    );
+}
+
+/// Concurrent writers: one SKU is taken once; every update lands with its event.
+async fn contract_concurrent_writes(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let attempts = (0..12).map(|i| {
+        let catalog = f.catalog.clone();
+        async move {
+            catalog
+                .create(&draft(
+                    "SAME-SKU",
+                    &format!("Racer {i}"),
+                    "",
+                    "1.00",
+                    "kitchen",
+                ))
+                .await
+        }
+    });
+    let outcomes = futures::future::join_all(attempts).await;
+    let created = outcomes.iter().filter(|o| o.is_ok()).count();
+    let conflicts = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(CatalogError::DuplicateSku(_))))
+        .count();
+    assert_eq!((created, conflicts), (1, 11), "{outcomes:?}");
+    let product = outcomes.into_iter().find_map(Result::ok).unwrap();
+    let updates = (0..10).map(|i| {
+        let catalog = f.catalog.clone();
+        let id = product.id.clone();
+        async move {
+            catalog
+                .update(
+                    &id,
+                    &draft("SAME-SKU", &format!("Version {i}"), "", "2.00", "kitchen"),
+                )
+                .await
+        }
+    });
+    for outcome in futures::future::join_all(updates).await {
+        outcome.unwrap();
+    }
+    assert_eq!(
+        outbox_count(&f.db, "product.updated").await,
+        10,
+        "one event per update"
+    );
+    assert_eq!(outbox_count(&f.db, "product.created").await, 1);
+    assert!(
+        f.catalog
+            .get(&product.id)
+            .await
+            .unwrap()
+            .name
+            .starts_with("Version ")
+    );
+}
+
+macro_rules! on_every_backend {
+    ($($contract:ident),* $(,)?) => {
+        mod sqlite { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $contract() { super::$contract(Backend::Sqlite).await } )* }
+        mod postgres { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $contract() { super::$contract(Backend::Postgres).await } )* }
+        mod mariadb { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $contract() { super::$contract(Backend::MySql).await } )* }
+    };
+}
+
+on_every_backend!(
+    contract_create_get_and_conflicts,
+    contract_filters_sorts_and_pages,
+    contract_full_text_search,
+    contract_update_delete_and_cache,
+    contract_images,
+    contract_concurrent_writes,
+);
+
+#[derive(Default)]
+struct Collect(Mutex<Vec<Envelope>>);
+
+#[async_trait]
+impl Handler for Collect {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        self.0.lock().await.push(envelope.clone());
+        Ok(())
+    }
+}
+
+/// Each write's event reaches a subscriber exactly once.
+async fn events_go_out_once(transport: Arc<dyn Transport>, queue: &str) {
+    let f = fixture(Backend::Sqlite).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let collect = Arc::new(Collect::default());
+    let task = transport
+        .subscribe(queue, &["product.*"], collect.clone(), shutdown.clone())
+        .await
+        .unwrap();
+    let product = f
+        .catalog
+        .create(&draft("EV-1", "Event Mug", "", "3.00", "kitchen"))
+        .await
+        .unwrap();
+    f.catalog
+        .update(
+            &product.id,
+            &draft("EV-1", "Event Mug II", "", "3.00", "kitchen"),
+        )
+        .await
+        .unwrap();
+    f.catalog.delete(&product.id).await.unwrap();
+    assert_eq!(
+        bus::relay_pending(&f.db, transport.as_ref()).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        bus::relay_pending(&f.db, transport.as_ref()).await.unwrap(),
+        0,
+        "sent rows are not sent again"
+    );
+    let ours = |events: &[Envelope]| {
+        events
+            .iter()
+            .filter(|e| e.subject == format!("products/{}", product.id))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let seen = eventually(Duration::from_secs(10), || async {
+        let events = ours(&collect.0.lock().await);
+        (events.len() >= 3).then_some(events)
+    })
+    .await
+    .expect("three events");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen_after = ours(&collect.0.lock().await);
+    assert_eq!(seen_after.len(), 3, "exactly once each");
+    let kinds: Vec<_> = seen.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["product.created", "product.updated", "product.deleted"],
+        "in order"
+    );
+    assert_eq!(seen[0].data["name"], "Event Mug");
+    assert_eq!(seen[0].source, "emporium.catalog");
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn product_events_go_out_once_in_process() {
+    events_go_out_once(Arc::new(InProcess::new(3)), "test-catalog-events").await;
+}
+
+#[tokio::test]
+async fn product_events_go_out_once_through_rabbitmq() {
+    let Some(url) = server_url(emporium_testkit::AMQP) else {
+        return;
+    };
+    let queue = format!("test-catalog-{}", uuid::Uuid::now_v7().simple());
+    events_go_out_once(Arc::new(RabbitMq::new(&url, 16, 3)), &queue).await;
+    delete_queues(&url, &queue).await;
+}
+
+async fn delete_queues(url: &str, queue: &str) {
+    let connection = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for q in [queue.to_owned(), format!("{queue}.dlq")] {
+        let _ = channel
+            .queue_delete(
+                q.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await;
+    }
+}
+
+/// With the broker unreachable a product write still succeeds; its event
+/// goes out once the broker is back.
+#[tokio::test]
+async fn writes_succeed_while_rabbitmq_is_away() {
+    let Some(url) = server_url(emporium_testkit::AMQP) else {
+        return;
+    };
+    let f = fixture(Backend::Sqlite).await.unwrap();
+    let parsed = url::Url::parse(&url).unwrap();
+    let broker = format!("127.0.0.1:{}", parsed.port().unwrap_or(5672))
+        .parse()
+        .unwrap();
+    let link = Link::to(broker).await;
+    let mut via_link = parsed.clone();
+    via_link.set_host(Some("127.0.0.1")).unwrap();
+    via_link.set_port(Some(link.addr.port())).unwrap();
+    let relay_transport = RabbitMq::new(via_link.as_str(), 16, 3);
+    let direct: Arc<dyn Transport> = Arc::new(RabbitMq::new(&url, 16, 3));
+    let queue = format!("test-outage-{}", uuid::Uuid::now_v7().simple());
+    let shutdown = CancellationToken::new();
+    let collect = Arc::new(Collect::default());
+    let task = direct
+        .subscribe(
+            &queue,
+            &["product.created"],
+            collect.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+
+    link.cut();
+    let product = f
+        .catalog
+        .create(&draft("OUT-1", "Outage Mug", "", "3.00", "kitchen"))
+        .await
+        .expect("the write succeeds");
+    assert!(bus::relay_pending(&f.db, &relay_transport).await.is_err());
+    assert_eq!(bus::pending_count(&f.db).await.unwrap(), 1);
+    link.restore();
+    assert_eq!(
+        bus::relay_pending(&f.db, &relay_transport).await.unwrap(),
+        1
+    );
+    let seen = eventually(Duration::from_secs(10), || async {
+        let events = collect.0.lock().await;
+        events
+            .iter()
+            .any(|e| e.subject.ends_with(&product.id))
+            .then(|| events.len())
+    })
+    .await;
+    assert_eq!(seen, Some(1));
+    shutdown.cancel();
+    task.await.unwrap();
+    delete_queues(&url, &queue).await;
+}

@@ -1,0 +1,458 @@
+//! Platform against real stores and brokers: the bus on both transports,
+//! the outbox through a broker outage, the inbox, and the Redis cache.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use emporium_platform::bus::{
+    self, Envelope, Handler, InProcess, Outbox, RabbitMq, SharedTransport, Transport,
+};
+use emporium_platform::cache;
+use emporium_platform::config::Secret;
+use emporium_testkit::{Backend, Link, TestDatabase, eventually, server_url};
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+struct OutboxOnly;
+
+impl MigratorTrait for OutboxOnly {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(bus::OutboxMigration)]
+    }
+}
+
+async fn database(backend: Backend) -> Option<(TestDatabase, DatabaseConnection)> {
+    let test_db = TestDatabase::fresh(backend).await?;
+    let db = emporium_platform::db::connect(&test_db.url)
+        .await
+        .expect("connect");
+    emporium_platform::db::migrate::<OutboxOnly>(&db)
+        .await
+        .expect("migrate");
+    Some((test_db, db))
+}
+
+/// Records what it sees; fails the first `fail_first` deliveries.
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<Envelope>>,
+    fail_first: u32,
+    calls: AtomicU32,
+}
+
+#[async_trait]
+impl Handler for Recorder {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        if call < self.fail_first {
+            anyhow::bail!("failing on purpose ({call})");
+        }
+        self.seen.lock().await.push(envelope.clone());
+        Ok(())
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::now_v7().simple())
+}
+
+fn event(kind: &str, n: u64) -> Envelope {
+    Envelope::new(
+        kind,
+        "test",
+        format!("things/{n}"),
+        serde_json::json!({ "n": n }),
+    )
+}
+
+async fn seen_count(recorder: &Recorder, n: usize) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        (recorder.seen.lock().await.len() >= n).then_some(())
+    })
+    .await
+    .is_some()
+}
+
+async fn publishes_and_delivers_by_topic(transport: SharedTransport) {
+    let shutdown = CancellationToken::new();
+    let topic = unique("t");
+    let recorder = Arc::new(Recorder::default());
+    let queue = unique("q-");
+    let pattern = format!("{topic}.*");
+    let task = transport
+        .subscribe(&queue, &[&pattern], recorder.clone(), shutdown.clone())
+        .await
+        .unwrap();
+    let wanted = event(&format!("{topic}.created"), 1);
+    transport.publish(&wanted).await.unwrap();
+    transport
+        .publish(&event(&format!("other{topic}.created"), 2))
+        .await
+        .unwrap();
+    assert!(seen_count(&recorder, 1).await, "the event arrived");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = recorder.seen.lock().await.clone();
+    assert_eq!(seen, vec![wanted], "only the matching event, once, intact");
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+async fn retries_a_failing_handler(transport: SharedTransport) {
+    let shutdown = CancellationToken::new();
+    let topic = unique("t");
+    let recorder = Arc::new(Recorder {
+        fail_first: 2,
+        ..Recorder::default()
+    });
+    let task = transport
+        .subscribe(
+            &unique("q-"),
+            &[&format!("{topic}.#")],
+            recorder.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+    transport
+        .publish(&event(&format!("{topic}.x"), 1))
+        .await
+        .unwrap();
+    assert!(seen_count(&recorder, 1).await);
+    assert_eq!(
+        recorder.calls.load(Ordering::SeqCst),
+        3,
+        "two failures then one success"
+    );
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn in_process_bus_delivers_by_topic() {
+    publishes_and_delivers_by_topic(Arc::new(InProcess::new(3))).await;
+}
+
+#[tokio::test]
+async fn in_process_bus_retries_then_dead_letters() {
+    retries_a_failing_handler(Arc::new(InProcess::new(3))).await;
+    let bus = Arc::new(InProcess::new(2));
+    let shutdown = CancellationToken::new();
+    let recorder = Arc::new(Recorder {
+        fail_first: u32::MAX,
+        ..Recorder::default()
+    });
+    let task = bus
+        .subscribe(
+            "dlq-test",
+            &["doomed.*"],
+            recorder.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+    bus.publish(&event("doomed.x", 1)).await.unwrap();
+    let dead = eventually(Duration::from_secs(5), || async {
+        (!bus.dead_letters().is_empty()).then(|| bus.dead_letters())
+    })
+    .await;
+    assert_eq!(dead.expect("dead-lettered").len(), 1);
+    assert_eq!(
+        recorder.calls.load(Ordering::SeqCst),
+        3,
+        "first try and two retries"
+    );
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+fn rabbit() -> Option<Arc<RabbitMq>> {
+    server_url(emporium_testkit::AMQP).map(|url| Arc::new(RabbitMq::new(&url, 16, 2)))
+}
+
+#[tokio::test]
+async fn rabbitmq_bus_delivers_by_topic() {
+    let Some(rabbit) = rabbit() else { return };
+    rabbit.check().await.expect("broker reachable");
+    publishes_and_delivers_by_topic(rabbit).await;
+}
+
+#[tokio::test]
+async fn rabbitmq_bus_retries_a_failing_handler() {
+    let Some(rabbit) = rabbit() else { return };
+    retries_a_failing_handler(rabbit).await;
+}
+
+#[tokio::test]
+async fn rabbitmq_dead_letters_after_bounded_retries() {
+    let Some(url) = server_url(emporium_testkit::AMQP) else {
+        return;
+    };
+    let rabbit = Arc::new(RabbitMq::new(&url, 16, 2));
+    let shutdown = CancellationToken::new();
+    let topic = unique("t");
+    let queue = unique("q-");
+    let recorder = Arc::new(Recorder {
+        fail_first: u32::MAX,
+        ..Recorder::default()
+    });
+    let task = rabbit
+        .subscribe(
+            &queue,
+            &[&format!("{topic}.*")],
+            recorder.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+    rabbit
+        .publish(&event(&format!("{topic}.x"), 7))
+        .await
+        .unwrap();
+    let calls = eventually(Duration::from_secs(10), || async {
+        (recorder.calls.load(Ordering::SeqCst) >= 3).then_some(())
+    })
+    .await;
+    assert!(calls.is_some(), "first try and two retries");
+    // The dead-letter queue holds it.
+    let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let dead = eventually(Duration::from_secs(5), || {
+        let channel = channel.clone();
+        let dlq = format!("{queue}.dlq");
+        async move {
+            channel
+                .basic_get(
+                    dlq.as_str().into(),
+                    lapin::options::BasicGetOptions { no_ack: true },
+                )
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await
+    .expect("dead letter");
+    let envelope: Envelope = serde_json::from_slice(&dead.delivery.data).unwrap();
+    assert_eq!(envelope.data["n"], 7);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        recorder.calls.load(Ordering::SeqCst),
+        3,
+        "no more tries after dead-lettering"
+    );
+    shutdown.cancel();
+    task.await.unwrap();
+    for q in [queue.clone(), format!("{queue}.dlq")] {
+        let _ = channel
+            .queue_delete(
+                q.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await;
+    }
+}
+
+/// Writes commit while the broker is away; the relay sends them, each once,
+/// when it is back.
+#[tokio::test]
+async fn outbox_holds_events_through_a_broker_outage() {
+    let Some(url) = server_url(emporium_testkit::AMQP) else {
+        return;
+    };
+    let (_guard, db) = database(Backend::Sqlite).await.unwrap();
+    let broker: std::net::SocketAddr = {
+        let parsed = url::Url::parse(&url).unwrap();
+        let host = parsed.host_str().unwrap().replace("localhost", "127.0.0.1");
+        format!("{host}:{}", parsed.port().unwrap_or(5672))
+            .parse()
+            .unwrap()
+    };
+    let link = Link::to(broker).await;
+    let mut through_link = url::Url::parse(&url).unwrap();
+    through_link.set_port(Some(link.addr.port())).unwrap();
+    through_link.set_host(Some("127.0.0.1")).unwrap();
+    let relay_transport = Arc::new(RabbitMq::new(through_link.as_str(), 16, 2));
+    let direct = Arc::new(RabbitMq::new(&url, 16, 2));
+
+    let shutdown = CancellationToken::new();
+    let topic = unique("t");
+    let recorder = Arc::new(Recorder::default());
+    let task = direct
+        .subscribe(
+            &unique("q-"),
+            &[&format!("{topic}.*")],
+            recorder.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+
+    relay_transport
+        .check()
+        .await
+        .expect("reachable through the link");
+    link.cut();
+    let outbox = Outbox::new();
+    for n in 0..5 {
+        let txn = db.begin().await.unwrap();
+        outbox
+            .enqueue(&txn, &event(&format!("{topic}.made"), n))
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+    }
+    assert!(
+        bus::relay_pending(&db, relay_transport.as_ref())
+            .await
+            .is_err(),
+        "the broker is away"
+    );
+    assert_eq!(
+        bus::pending_count(&db).await.unwrap(),
+        5,
+        "nothing lost, nothing marked sent"
+    );
+
+    link.restore();
+    let relay = tokio::spawn(outbox.clone().relay(
+        db.clone(),
+        relay_transport.clone(),
+        Duration::from_millis(50),
+        shutdown.clone(),
+    ));
+    assert!(
+        seen_count(&recorder, 5).await,
+        "every event went out after the broker came back"
+    );
+    assert_eq!(bus::pending_count(&db).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = recorder.seen.lock().await;
+    let mut numbers: Vec<u64> = seen.iter().map(|e| e.data["n"].as_u64().unwrap()).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, [0, 1, 2, 3, 4], "each exactly once");
+    drop(seen);
+    shutdown.cancel();
+    relay.await.unwrap();
+    task.await.unwrap();
+}
+
+/// An effect that counts applications, guarded by the inbox.
+struct Counted {
+    db: DatabaseConnection,
+    applied: AtomicU32,
+}
+
+#[async_trait]
+impl Handler for Counted {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        if let Some(txn) = bus::claim(&self.db, "counter", envelope).await? {
+            self.applied.fetch_add(1, Ordering::SeqCst);
+            txn.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+async fn inbox_drops_repeats(backend: Backend) {
+    let Some((_guard, db)) = database(backend).await else {
+        return;
+    };
+    let counted = Arc::new(Counted {
+        db,
+        applied: AtomicU32::new(0),
+    });
+    let envelope = event("thing.done", 1);
+    // Delivered four times, two of them at the same moment.
+    let (a, b) = tokio::join!(counted.handle(&envelope), counted.handle(&envelope));
+    a.unwrap();
+    b.unwrap();
+    counted.handle(&envelope).await.unwrap();
+    counted.handle(&envelope).await.unwrap();
+    counted.handle(&event("thing.done", 2)).await.unwrap();
+    assert_eq!(
+        counted.applied.load(Ordering::SeqCst),
+        2,
+        "one effect per distinct event"
+    );
+}
+
+#[tokio::test]
+async fn inbox_drops_repeats_on_sqlite() {
+    inbox_drops_repeats(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn inbox_drops_repeats_on_postgres() {
+    inbox_drops_repeats(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn inbox_drops_repeats_on_mariadb() {
+    inbox_drops_repeats(Backend::MySql).await;
+}
+
+async fn cache_contract(cache: cache::SharedCache) {
+    let key = unique("k");
+    assert_eq!(cache.get(&key).await.unwrap(), None);
+    cache
+        .set(&key, b"value", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.get(&key).await.unwrap().as_deref(),
+        Some(&b"value"[..])
+    );
+    cache.delete(&key).await.unwrap();
+    assert_eq!(cache.get(&key).await.unwrap(), None);
+    cache
+        .set(&key, b"short", Duration::from_secs(1))
+        .await
+        .unwrap();
+    let gone = eventually(Duration::from_secs(5), || async {
+        cache.get(&key).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "entries expire");
+    cache.check().await.unwrap();
+}
+
+#[tokio::test]
+async fn memory_cache_keeps_and_expires() {
+    cache_contract(
+        cache::from_url(&Secret::new("memory://"), "test")
+            .await
+            .unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redis_cache_keeps_and_expires() {
+    let Some(url) = server_url(emporium_testkit::REDIS) else {
+        return;
+    };
+    cache_contract(cache::from_url(&Secret::new(url), "test").await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn bad_store_urls_are_named() {
+    let err = emporium_platform::db::connect(&Secret::new("oracle://x"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("database url"), "{err}");
+    let err = cache::from_url(&Secret::new("memcached://x"), "t")
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("cache url"), "{err}");
+    let err = emporium_platform::objects::from_url("ftp://x")
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("objects url"), "{err}");
+}
