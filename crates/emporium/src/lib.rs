@@ -64,6 +64,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Shop> {
     emporium_platform::install_crypto();
+    emporium_platform::telemetry::metrics_handle();
     let transport = bus::transport_from_settings(&settings.bus)?;
     let verifier = Verifier::from_settings(&settings.auth).await?;
     if settings.auth.jwks_file.is_none() && settings.auth.jwks_url.is_none() {

@@ -184,6 +184,34 @@ fn upstream_check(gateway: Gateway) -> Check {
     })
 }
 
+/// The whole body when it is at most `limit` bytes. A larger one is read to
+/// its end (up to a bound) and dropped, so that the client, still sending,
+/// receives the 413 instead of a reset connection.
+async fn read_limited(body: Body, limit: usize) -> Option<bytes::Bytes> {
+    use http_body_util::BodyExt;
+    const DRAIN_AT_MOST: usize = 64 * 1024 * 1024;
+    let mut body = body;
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => break,
+            Ok(Some(Err(_))) | Err(_) => return None,
+        };
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= limit {
+                kept.extend_from_slice(&data);
+            } else if seen > DRAIN_AT_MOST {
+                return None;
+            }
+        }
+    }
+    (seen <= limit).then(|| kept.freeze())
+}
+
 /// Headers that belong to one connection and must not be forwarded.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -204,29 +232,12 @@ async fn proxy(
     limit: usize,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    if parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n > limit)
-    {
+    let Some(body) = read_limited(body, limit).await else {
         return Problem::new(
             ErrorCode::PayloadTooLarge,
             "the body is larger than this endpoint accepts",
         )
         .into_response();
-    }
-    // Buffered so that a request can be replayed on another replica.
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return Problem::new(
-                ErrorCode::PayloadTooLarge,
-                "the body is larger than this endpoint accepts",
-            )
-            .into_response();
-        }
     };
     let path_and_query = parts
         .uri

@@ -11,6 +11,7 @@ pub enum ErrorCode {
     Unauthenticated,
     Forbidden,
     NotFound,
+    MethodNotAllowed,
     Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -28,6 +29,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -47,6 +49,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
             ErrorCode::Forbidden => tonic::Code::PermissionDenied,
             ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::MethodNotAllowed => tonic::Code::Unimplemented,
             ErrorCode::Conflict => tonic::Code::AlreadyExists,
             ErrorCode::PayloadTooLarge | ErrorCode::TooManyRequests => {
                 tonic::Code::ResourceExhausted
@@ -63,6 +66,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not-found",
+            ErrorCode::MethodNotAllowed => "method-not-allowed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload-too-large",
             ErrorCode::UnsupportedMediaType => "unsupported-media-type",

@@ -299,7 +299,10 @@ pub fn finish_router(
         .merge(operational_routes(service, checks))
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            Problem::new(ErrorCode::BadRequest, "method not allowed on this route")
+            Problem::new(
+                ErrorCode::MethodNotAllowed,
+                "this route does not take that method",
+            )
         })
         .layer(axum::extract::DefaultBodyLimit::max(
             settings.body_limit_bytes,

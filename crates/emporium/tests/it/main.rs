@@ -1,0 +1,850 @@
+//! The shop end to end, started as `emporium up` starts it (embedded stores,
+//! demo catalog, development key), driven through the gateway.
+
+use std::time::Duration;
+
+use emporium_platform::auth::{Issuer, Role};
+use emporium_platform::config::Settings;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct TestShop {
+    shop: Option<emporium::Shop>,
+    issuer: Issuer,
+    http: reqwest::Client,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+fn shop_settings(dir: &std::path::Path) -> Settings {
+    let mut settings = Settings::default();
+    settings.data_dir = dir.to_path_buf();
+    settings.catalog.http_addr = "127.0.0.1:0".parse().unwrap();
+    settings.catalog.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    settings.gateway.http_addr = "127.0.0.1:0".parse().unwrap();
+    settings
+}
+
+impl TestShop {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_with(shop_settings(dir.path()), dir).await
+    }
+
+    async fn start_with(settings: Settings, dir: tempfile::TempDir) -> Self {
+        let (shop, issuer) = emporium::up(settings, true, CancellationToken::new())
+            .await
+            .expect("shop starts");
+        let base = shop.gateway_url().unwrap();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Self {
+            shop: Some(shop),
+            issuer,
+            http,
+            base,
+            _dir: dir,
+        }
+    }
+
+    fn token(&self, role: Role) -> String {
+        self.issuer
+            .mint("tester", role, Duration::from_secs(300))
+            .unwrap()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn total(&self) -> u64 {
+        self.get("/api/v1/products?per_page=1").await.1["total"]
+            .as_u64()
+            .unwrap()
+    }
+
+    async fn stop(mut self) {
+        if let Some(shop) = self.shop.take() {
+            shop.stop(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+fn product_body(sku: &str) -> Value {
+    json!({ "sku": sku, "name": "Test Lantern", "description": "Bright", "price": { "amount": "25.00", "currency": "USD" }, "category": "outdoor" })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_catalog_lists_filters_searches_and_pages_through_the_gateway() {
+    let shop = TestShop::start().await;
+    let (status, page) = shop.get("/api/v1/products?per_page=15").await;
+    assert_eq!(status, StatusCode::OK);
+    let total = page["total"].as_u64().unwrap();
+    assert!(total >= 36, "dozens of demo products, got {total}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 15);
+    assert_eq!(
+        (page["page"].as_u64(), page["per_page"].as_u64()),
+        (Some(1), Some(15))
+    );
+
+    // Paging visits every product once.
+    let mut seen = std::collections::HashSet::new();
+    for n in 1..=total.div_ceil(15) {
+        let (_, page) = shop
+            .get(&format!("/api/v1/products?per_page=15&page={n}&sort=name"))
+            .await;
+        for item in page["items"].as_array().unwrap() {
+            assert!(
+                seen.insert(item["id"].as_str().unwrap().to_owned()),
+                "no product on two pages"
+            );
+        }
+    }
+    assert_eq!(seen.len() as u64, total);
+
+    let (_, categories) = shop.get("/api/v1/categories").await;
+    let categories = categories["items"].as_array().unwrap();
+    assert!(categories.len() >= 5);
+    let books = categories.iter().find(|c| c["slug"] == "books").unwrap();
+    let (_, in_books) = shop
+        .get("/api/v1/products?category=books&per_page=100")
+        .await;
+    assert_eq!(in_books["total"], books["product_count"]);
+    assert!(
+        in_books["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["category"] == "books")
+    );
+
+    let (_, found) = shop.get("/api/v1/products?q=coffee").await;
+    let found = found["items"].as_array().unwrap();
+    assert!(!found.is_empty());
+    for product in found {
+        let text = format!("{} {}", product["name"], product["description"]).to_lowercase();
+        assert!(text.contains("coffee"), "{text}");
+    }
+
+    let (_, priced) = shop
+        .get("/api/v1/products?min_price=20&max_price=30.00&sort=price&per_page=100")
+        .await;
+    let prices: Vec<f64> = priced["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["price"]["amount"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(!prices.is_empty());
+    assert!(
+        prices.iter().all(|p| (20.0..=30.0).contains(p)),
+        "{prices:?}"
+    );
+    assert!(
+        prices.windows(2).all(|w| w[0] <= w[1]),
+        "sorted by price: {prices:?}"
+    );
+
+    let first = &page["items"][0];
+    let id = first["id"].as_str().unwrap();
+    let (status, product) = shop.get(&format!("/api/v1/products/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&product, first);
+    let image_url = product["images"][0]["url"].as_str().unwrap();
+    let image = shop.http.get(shop.url(image_url)).send().await.unwrap();
+    assert_eq!(image.status(), StatusCode::OK);
+    assert_eq!(image.headers()["content-type"], "image/png");
+    assert!(image.bytes().await.unwrap().starts_with(b"\x89PNG"));
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_creates_updates_uploads_and_deletes_through_the_gateway() {
+    let shop = TestShop::start().await;
+    let admin = shop.token(Role::Admin);
+    let before = shop.total().await;
+    let response = shop
+        .http
+        .post(shop.url("/api/v1/products"))
+        .bearer_auth(&admin)
+        .json(&product_body("lamp-9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/api/v1/products/{}", created["id"].as_str().unwrap())
+    );
+    assert_eq!(created["sku"], "LAMP-9");
+    assert_eq!(shop.total().await, before + 1);
+
+    let mut changed = product_body("lamp-9");
+    changed["name"] = json!("Storm Lantern");
+    changed["price"] = json!({ "amount": "27.5", "currency": "USD" });
+    let (status, updated) = shop
+        .send(reqwest::Method::PUT, &location, Some(&admin), Some(changed))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            updated["name"].as_str(),
+            updated["price"]["amount"].as_str()
+        ),
+        (Some("Storm Lantern"), Some("27.50"))
+    );
+    assert_eq!(
+        shop.get(&location).await.1["name"],
+        "Storm Lantern",
+        "reads see the write at once"
+    );
+    let (_, found) = shop.get("/api/v1/products?q=storm%20lantern").await;
+    assert_eq!(found["total"], 1);
+
+    let png = emporium_catalog::seed::picture(9);
+    let response = shop
+        .http
+        .post(shop.url(&format!("{location}/images")))
+        .bearer_auth(&admin)
+        .header("content-type", "image/png")
+        .body(png.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let with_image: Value = response.json().await.unwrap();
+    let image_url = with_image["images"][0]["url"].as_str().unwrap();
+    let fetched = shop
+        .http
+        .get(shop.url(image_url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(fetched, png);
+
+    let (status, _) = shop
+        .send(reqwest::Method::DELETE, &location, Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, problem) = shop.get(&location).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(problem["status"], 404);
+    assert_eq!(shop.total().await, before);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_without_an_admin_token_are_refused_and_change_nothing() {
+    let shop = TestShop::start().await;
+    let customer = shop.token(Role::Customer);
+    let stranger = Issuer::generate("emporium")
+        .unwrap()
+        .mint("x", Role::Admin, Duration::from_secs(60))
+        .unwrap();
+    let (_, page) = shop.get("/api/v1/products?per_page=1").await;
+    let id = page["items"][0]["id"].as_str().unwrap().to_owned();
+    let before = shop.get(&format!("/api/v1/products/{id}")).await.1;
+    let total = shop.total().await;
+    let writes = [
+        (
+            reqwest::Method::POST,
+            "/api/v1/products".to_owned(),
+            Some(product_body("nope-1")),
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/v1/products/{id}"),
+            Some(product_body("nope-1")),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/api/v1/products/{id}"),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/products/{id}/images"),
+            Some(json!("x")),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/categories".to_owned(),
+            Some(json!({ "slug": "new", "name": "New" })),
+        ),
+    ];
+    for (method, path, body) in writes {
+        for (token, expected) in [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some("garbage"), StatusCode::UNAUTHORIZED),
+            (Some(stranger.as_str()), StatusCode::UNAUTHORIZED),
+            (Some(customer.as_str()), StatusCode::FORBIDDEN),
+        ] {
+            let (status, problem) = shop.send(method.clone(), &path, token, body.clone()).await;
+            assert_eq!(status, expected, "{method} {path} with {token:?}");
+            assert_eq!(problem["status"], expected.as_u16());
+        }
+    }
+    assert_eq!(shop.total().await, total);
+    assert_eq!(shop.get(&format!("/api/v1/products/{id}")).await.1, before);
+    shop.stop().await;
+}
+
+/// Every bad request gets a problem+json 4xx, and the catalog is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_problem_json_and_changes_nothing() {
+    let shop = TestShop::start().await;
+    let admin = shop.token(Role::Admin);
+    let (_, page) = shop.get("/api/v1/products?per_page=1&sort=name").await;
+    let id = page["items"][0]["id"].as_str().unwrap().to_owned();
+    let product_path = format!("/api/v1/products/{id}");
+    let before = shop.get(&product_path).await.1;
+    let total = shop.total().await;
+    let with_price = |amount: Value, currency: &str| {
+        let mut body = product_body("bad-1");
+        body["price"] = json!({ "amount": amount, "currency": currency });
+        body.to_string()
+    };
+    let huge = format!(
+        "{{\"sku\":\"big\",\"name\":\"{}\"}}",
+        "x".repeat(10 * 1024 * 1024)
+    );
+    let json_ct = "application/json";
+    let cases: Vec<(&str, String, &str, String, u16)> = vec![
+        ("POST", "/api/v1/products".into(), json_ct, "{not json".into(), 400),
+        ("POST", "/api/v1/products".into(), json_ct, String::new(), 400),
+        ("POST", "/api/v1/products".into(), json_ct, "[]".into(), 422),
+        ("POST", "/api/v1/products".into(), json_ct, "{}".into(), 422),
+        ("POST", "/api/v1/products".into(), json_ct, with_price(json!(19.99), "USD"), 422),
+        ("POST", "/api/v1/products".into(), json_ct, with_price(json!("-5.00"), "USD"), 422),
+        ("POST", "/api/v1/products".into(), json_ct, with_price(json!("0"), "USD"), 422),
+        ("POST", "/api/v1/products".into(), json_ct, with_price(json!("999999999999999999999999"), "USD"), 422),
+        ("POST", "/api/v1/products".into(), json_ct, with_price(json!("1e9"), "USD"), 422),
+        ("POST", "/api/v1/products".into(), json_ct, with_price(json!("10.00"), "XYZ"), 422),
+        ("POST", "/api/v1/products".into(), json_ct, with_price(json!("10.001"), "USD"), 422),
+        ("POST", "/api/v1/products".into(), json_ct, json!({ "sku": "'; DROP TABLE products; --", "name": "x", "price": { "amount": "1.00", "currency": "USD" }, "category": "books" }).to_string(), 422),
+        ("POST", "/api/v1/products".into(), json_ct, json!({ "sku": "ok-2", "name": "x", "price": { "amount": "1.00", "currency": "USD" }, "category": "<script>" }).to_string(), 422),
+        ("POST", "/api/v1/products".into(), json_ct, json!({ "sku": "ok-3", "name": "", "price": { "amount": "1.00", "currency": "USD" }, "category": "books" }).to_string(), 422),
+        ("POST", "/api/v1/products".into(), json_ct, json!({ "sku": "ok-4", "name": "x", "price": { "amount": "1.00", "currency": "USD" }, "category": "books", "admin": true }).to_string(), 422),
+        ("POST", "/api/v1/products".into(), json_ct, json!({ "sku": "ok-5", "name": "x", "price": { "amount": "1.00", "currency": "USD" }, "category": "no-such" }).to_string(), 422),
+        ("POST", "/api/v1/products".into(), json_ct, json!({ "sku": 5, "name": "x", "price": { "amount": "1.00", "currency": "USD" }, "category": "books" }).to_string(), 422),
+        ("POST", "/api/v1/products".into(), "text/plain", product_body("ok-6").to_string(), 415),
+        ("POST", "/api/v1/products".into(), json_ct, huge.clone(), 413),
+        ("PUT", product_path.clone(), json_ct, with_price(json!("-1"), "USD"), 422),
+        ("PUT", product_path.clone(), json_ct, "null".into(), 422),
+        ("PUT", "/api/v1/products/not-a-uuid".into(), json_ct, product_body("ok-7").to_string(), 400),
+        ("PUT", format!("/api/v1/products/{}", uuid::Uuid::now_v7()), json_ct, product_body("ok-8").to_string(), 404),
+        ("DELETE", "/api/v1/products/1%20OR%201=1".into(), json_ct, String::new(), 400),
+        ("GET", "/api/v1/products/%27%3B%20DROP%20TABLE%20products".into(), json_ct, String::new(), 400),
+        ("GET", format!("/api/v1/products/{}", uuid::Uuid::now_v7()), json_ct, String::new(), 404),
+        ("GET", "/api/v1/products?per_page=1000".into(), json_ct, String::new(), 400),
+        ("GET", "/api/v1/products?per_page=0".into(), json_ct, String::new(), 400),
+        ("GET", "/api/v1/products?page=0".into(), json_ct, String::new(), 400),
+        ("GET", "/api/v1/products?page=abc".into(), json_ct, String::new(), 400),
+        ("GET", "/api/v1/products?page=99999999999999999999".into(), json_ct, String::new(), 400),
+        ("GET", "/api/v1/products?sort=id;drop".into(), json_ct, String::new(), 400),
+        ("GET", "/api/v1/products?min_price=-1".into(), json_ct, String::new(), 400),
+        ("GET", "/api/v1/products?min_price=abc".into(), json_ct, String::new(), 400),
+        ("GET", "/api/v1/products?min_price=30&max_price=10".into(), json_ct, String::new(), 400),
+        ("GET", "/api/v1/products?currency=ZZZ&min_price=1".into(), json_ct, String::new(), 400),
+        ("GET", "/api/v1/products?category=%27%20OR%201%3D1".into(), json_ct, String::new(), 400),
+        ("GET", format!("/api/v1/products?q={}", "a".repeat(500)), json_ct, String::new(), 400),
+        ("POST", format!("{product_path}/images"), "image/png", "<svg onload=alert(1)>".into(), 415),
+        ("POST", format!("{product_path}/images"), "image/png", String::new(), 400),
+        ("POST", format!("{product_path}/images"), "image/png", "\u{89}".repeat(6 * 1024 * 1024), 413),
+        ("GET", format!("{product_path}/images/..%2F..%2Fetc%2Fpasswd"), json_ct, String::new(), 404),
+        ("POST", "/api/v1/categories".into(), json_ct, json!({ "slug": "Bad Slug", "name": "x" }).to_string(), 422),
+        ("POST", "/api/v1/categories".into(), json_ct, json!({ "slug": "books", "name": "Again" }).to_string(), 409),
+        ("GET", "/api/v1/nowhere".into(), json_ct, String::new(), 404),
+        ("PATCH", product_path.clone(), json_ct, "{}".into(), 405),
+    ];
+    for (method, path, content_type, body, expected) in cases {
+        let response = shop
+            .http
+            .request(method.parse().unwrap(), shop.url(&path))
+            .bearer_auth(&admin)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let media = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = response.text().await.unwrap();
+        assert_eq!(
+            status,
+            expected,
+            "{method} {} -> {text}",
+            &path[..path.len().min(80)]
+        );
+        assert_eq!(
+            media.as_deref(),
+            Some("application/problem+json"),
+            "{method} {path}"
+        );
+        let problem: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(problem["status"], expected);
+        assert!(
+            problem["type"].is_string()
+                && problem["title"].is_string()
+                && problem["detail"].is_string(),
+            "{problem}"
+        );
+    }
+    assert_eq!(shop.total().await, total, "no product was added or removed");
+    assert_eq!(
+        shop.get(&product_path).await.1,
+        before,
+        "the product is unchanged"
+    );
+
+    // Text that looks like SQL or script is data, stored and returned as sent.
+    let mut body = product_body("odd-1");
+    body["name"] = json!("Robert'); DROP TABLE products;-- <script>alert(1)</script>");
+    let (status, created) = shop
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/products",
+            Some(&admin),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(created["name"], body["name"]);
+    assert_eq!(shop.total().await, total + 1);
+    shop.stop().await;
+}
+
+/// Minimal Prometheus text parser: every line is a comment or
+/// `name{labels} value`.
+fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+    let mut samples = vec![];
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(comment) = line.strip_prefix('#') {
+            let words: Vec<_> = comment.split_whitespace().collect();
+            assert!(
+                matches!(words.first(), Some(&"TYPE") | Some(&"HELP")),
+                "bad comment: {line}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => {
+                let inner = rest
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels: {line}"));
+                let labels = inner
+                    .split("\",")
+                    .filter(|p| !p.is_empty())
+                    .map(|pair| {
+                        let (k, v) = pair
+                            .split_once("=\"")
+                            .unwrap_or_else(|| panic!("bad label: {line}"));
+                        (k.to_owned(), v.trim_end_matches('"').to_owned())
+                    })
+                    .collect();
+                (name, labels)
+            }
+            None => (series, vec![]),
+        };
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad name: {line}"
+        );
+        samples.push((name.to_owned(), labels, value));
+    }
+    samples
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_label_routes_by_template() {
+    let shop = TestShop::start().await;
+    let (_, page) = shop.get("/api/v1/products?per_page=3").await;
+    for item in page["items"].as_array().unwrap() {
+        shop.get(&format!(
+            "/api/v1/products/{}",
+            item["id"].as_str().unwrap()
+        ))
+        .await;
+    }
+    shop.get("/api/v1/products/not-a-uuid").await;
+    let catalog = shop
+        .shop
+        .as_ref()
+        .unwrap()
+        .catalog
+        .as_ref()
+        .unwrap()
+        .http_addr;
+    for base in [shop.base.clone(), format!("http://{catalog}")] {
+        let text = shop
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let samples = parse_prometheus(&text);
+        let requests: Vec<_> = samples
+            .iter()
+            .filter(|(n, _, _)| n == "http_requests_total")
+            .collect();
+        let label = |labels: &Vec<(String, String)>, key: &str| {
+            labels
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let by_template: f64 = requests
+            .iter()
+            .filter(|(_, l, _)| {
+                label(l, "endpoint").as_deref() == Some("/api/v1/products/{id}")
+                    && label(l, "status").as_deref() == Some("200")
+            })
+            .map(|(_, _, v)| v)
+            .sum();
+        assert!(by_template >= 3.0, "{base}: {requests:?}");
+        assert!(
+            requests
+                .iter()
+                .all(|(_, l, _)| !label(l, "endpoint").unwrap().contains("-7")),
+            "no raw ids as labels"
+        );
+        assert!(
+            samples
+                .iter()
+                .any(|(n, l, _)| n == "http_request_duration_seconds_bucket"
+                    && label(l, "le").as_deref() == Some("+Inf"))
+        );
+    }
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_one_openapi_document_for_its_routes() {
+    let shop = TestShop::start().await;
+    let (status, doc) = shop.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/v1/products",
+        "/api/v1/products/{id}",
+        "/api/v1/products/{id}/images",
+        "/api/v1/categories",
+    ] {
+        assert!(paths.contains_key(path), "{path} documented");
+    }
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    // Every documented GET without path parameters answers.
+    for (path, item) in paths {
+        if item.get("get").is_some() && !path.contains('{') {
+            assert_eq!(shop.get(path).await.0, StatusCode::OK, "{path}");
+        }
+    }
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_carry_ids_and_trace_context() {
+    let shop = TestShop::start().await;
+    let response = shop
+        .http
+        .get(shop.url("/api/v1/categories"))
+        .header("x-request-id", "req-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "req-123");
+    let response = shop
+        .http
+        .get(shop.url("/api/v1/categories"))
+        .send()
+        .await
+        .unwrap();
+    let generated = response.headers()["x-request-id"].to_str().unwrap();
+    assert!(
+        uuid::Uuid::parse_str(generated).is_ok(),
+        "a fresh id is a UUID: {generated}"
+    );
+    let response = shop
+        .http
+        .get(shop.url("/api/v1/products?per_page=1"))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_reads_in_batches_and_guards_writes() {
+    use emporium_proto::catalog::v1::catalog_client::CatalogClient;
+    use emporium_proto::catalog::v1::{
+        CreateProductRequest, GetProductRequest, GetProductsRequest, Money, ProductFields,
+    };
+    let shop = TestShop::start().await;
+    let grpc = shop
+        .shop
+        .as_ref()
+        .unwrap()
+        .catalog
+        .as_ref()
+        .unwrap()
+        .grpc_addr;
+    let channel =
+        emporium_platform::grpc::channel(&format!("http://{grpc}"), Duration::from_secs(5))
+            .unwrap();
+    let mut client = CatalogClient::new(channel.clone());
+    let (_, page) = shop.get("/api/v1/products?per_page=2").await;
+    let ids: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    let one = client
+        .get_product(GetProductRequest { id: ids[0].clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.id, ids[0]);
+    assert!(one.price.unwrap().amount_minor > 0);
+    let missing = uuid::Uuid::now_v7().to_string();
+    let batch = client
+        .get_products(GetProductsRequest {
+            ids: vec![ids[0].clone(), missing.clone(), ids[1].clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        batch
+            .products
+            .iter()
+            .map(|p| p.id.clone())
+            .collect::<Vec<_>>(),
+        ids
+    );
+    assert_eq!(batch.missing, vec![missing]);
+    let status = client
+        .get_product(GetProductRequest { id: "nope".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+    let fields = ProductFields {
+        sku: "grpc-1".into(),
+        name: "Wire Basket".into(),
+        description: String::new(),
+        price: Some(Money {
+            amount_minor: 1250,
+            currency: "USD".into(),
+        }),
+        category: "home".into(),
+    };
+    let status = client
+        .create_product(CreateProductRequest {
+            fields: Some(fields.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let mut request = tonic::Request::new(CreateProductRequest {
+        fields: Some(fields.clone()),
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", shop.token(Role::Customer))
+            .parse()
+            .unwrap(),
+    );
+    assert_eq!(
+        client.create_product(request).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+    let mut request = tonic::Request::new(CreateProductRequest {
+        fields: Some(ProductFields {
+            price: Some(Money {
+                amount_minor: -1,
+                currency: "USD".into(),
+            }),
+            ..fields.clone()
+        }),
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", shop.token(Role::Admin))
+            .parse()
+            .unwrap(),
+    );
+    assert_eq!(
+        client.create_product(request).await.unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
+    let mut request = tonic::Request::new(CreateProductRequest {
+        fields: Some(fields),
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", shop.token(Role::Admin))
+            .parse()
+            .unwrap(),
+    );
+    let created = client.create_product(request).await.unwrap().into_inner();
+    assert_eq!(
+        (created.sku.as_str(), created.price.unwrap().amount_minor),
+        ("GRPC-1", 1250)
+    );
+    assert_eq!(
+        shop.get(&format!("/api/v1/products/{}", created.id))
+            .await
+            .1["price"]["amount"],
+        "12.50"
+    );
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "emporium.catalog.v1.Catalog".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        serving.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    shop.stop().await;
+}
+
+/// A dead replica is skipped and taken out of rotation; with none alive the
+/// gateway is not ready and says which dependency fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_routes_around_a_dead_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port that refuses connections: bound, then released.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let real = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let real_addr = real.local_addr().unwrap();
+    drop(real);
+    let mut settings = shop_settings(dir.path());
+    settings.catalog.http_addr = real_addr;
+    settings.gateway.catalog = vec![format!("http://{dead}"), format!("http://{real_addr}")];
+    let shop = TestShop::start_with(settings, dir).await;
+    for _ in 0..20 {
+        let (status, _) = shop.get("/api/v1/categories").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, _) = shop.get("/ready").await;
+    assert_eq!(status, StatusCode::OK);
+    shop.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = shop_settings(dir.path());
+    settings.gateway.catalog = vec![format!("http://{dead}")];
+    let shop = TestShop::start_with(settings, dir).await;
+    let (status, problem) = shop.get("/api/v1/products").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(problem["dependency"], "catalog");
+    let (status, problem) = shop.get("/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(problem["dependency"], "catalog");
+    let (status, _) = shop.get("/health").await;
+    assert_eq!(status, StatusCode::OK, "alive, though not ready");
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_shop_keeps_its_data_and_does_not_seed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let shop = TestShop::start_with(shop_settings(&path), dir).await;
+    let admin = shop.token(Role::Admin);
+    let (status, _) = shop
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/products",
+            Some(&admin),
+            Some(product_body("keep-1")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let total = shop.total().await;
+    let TestShop {
+        shop: running,
+        _dir: dir,
+        ..
+    } = shop;
+    running.unwrap().stop(Duration::from_secs(5)).await;
+
+    let again = TestShop::start_with(shop_settings(&path), dir).await;
+    assert_eq!(again.total().await, total);
+    let (_, found) = again.get("/api/v1/products?q=lantern").await;
+    assert_eq!(found["total"], 1);
+    // The same development key still signs valid tokens.
+    let (status, _) = again
+        .send(
+            reqwest::Method::DELETE,
+            &format!(
+                "/api/v1/products/{}",
+                found["items"][0]["id"].as_str().unwrap()
+            ),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    again.stop().await;
+}
