@@ -5,6 +5,8 @@
 //! `cargo build --release -p emporium && cargo bench -p emporium-bench`
 //! (BENCH_SECONDS and BENCH_CONCURRENCY tune the load.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -19,7 +21,10 @@ use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
 fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The baseline: hyper answering a fixed body of a product's size.
@@ -28,7 +33,9 @@ async fn minimal_server(body: Bytes) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let body = body.clone();
             tokio::spawn(async move {
@@ -43,7 +50,9 @@ async fn minimal_server(body: Bytes) -> SocketAddr {
                         )
                     }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -60,8 +69,16 @@ fn row(name: &str, report: &load::Report, baseline: &load::Report) {
 }
 
 async fn startup() {
-    let Ok(bench) = std::env::current_exe() else { return };
-    let Some(binary) = bench.parent().and_then(|deps| deps.parent()).map(|dir| dir.join("emporium")) else { return };
+    let Ok(bench) = std::env::current_exe() else {
+        return;
+    };
+    let Some(binary) = bench
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("emporium"))
+    else {
+        return;
+    };
     if !binary.exists() {
         println!("start-up: skipped, build the binary first: cargo build --release -p emporium");
         return;
@@ -71,15 +88,30 @@ async fn startup() {
     let mut child = tokio::process::Command::new(&binary)
         .args(["up", "--data-dir"])
         .arg(dir.path())
-        .args(["--set", "gateway.http_addr=127.0.0.1:28080", "--set", "catalog.http_addr=127.0.0.1:28006"])
-        .args(["--set", "catalog.grpc_addr=127.0.0.1:25050", "--set", "log.level=warn"])
+        .args([
+            "--set",
+            "gateway.http_addr=127.0.0.1:28080",
+            "--set",
+            "catalog.http_addr=127.0.0.1:28006",
+        ])
+        .args([
+            "--set",
+            "catalog.grpc_addr=127.0.0.1:25050",
+            "--set",
+            "log.level=warn",
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let client = reqwest::Client::new();
     let mut ready = None;
     while started.elapsed() < Duration::from_secs(30) {
-        if client.get("http://127.0.0.1:28080/ready").send().await.is_ok_and(|r| r.status().is_success()) {
+        if client
+            .get("http://127.0.0.1:28080/ready")
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             ready = Some(started.elapsed());
             break;
         }
@@ -89,14 +121,29 @@ async fn startup() {
     let rss_kib = child
         .id()
         .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .and_then(|status| status.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
-        .and_then(|line| line.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()));
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
+        .and_then(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+        });
     match ready {
-        Some(t) => println!("start-up: ready in {} ms on a fresh data dir (seeding included); target < 2000 ms", t.as_millis()),
+        Some(t) => println!(
+            "start-up: ready in {} ms on a fresh data dir (seeding included); target < 2000 ms",
+            t.as_millis()
+        ),
         None => println!("start-up: not ready within 30 s"),
     }
     if let Some(kib) = rss_kib {
-        println!("idle RSS: {:.1} MiB after start-up; target < 100 MiB", kib as f64 / 1024.0);
+        println!(
+            "idle RSS: {:.1} MiB after start-up; target < 100 MiB",
+            kib as f64 / 1024.0
+        );
     }
     let _ = child.start_kill();
     let _ = child.wait().await;
@@ -107,35 +154,58 @@ async fn main() {
     let seconds = Duration::from_secs(env_number("BENCH_SECONDS", 5));
     let concurrency = env_number("BENCH_CONCURRENCY", 16) as usize;
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::default();
-    settings.data_dir = dir.path().to_path_buf();
-    settings.catalog.http_addr = "127.0.0.1:0".parse().unwrap();
-    settings.catalog.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    settings.gateway.http_addr = "127.0.0.1:0".parse().unwrap();
-    let (shop, _issuer) = emporium::up(settings, true, CancellationToken::new()).await.unwrap();
+    let settings = Settings::ephemeral(dir.path());
+    let (shop, _issuer) = emporium::up(settings, true, CancellationToken::new())
+        .await
+        .unwrap();
     let gateway = shop.gateway_url().unwrap();
 
-    let page: serde_json::Value =
-        reqwest::get(format!("{gateway}/api/v1/products?per_page=20")).await.unwrap().json().await.unwrap();
+    let page: serde_json::Value = reqwest::get(format!("{gateway}/api/v1/products?per_page=20"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let items = page["items"].as_array().unwrap();
-    let product_urls: Vec<String> =
-        items.iter().map(|p| format!("{gateway}/api/v1/products/{}", p["id"].as_str().unwrap())).collect();
+    let product_urls: Vec<String> = items
+        .iter()
+        .map(|p| format!("{gateway}/api/v1/products/{}", p["id"].as_str().unwrap()))
+        .collect();
     let sample = serde_json::to_vec(&items[0]).unwrap();
     let search_urls: Vec<String> = ["coffee", "wool", "cast iron", "bat", "light"]
         .iter()
-        .map(|q| format!("{gateway}/api/v1/products?q={}&per_page=10", q.replace(' ', "%20")))
+        .map(|q| {
+            format!(
+                "{gateway}/api/v1/products?q={}&per_page=10",
+                q.replace(' ', "%20")
+            )
+        })
         .collect();
     let minimal = minimal_server(Bytes::from(sample)).await;
     let minimal_urls = vec![format!("http://{minimal}/")];
 
     // Warm-up: fills the product cache and the connection pools.
-    load::run(&product_urls, concurrency, Duration::from_secs(1)).await.unwrap();
-    load::run(&minimal_urls, concurrency, Duration::from_secs(1)).await.unwrap();
+    load::run(&product_urls, concurrency, Duration::from_secs(1))
+        .await
+        .unwrap();
+    load::run(&minimal_urls, concurrency, Duration::from_secs(1))
+        .await
+        .unwrap();
 
-    println!("loopback, {concurrency} connections, {} s per scenario, one process on {} cores", seconds.as_secs(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let baseline = load::run(&minimal_urls, concurrency, seconds).await.unwrap();
+    println!(
+        "loopback, {concurrency} connections, {} s per scenario, one process on {} cores",
+        seconds.as_secs(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    let baseline = load::run(&minimal_urls, concurrency, seconds)
+        .await
+        .unwrap();
     row("minimal hyper server", &baseline, &baseline);
-    let cached = load::run(&product_urls, concurrency, seconds).await.unwrap();
+    let cached = load::run(&product_urls, concurrency, seconds)
+        .await
+        .unwrap();
     row("gateway → catalog, cached get", &cached, &baseline);
     let search = load::run(&search_urls, concurrency, seconds).await.unwrap();
     row("gateway → catalog, search q=…", &search, &baseline);

@@ -88,9 +88,12 @@ impl Cache for RedisCache {
     }
 }
 
+/// A value and when it stops being served.
+type Entry = (Instant, Arc<[u8]>);
+
 /// A bounded map with expiry, for one process.
 pub struct MemoryCache {
-    entries: Mutex<HashMap<String, (Instant, Arc<[u8]>)>>,
+    entries: Mutex<HashMap<String, Entry>>,
     capacity: usize,
 }
 

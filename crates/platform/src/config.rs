@@ -264,6 +264,25 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Embedded defaults with data under `data_dir` and every service on a
+    /// free loopback port: for tests and benchmarks that run many shops.
+    pub fn ephemeral(data_dir: &Path) -> Self {
+        let free: SocketAddr = ([127, 0, 0, 1], 0).into();
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            catalog: CatalogSettings {
+                http_addr: free,
+                grpc_addr: free,
+                ..CatalogSettings::default()
+            },
+            gateway: GatewaySettings {
+                http_addr: free,
+                ..GatewaySettings::default()
+            },
+            ..Settings::default()
+        }
+    }
+
     /// The relational store of a service: the configured URL, or an SQLite
     /// file under the data dir.
     pub fn database_url(&self, service: Service) -> Secret {

@@ -2,6 +2,8 @@
 //! servers' URLs (or a printed skip), a token issuer, and a TCP link that a
 //! test can cut to take a server away.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

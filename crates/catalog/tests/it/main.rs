@@ -2,6 +2,8 @@
 //! MariaDB when their URLs are set; and its events through the outbox on
 //! both transports.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

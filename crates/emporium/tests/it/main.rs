@@ -1,6 +1,8 @@
 //! The shop end to end, started as `emporium up` starts it (embedded stores,
 //! demo catalog, development key), driven through the gateway.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use emporium_platform::auth::{Issuer, Role};
@@ -18,12 +20,7 @@ struct TestShop {
 }
 
 fn shop_settings(dir: &std::path::Path) -> Settings {
-    let mut settings = Settings::default();
-    settings.data_dir = dir.to_path_buf();
-    settings.catalog.http_addr = "127.0.0.1:0".parse().unwrap();
-    settings.catalog.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    settings.gateway.http_addr = "127.0.0.1:0".parse().unwrap();
-    settings
+    Settings::ephemeral(dir)
 }
 
 impl TestShop {
@@ -452,7 +449,9 @@ async fn bad_input_gets_problem_json_and_changes_nothing() {
 
 /// Minimal Prometheus text parser: every line is a comment or
 /// `name{labels} value`.
-fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+type Labels = Vec<(String, String)>;
+
+fn parse_prometheus(text: &str) -> Vec<(String, Labels, f64)> {
     let mut samples = vec![];
     for line in text.lines().filter(|l| !l.is_empty()) {
         if let Some(comment) = line.strip_prefix('#') {
@@ -533,7 +532,7 @@ async fn metrics_parse_and_label_routes_by_template() {
             .iter()
             .filter(|(n, _, _)| n == "http_requests_total")
             .collect();
-        let label = |labels: &Vec<(String, String)>, key: &str| {
+        let label = |labels: &Labels, key: &str| {
             labels
                 .iter()
                 .find(|(k, _)| k == key)

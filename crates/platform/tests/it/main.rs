@@ -1,6 +1,8 @@
 //! Platform against real stores and brokers: the bus on both transports,
 //! the outbox through a broker outage, the inbox, and the Redis cache.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
