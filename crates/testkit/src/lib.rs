@@ -228,6 +228,23 @@ impl Drop for Link {
     }
 }
 
+/// Removes a consumer's queue and its dead-letter queue from the broker.
+pub async fn delete_queues(amqp_url: &str, queue: &str) {
+    let connection = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for name in [queue.to_owned(), format!("{queue}.dlq")] {
+        let _ = channel
+            .queue_delete(
+                name.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await;
+    }
+    let _ = connection.close(0, "done".into()).await;
+}
+
 /// Polls `probe` until it returns `Some` or `deadline` passes.
 pub async fn eventually<T, F, Fut>(deadline: Duration, mut probe: F) -> Option<T>
 where

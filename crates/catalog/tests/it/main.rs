@@ -636,22 +636,7 @@ async fn product_events_go_out_once_through_rabbitmq() {
     };
     let queue = format!("test-catalog-{}", uuid::Uuid::now_v7().simple());
     events_go_out_once(Arc::new(RabbitMq::new(&url, 16, 3)), &queue).await;
-    delete_queues(&url, &queue).await;
-}
-
-async fn delete_queues(url: &str, queue: &str) {
-    let connection = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    for q in [queue.to_owned(), format!("{queue}.dlq")] {
-        let _ = channel
-            .queue_delete(
-                q.as_str().into(),
-                lapin::options::QueueDeleteOptions::default(),
-            )
-            .await;
-    }
+    emporium_testkit::delete_queues(&url, &queue).await;
 }
 
 /// With the broker unreachable a product write still succeeds; its event
@@ -709,5 +694,5 @@ async fn writes_succeed_while_rabbitmq_is_away() {
     assert_eq!(seen, Some(1));
     shutdown.cancel();
     task.await.unwrap();
-    delete_queues(&url, &queue).await;
+    emporium_testkit::delete_queues(&url, &queue).await;
 }

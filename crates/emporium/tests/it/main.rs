@@ -697,46 +697,37 @@ async fn grpc_reads_in_batches_and_guards_writes() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    let mut request = tonic::Request::new(CreateProductRequest {
-        fields: Some(fields.clone()),
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", shop.token(Role::Customer))
-            .parse()
-            .unwrap(),
+    let request = authorized(
+        CreateProductRequest {
+            fields: Some(fields.clone()),
+        },
+        &shop.token(Role::Customer),
     );
     assert_eq!(
         client.create_product(request).await.unwrap_err().code(),
         tonic::Code::PermissionDenied
     );
-    let mut request = tonic::Request::new(CreateProductRequest {
-        fields: Some(ProductFields {
-            price: Some(Money {
-                amount_minor: -1,
-                currency: "USD".into(),
+    let request = authorized(
+        CreateProductRequest {
+            fields: Some(ProductFields {
+                price: Some(Money {
+                    amount_minor: -1,
+                    currency: "USD".into(),
+                }),
+                ..fields.clone()
             }),
-            ..fields.clone()
-        }),
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", shop.token(Role::Admin))
-            .parse()
-            .unwrap(),
+        },
+        &shop.token(Role::Admin),
     );
     assert_eq!(
         client.create_product(request).await.unwrap_err().code(),
         tonic::Code::InvalidArgument
     );
-    let mut request = tonic::Request::new(CreateProductRequest {
-        fields: Some(fields),
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", shop.token(Role::Admin))
-            .parse()
-            .unwrap(),
+    let request = authorized(
+        CreateProductRequest {
+            fields: Some(fields),
+        },
+        &shop.token(Role::Admin),
     );
     let created = client.create_product(request).await.unwrap().into_inner();
     assert_eq!(
@@ -763,6 +754,14 @@ async fn grpc_reads_in_batches_and_guards_writes() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
     shop.stop().await;
+}
+
+fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
 }
 
 /// A dead replica is skipped and taken out of rotation; with none alive the

@@ -79,14 +79,13 @@ async fn seen_count(recorder: &Recorder, n: usize) -> bool {
     .is_some()
 }
 
-async fn publishes_and_delivers_by_topic(transport: SharedTransport) {
+async fn publishes_and_delivers_by_topic(transport: SharedTransport, queue: &str) {
     let shutdown = CancellationToken::new();
     let topic = unique("t");
     let recorder = Arc::new(Recorder::default());
-    let queue = unique("q-");
     let pattern = format!("{topic}.*");
     let task = transport
-        .subscribe(&queue, &[&pattern], recorder.clone(), shutdown.clone())
+        .subscribe(queue, &[&pattern], recorder.clone(), shutdown.clone())
         .await
         .unwrap();
     let wanted = event(&format!("{topic}.created"), 1);
@@ -103,7 +102,7 @@ async fn publishes_and_delivers_by_topic(transport: SharedTransport) {
     task.await.unwrap();
 }
 
-async fn retries_a_failing_handler(transport: SharedTransport) {
+async fn retries_a_failing_handler(transport: SharedTransport, queue: &str) {
     let shutdown = CancellationToken::new();
     let topic = unique("t");
     let recorder = Arc::new(Recorder {
@@ -112,7 +111,7 @@ async fn retries_a_failing_handler(transport: SharedTransport) {
     });
     let task = transport
         .subscribe(
-            &unique("q-"),
+            queue,
             &[&format!("{topic}.#")],
             recorder.clone(),
             shutdown.clone(),
@@ -135,12 +134,12 @@ async fn retries_a_failing_handler(transport: SharedTransport) {
 
 #[tokio::test]
 async fn in_process_bus_delivers_by_topic() {
-    publishes_and_delivers_by_topic(Arc::new(InProcess::new(3))).await;
+    publishes_and_delivers_by_topic(Arc::new(InProcess::new(3)), "q-topic").await;
 }
 
 #[tokio::test]
 async fn in_process_bus_retries_then_dead_letters() {
-    retries_a_failing_handler(Arc::new(InProcess::new(3))).await;
+    retries_a_failing_handler(Arc::new(InProcess::new(3)), "q-retry").await;
     let bus = Arc::new(InProcess::new(2));
     let shutdown = CancellationToken::new();
     let recorder = Arc::new(Recorder {
@@ -171,21 +170,30 @@ async fn in_process_bus_retries_then_dead_letters() {
     task.await.unwrap();
 }
 
-fn rabbit() -> Option<Arc<RabbitMq>> {
-    server_url(emporium_testkit::AMQP).map(|url| Arc::new(RabbitMq::new(&url, 16, 2)))
+fn rabbit() -> Option<(String, Arc<RabbitMq>)> {
+    server_url(emporium_testkit::AMQP)
+        .map(|url| (url.clone(), Arc::new(RabbitMq::new(&url, 16, 2))))
 }
 
 #[tokio::test]
 async fn rabbitmq_bus_delivers_by_topic() {
-    let Some(rabbit) = rabbit() else { return };
+    let Some((url, rabbit)) = rabbit() else {
+        return;
+    };
     rabbit.check().await.expect("broker reachable");
-    publishes_and_delivers_by_topic(rabbit).await;
+    let queue = unique("q-");
+    publishes_and_delivers_by_topic(rabbit, &queue).await;
+    emporium_testkit::delete_queues(&url, &queue).await;
 }
 
 #[tokio::test]
 async fn rabbitmq_bus_retries_a_failing_handler() {
-    let Some(rabbit) = rabbit() else { return };
-    retries_a_failing_handler(rabbit).await;
+    let Some((url, rabbit)) = rabbit() else {
+        return;
+    };
+    let queue = unique("q-");
+    retries_a_failing_handler(rabbit, &queue).await;
+    emporium_testkit::delete_queues(&url, &queue).await;
 }
 
 #[tokio::test]
@@ -250,14 +258,7 @@ async fn rabbitmq_dead_letters_after_bounded_retries() {
     );
     shutdown.cancel();
     task.await.unwrap();
-    for q in [queue.clone(), format!("{queue}.dlq")] {
-        let _ = channel
-            .queue_delete(
-                q.as_str().into(),
-                lapin::options::QueueDeleteOptions::default(),
-            )
-            .await;
-    }
+    emporium_testkit::delete_queues(&url, &queue).await;
 }
 
 /// Writes commit while the broker is away; the relay sends them, each once,
@@ -285,9 +286,10 @@ async fn outbox_holds_events_through_a_broker_outage() {
     let shutdown = CancellationToken::new();
     let topic = unique("t");
     let recorder = Arc::new(Recorder::default());
+    let queue = unique("q-");
     let task = direct
         .subscribe(
-            &unique("q-"),
+            &queue,
             &[&format!("{topic}.*")],
             recorder.clone(),
             shutdown.clone(),
@@ -342,6 +344,7 @@ async fn outbox_holds_events_through_a_broker_outage() {
     shutdown.cancel();
     relay.await.unwrap();
     task.await.unwrap();
+    emporium_testkit::delete_queues(&url, &queue).await;
 }
 
 /// An effect that counts applications, guarded by the inbox.
