@@ -77,7 +77,9 @@ pub fn init(settings: &Settings, process_name: &str) -> anyhow::Result<Telemetry
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     match settings.log.format {
-        LogFormat::Json => registry.with(JsonLogLayer).try_init()?,
+        LogFormat::Json => registry
+            .with(JsonLogLayer::new(std::io::stdout))
+            .try_init()?,
         LogFormat::Pretty => registry
             .with(tracing_subscriber::fmt::layer().compact())
             .try_init()?,
@@ -185,13 +187,29 @@ impl Visit for JsonVisitor<'_> {
     }
 }
 
+/// A tracer provider without an exporter: spans get trace and span ids
+/// (for logs and propagation) and go nowhere. For tests.
+pub fn local_tracer() -> opentelemetry_sdk::trace::Tracer {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    SdkTracerProvider::builder().build().tracer("emporium")
+}
+
 /// One JSON object a line: `timestamp`, `level`, `service`, `trace_id`,
 /// `span_id`, `message`, then the fields of the event and its spans.
-struct JsonLogLayer;
+pub struct JsonLogLayer<W> {
+    make_writer: W,
+}
 
-impl<S> Layer<S> for JsonLogLayer
+impl<W> JsonLogLayer<W> {
+    pub fn new(make_writer: W) -> Self {
+        Self { make_writer }
+    }
+}
+
+impl<S, W> Layer<S> for JsonLogLayer<W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
 {
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         let mut fields = Map::new();
@@ -234,6 +252,6 @@ where
             return;
         };
         text.push(b'\n');
-        let _ = std::io::stdout().lock().write_all(&text);
+        let _ = self.make_writer.make_writer().write_all(&text);
     }
 }

@@ -846,3 +846,51 @@ async fn a_restarted_shop_keeps_its_data_and_does_not_seed_again() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     again.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_only_configured_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = shop_settings(dir.path());
+    settings.http.cors_origins = vec!["http://shop.example".into()];
+    let shop = TestShop::start_with(settings, dir).await;
+    let preflight = |origin: &'static str| {
+        shop.http
+            .request(reqwest::Method::OPTIONS, shop.url("/api/v1/products"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("http://shop.example").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "http://shop.example"
+    );
+    let methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(methods.contains("POST"), "{methods}");
+    let refused = preflight("http://evil.example").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let response = shop
+        .http
+        .get(shop.url("/api/v1/categories"))
+        .header("origin", "http://shop.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "http://shop.example"
+    );
+    shop.stop().await;
+}

@@ -461,3 +461,85 @@ async fn bad_store_urls_are_named() {
         .unwrap();
     assert!(err.to_string().contains("objects url"), "{err}");
 }
+
+/// Captured log lines.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A request joins its caller's trace: its log lines carry the caller's
+/// trace id, and what it calls in turn is handed the same trace.
+#[tokio::test(flavor = "current_thread")]
+async fn requests_join_the_callers_trace_in_logs_and_onward_calls() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(emporium_platform::telemetry::local_tracer()),
+        )
+        .with(emporium_platform::telemetry::JsonLogLayer::new(move || {
+            writer.clone()
+        }));
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let routes = axum::Router::new().route(
+        "/work/{id}",
+        axum::routing::get(|| async {
+            tracing::info!(items = 3, "work done");
+            emporium_platform::telemetry::current_traceparent().unwrap_or_default()
+        }),
+    );
+    let router =
+        emporium_platform::http::finish_router("test", routes, vec![], &Default::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(emporium_platform::http::serve(
+        listener,
+        router,
+        shutdown.clone(),
+    ));
+
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = reqwest::Client::new()
+        .get(format!("http://{addr}/work/42"))
+        .header("traceparent", incoming)
+        .header("x-request-id", "req-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "req-7");
+    let onward = response.text().await.unwrap();
+    let parts: Vec<_> = onward.split('-').collect();
+    assert_eq!(parts.len(), 4, "onward traceparent: {onward}");
+    assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "same trace");
+    assert_ne!(parts[2], "00f067aa0ba902b7", "a span of our own");
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line: serde_json::Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "work done")
+        .unwrap_or_else(|| panic!("no log line: {text}"));
+    assert_eq!(line["level"], "info");
+    assert_eq!(line["service"], "test");
+    assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(line["span_id"], parts[2]);
+    assert_eq!(line["request_id"], "req-7");
+    assert_eq!(line["endpoint"], "/work/{id}");
+    assert_eq!(line["items"], 3);
+    assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}
