@@ -107,6 +107,9 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let grpc = is_grpc(&request);
+    // A gRPC route matches a whole service; the method is the path, kept as
+    // a label only when the service knew the method (bounded cardinality).
+    let grpc_method = (grpc && endpoint != "unmatched").then(|| request.uri().path().to_owned());
     let request_id = request
         .headers()
         .get(&REQUEST_ID)
@@ -148,6 +151,10 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
             .and_then(|v| v.to_str().ok())
             .map(grpc_code_name)
             .unwrap_or("OK");
+        let endpoint = match grpc_method {
+            Some(path) if code != "UNIMPLEMENTED" => path,
+            _ => "unknown".to_owned(),
+        };
         let labels = [
             ("service", observe.service.to_owned()),
             ("method", endpoint.clone()),
