@@ -894,3 +894,118 @@ async fn cors_answers_only_configured_origins() {
     );
     shop.stop().await;
 }
+
+/// The binary as an operator runs it: `emporium serve catalog` exports its
+/// traces by OTLP when told where, answers, and stops cleanly on SIGINT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exports_traces_by_otlp_and_stops_on_sigint() {
+    use std::sync::{Arc, Mutex};
+    // A collector that records what is posted to it.
+    let posts: Arc<Mutex<Vec<(String, String, usize)>>> = Arc::default();
+    let recorded = posts.clone();
+    let collector = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let recorded = recorded.clone();
+        async move {
+            let path = request.uri().path().to_owned();
+            let kind = request
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or("").to_owned())
+                .unwrap_or_default();
+            let body = axum::body::to_bytes(request.into_body(), 1 << 24)
+                .await
+                .unwrap_or_default();
+            recorded.lock().unwrap().push((path, kind, body.len()));
+            ""
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let grpc_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args(["serve", "catalog", "--data-dir"])
+        .arg(dir.path())
+        .env("PORT", port.to_string())
+        .env("GRPC_PORT", grpc_port.to_string())
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{collector_addr}"),
+        )
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..200 {
+        if http
+            .get(format!("{base}/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the catalog became ready");
+    let response = http
+        .get(format!("{base}/api/v1/products"))
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("stops within 20 s")
+        .unwrap();
+    assert!(exit.success(), "clean exit: {exit:?}");
+    let posts = posts.lock().unwrap().clone();
+    assert!(
+        posts.iter().any(|(path, kind, len)| path == "/v1/traces"
+            && kind == "application/x-protobuf"
+            && *len > 0),
+        "spans were exported: {posts:?}"
+    );
+    let mut logs = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stdout.take().unwrap(), &mut logs)
+        .await
+        .unwrap();
+    assert!(
+        logs.contains("catalog listening") && logs.contains("shutdown requested"),
+        "{logs}"
+    );
+    for line in logs.lines() {
+        let value: Value = serde_json::from_str(line)
+            .unwrap_or_else(|_| panic!("a log line that is not JSON: {line}"));
+        assert!(
+            value["timestamp"].is_string()
+                && value["level"].is_string()
+                && value["message"].is_string(),
+            "{line}"
+        );
+    }
+}
