@@ -273,3 +273,78 @@ async fn create_category(
     let view = state.catalog.create_category(&input).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn params(
+        page: Option<String>,
+        per_page: Option<String>,
+        min: Option<String>,
+        q: Option<String>,
+        sort: Option<String>,
+    ) -> ListParams {
+        ListParams {
+            page,
+            per_page,
+            min_price: min,
+            q,
+            sort,
+            ..ListParams::default()
+        }
+    }
+
+    #[test]
+    fn list_parameters_are_checked() {
+        let ok = params(
+            Some("2".into()),
+            Some("100".into()),
+            Some("9.99".into()),
+            Some("mug".into()),
+            Some("-price".into()),
+        )
+        .parse()
+        .unwrap();
+        assert_eq!(
+            (ok.page, ok.per_page, ok.min_price, ok.currency.as_deref()),
+            (2, 100, Some(999), Some("USD"))
+        );
+        assert!(
+            params(None, Some("101".into()), None, None, None)
+                .parse()
+                .is_err()
+        );
+        assert!(
+            params(Some("0".into()), None, None, None, None)
+                .parse()
+                .is_err()
+        );
+        assert!(
+            params(None, None, Some("-1".into()), None, None)
+                .parse()
+                .is_err()
+        );
+        assert!(
+            params(None, None, None, None, Some("price; drop".into()))
+                .parse()
+                .is_err()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_list_parameters_parse_or_are_refused_without_panicking(
+            page in proptest::option::of(".{0,24}"),
+            per_page in proptest::option::of(".{0,24}"),
+            min in proptest::option::of(".{0,40}"),
+            q in proptest::option::of(".{0,300}"),
+            sort in proptest::option::of(".{0,12}"),
+        ) {
+            if let Ok(query) = params(page, per_page, min, q, sort).parse() {
+                prop_assert!(query.page >= 1 && (1..=MAX_PER_PAGE).contains(&query.per_page));
+            }
+        }
+    }
+}

@@ -763,6 +763,7 @@ impl Outbox {
         shutdown: CancellationToken,
     ) {
         let mut failures: u32 = 0;
+        let mut pruned = std::time::Instant::now();
         loop {
             let pause = if failures == 0 {
                 interval
@@ -773,6 +774,12 @@ impl Outbox {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified(), if failures == 0 => {}
                 _ = tokio::time::sleep(pause) => {}
+            }
+            if pruned.elapsed() > Duration::from_secs(3600) {
+                pruned = std::time::Instant::now();
+                if let Err(e) = prune_sent(&db, chrono::Duration::days(7)).await {
+                    tracing::warn!(error = %e, "could not prune the outbox");
+                }
             }
             match relay_pending(&db, transport.as_ref()).await {
                 Ok(_) => failures = 0,
@@ -845,6 +852,17 @@ async fn mark_sent(txn: &DatabaseTransaction, id: &str) -> Result<(), DbErr> {
     };
     outbox_row::Entity::update(sent).exec(txn).await?;
     Ok(())
+}
+
+/// Forgets events published longer ago than `age`; returns how many.
+pub async fn prune_sent(db: &DatabaseConnection, age: chrono::Duration) -> Result<u64, DbErr> {
+    let before = Utc::now() - age;
+    let result = outbox_row::Entity::delete_many()
+        .filter(outbox_row::Column::SentAt.is_not_null())
+        .filter(outbox_row::Column::SentAt.lt(before))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
 }
 
 /// Events not yet published.

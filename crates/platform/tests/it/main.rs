@@ -347,6 +347,41 @@ async fn outbox_holds_events_through_a_broker_outage() {
     emporium_testkit::delete_queues(&url, &queue).await;
 }
 
+#[tokio::test]
+async fn the_outbox_forgets_only_old_sent_events() {
+    let (_guard, db) = database(Backend::Sqlite).await.unwrap();
+    let outbox = Outbox::new();
+    for n in 0..3 {
+        let txn = db.begin().await.unwrap();
+        outbox.enqueue(&txn, &event("prune.me", n)).await.unwrap();
+        txn.commit().await.unwrap();
+    }
+    let transport = InProcess::new(0);
+    assert_eq!(bus::relay_pending(&db, &transport).await.unwrap(), 3);
+    let txn = db.begin().await.unwrap();
+    outbox.enqueue(&txn, &event("prune.me", 9)).await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(
+        bus::prune_sent(&db, chrono::Duration::days(1))
+            .await
+            .unwrap(),
+        0,
+        "recent events stay"
+    );
+    assert_eq!(
+        bus::prune_sent(&db, chrono::Duration::seconds(-1))
+            .await
+            .unwrap(),
+        3,
+        "old sent events go"
+    );
+    assert_eq!(
+        bus::pending_count(&db).await.unwrap(),
+        1,
+        "an unsent event is never pruned"
+    );
+}
+
 /// An effect that counts applications, guarded by the inbox.
 struct Counted {
     db: DatabaseConnection,
