@@ -81,29 +81,19 @@ pub async fn start(
     };
     let body_limit = settings.http.body_limit_bytes;
     let image_limit = settings.catalog.image_limit_bytes.max(body_limit);
-    let routes = Router::new()
-        .route("/api/v1/openapi.json", get(openapi))
-        .route(
-            "/api/v1/products",
-            any(move |s, c, r| proxy(s, c, r, body_limit)),
-        )
-        .route(
-            "/api/v1/products/{id}",
-            any(move |s, c, r| proxy(s, c, r, body_limit)),
-        )
-        .route(
-            "/api/v1/products/{id}/images",
-            any(move |s, c, r| proxy(s, c, r, image_limit)),
-        )
-        .route(
-            "/api/v1/products/{id}/images/{name}",
-            any(move |s, c, r| proxy(s, c, r, body_limit)),
-        )
-        .route(
-            "/api/v1/categories",
-            any(move |s, c, r| proxy(s, c, r, body_limit)),
-        )
-        .with_state(gateway.clone());
+    // The catalog's public routes; image uploads take the larger limit.
+    let catalog_routes = [
+        ("/api/v1/products", body_limit),
+        ("/api/v1/products/{id}", body_limit),
+        ("/api/v1/products/{id}/images", image_limit),
+        ("/api/v1/products/{id}/images/{name}", body_limit),
+        ("/api/v1/categories", body_limit),
+    ];
+    let mut routes = Router::new().route("/api/v1/openapi.json", get(openapi));
+    for (path, limit) in catalog_routes {
+        routes = routes.route(path, any(move |s, c, r| proxy(s, c, r, limit)));
+    }
+    let routes = routes.with_state(gateway.clone());
     let checks = vec![upstream_check(gateway.clone())];
     let mut router =
         emporium_platform::http::finish_router("gateway", routes, checks, &settings.http);

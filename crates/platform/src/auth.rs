@@ -189,24 +189,12 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let value = parts
+        let header = parts
             .headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                Problem::new(ErrorCode::Unauthenticated, "a bearer token is required")
-            })?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                Problem::new(
-                    ErrorCode::Unauthenticated,
-                    "the Authorization header must be `Bearer <token>`",
-                )
-            })?;
+            .and_then(|v| v.to_str().ok());
         Verifier::from_ref(state)
-            .verify(token.trim())
+            .authenticate(header)
             .await
             .map(Caller)
     }
@@ -224,14 +212,46 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        if !caller.is_admin() {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        Verifier::from_ref(state)
+            .authorize_admin(header)
+            .await
+            .map(Admin)
+    }
+}
+
+impl Verifier {
+    /// The claims of the bearer token in an `Authorization` value (HTTP
+    /// header or gRPC metadata); 401 when absent or invalid.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Claims, Problem> {
+        let value = authorization.ok_or_else(|| {
+            Problem::new(ErrorCode::Unauthenticated, "a bearer token is required")
+        })?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                Problem::new(
+                    ErrorCode::Unauthenticated,
+                    "the Authorization header must be `Bearer <token>`",
+                )
+            })?;
+        self.verify(token.trim()).await
+    }
+
+    /// As [`Verifier::authenticate`], and 403 unless the caller is an admin.
+    pub async fn authorize_admin(&self, authorization: Option<&str>) -> Result<Claims, Problem> {
+        let claims = self.authenticate(authorization).await?;
+        if claims.role != Role::Admin {
             return Err(Problem::new(
                 ErrorCode::Forbidden,
                 "this action needs the admin role",
             ));
         }
-        Ok(Admin(caller.0))
+        Ok(claims)
     }
 }
 
