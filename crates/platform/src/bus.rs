@@ -116,6 +116,7 @@ pub fn check(transport: SharedTransport) -> Check {
         let transport = transport.clone();
         async move { transport.check().await }
     })
+    .degradable()
 }
 
 /// Topic matching as RabbitMQ does it.

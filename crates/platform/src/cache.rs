@@ -53,6 +53,7 @@ pub fn check(cache: SharedCache) -> Check {
         let cache = cache.clone();
         async move { cache.check().await }
     })
+    .degradable()
 }
 
 pub struct RedisCache {

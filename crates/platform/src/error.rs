@@ -215,11 +215,31 @@ impl From<sea_orm::DbErr> for Problem {
         if let Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) = err.sql_err() {
             return Problem::conflict("a record with the same unique value already exists");
         }
-        match err {
-            sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_) => {
-                Problem::unavailable("database")
-            }
-            other => Problem::internal(other),
+        if database_unreachable(&err) {
+            tracing::warn!(error = %err, "database unreachable");
+            return Problem::unavailable("database");
         }
+        Problem::internal(err)
+    }
+}
+
+/// Whether the database could not be reached (as opposed to refusing a
+/// statement): the caller gets a 503 naming it, not a 500.
+fn database_unreachable(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(
+                e.as_ref(),
+                Sqlx::Io(_)
+                    | Sqlx::PoolTimedOut
+                    | Sqlx::PoolClosed
+                    | Sqlx::Tls(_)
+                    | Sqlx::Protocol(_)
+            )
+        }
+        _ => false,
     }
 }

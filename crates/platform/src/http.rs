@@ -214,10 +214,13 @@ fn grpc_code_name(code: &str) -> &'static str {
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
-/// A dependency whose health decides readiness.
+/// A dependency probed by `/ready`. A required one decides readiness; a
+/// degradable one (a cache, a broker behind an outbox) is reported but keeps
+/// the service in rotation, since it still serves without it.
 #[derive(Clone)]
 pub struct Check {
     pub name: &'static str,
+    pub required: bool,
     probe: Arc<dyn Fn() -> CheckFuture + Send + Sync>,
 }
 
@@ -229,7 +232,23 @@ impl Check {
     {
         Self {
             name,
+            required: true,
             probe: Arc::new(move || Box::pin(probe())),
+        }
+    }
+
+    /// Reported by `/ready` without taking the service out of rotation.
+    pub fn degradable(self) -> Self {
+        Self {
+            required: false,
+            ..self
+        }
+    }
+
+    async fn run(&self) -> Result<(), String> {
+        match tokio::time::timeout(Duration::from_secs(2), (self.probe)()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err("no answer within 2s".to_owned()),
         }
     }
 }
@@ -238,44 +257,56 @@ impl Check {
 struct Status {
     status: &'static str,
     service: &'static str,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    checks: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `/health`, `/ready` and `/metrics`, the same on every service.
 pub fn operational_routes(service: &'static str, checks: Vec<Check>) -> Router {
-    Router::new()
-        .route(
-            "/health",
-            get(move || async move {
-                Json(Status {
-                    status: "up",
-                    service,
-                })
-            }),
-        )
-        .route(
-            "/ready",
-            get(move || {
-                let checks = checks.clone();
-                async move {
-                    for check in &checks {
-                        let outcome =
-                            tokio::time::timeout(Duration::from_secs(2), (check.probe)()).await;
-                        let failure = match outcome {
-                            Ok(Ok(())) => continue,
-                            Ok(Err(e)) => e,
-                            Err(_) => "no answer within 2s".to_owned(),
-                        };
-                        tracing::warn!(dependency = check.name, error = %failure, "not ready");
-                        return Problem::unavailable(check.name).into_response();
+    let health = move || async move {
+        Json(Status {
+            status: "up",
+            service,
+            checks: Default::default(),
+        })
+    };
+    let ready = move || {
+        let checks = checks.clone();
+        async move {
+            let outcomes = futures::future::join_all(checks.iter().map(Check::run)).await;
+            let mut report = serde_json::Map::new();
+            let mut failed_required = None;
+            for (check, outcome) in checks.iter().zip(outcomes) {
+                let state = match outcome {
+                    Ok(()) => "up".to_owned(),
+                    Err(e) => {
+                        tracing::warn!(dependency = check.name, required = check.required, error = %e, "dependency check failed");
+                        if check.required && failed_required.is_none() {
+                            failed_required = Some(check.name);
+                        }
+                        "down".to_owned()
                     }
+                };
+                report.insert(check.name.to_owned(), serde_json::Value::from(state));
+            }
+            match failed_required {
+                Some(name) => Problem::unavailable(name).into_response(),
+                None => {
+                    let degraded = report.values().any(|v| v == "down");
+                    let status = if degraded { "degraded" } else { "ready" };
                     Json(Status {
-                        status: "ready",
+                        status,
                         service,
+                        checks: report,
                     })
                     .into_response()
                 }
-            }),
-        )
+            }
+        }
+    };
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
 }
 

@@ -1009,3 +1009,132 @@ async fn serve_exports_traces_by_otlp_and_stops_on_sigint() {
         );
     }
 }
+
+fn through(link: &emporium_testkit::Link, url: &str) -> String {
+    let mut url = url::Url::parse(url).unwrap();
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(link.addr.port())).unwrap();
+    url.to_string()
+}
+
+async fn server_addr(url: &str, default_port: u16) -> std::net::SocketAddr {
+    let url = url::Url::parse(url).unwrap();
+    format!("127.0.0.1:{}", url.port().unwrap_or(default_port))
+        .parse()
+        .unwrap()
+}
+
+/// Without its database the catalog is not ready and says so; without its
+/// broker it stays ready (degraded) and keeps taking writes, whose events
+/// wait in the outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_the_database_and_tolerates_a_missing_broker() {
+    let Some(amqp) = emporium_testkit::server_url(emporium_testkit::AMQP) else {
+        return;
+    };
+    let Some(database) =
+        emporium_testkit::TestDatabase::fresh(emporium_testkit::Backend::Postgres).await
+    else {
+        return;
+    };
+    let db_link = emporium_testkit::Link::to(server_addr(database.url.expose(), 5432).await).await;
+    let broker_link = emporium_testkit::Link::to(server_addr(&amqp, 5672).await).await;
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = Issuer::generate("emporium").unwrap();
+    std::fs::write(dir.path().join("jwks.json"), issuer.jwks()).unwrap();
+    let mut settings = shop_settings(dir.path());
+    settings.catalog.database_url = Some(emporium_platform::config::Secret::new(through(
+        &db_link,
+        database.url.expose(),
+    )));
+    settings.bus.url = emporium_platform::config::Secret::new(through(&broker_link, &amqp));
+    settings.auth.jwks_file = Some(dir.path().join("jwks.json"));
+    let shop = emporium::start(
+        settings,
+        &[emporium_platform::config::Service::Catalog],
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", shop.catalog.as_ref().unwrap().http_addr);
+    let http = reqwest::Client::new();
+    let ready = || async {
+        let r = http.get(format!("{base}/ready")).send().await.unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    let (status, body) = ready().await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ready")),
+        "{body}"
+    );
+
+    broker_link.cut();
+    let (status, body) = ready().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["checks"]["broker"].as_str()),
+        (Some("degraded"), Some("down")),
+        "{body}"
+    );
+    let admin = issuer
+        .mint("a", Role::Admin, Duration::from_secs(60))
+        .unwrap();
+    let response = http
+        .post(format!("{base}/api/v1/categories"))
+        .bearer_auth(&admin)
+        .json(&json!({ "slug": "tools", "name": "Tools" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let mut body = product_body("wrench-1");
+    body["category"] = json!("tools");
+    let response = http
+        .post(format!("{base}/api/v1/products"))
+        .bearer_auth(&admin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "writes go on without the broker"
+    );
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    db_link.cut();
+    let (status, body) = ready().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["dependency"], "database");
+    let response = http
+        .get(format!("{base}/api/v1/products?q=lantern"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["dependency"],
+        "database"
+    );
+
+    db_link.restore();
+    broker_link.restore();
+    let back = emporium_testkit::eventually(Duration::from_secs(15), || async {
+        let (status, body) = ready().await;
+        (status == StatusCode::OK && body["status"] == "ready").then_some(())
+    })
+    .await;
+    assert!(back.is_some(), "ready again once both are back");
+    let product = http
+        .get(format!("{base}/api/v1/products/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(product.status(), StatusCode::OK);
+    shop.stop(Duration::from_secs(5)).await;
+}
