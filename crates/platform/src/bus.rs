@@ -464,11 +464,32 @@ impl Transport for RabbitMq {
         }))
     }
 
+    /// A round trip to the broker, not the cached connection state, which
+    /// lags behind a dropped link.
     async fn check(&self) -> Result<(), String> {
-        self.publisher_channel()
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let channel = self.publisher_channel().await.map_err(|e| e.to_string())?;
+        let passive = ExchangeDeclareOptions {
+            passive: true,
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        let probe = channel.exchange_declare(
+            EXCHANGE.into(),
+            ExchangeKind::Topic,
+            passive,
+            FieldTable::default(),
+        );
+        match tokio::time::timeout(Duration::from_secs(1), probe).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.forget_publisher().await;
+                Err(e.to_string())
+            }
+            Err(_) => {
+                self.forget_publisher().await;
+                Err("the broker did not answer within 1s".into())
+            }
+        }
     }
 
     fn name(&self) -> &'static str {
