@@ -173,7 +173,15 @@ async fn get_product(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id = product_id(&id)?;
-    Ok(Json(state.catalog.get(&id).await?).into_response())
+    let json = state.catalog.get_json(&id).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response())
 }
 
 async fn create_product(

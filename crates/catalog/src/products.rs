@@ -194,17 +194,21 @@ impl Catalog {
         })
     }
 
-    /// Cache-aside: the cache first, the database on a miss.
-    #[tracing::instrument(skip_all, fields(product_id = %id))]
     pub async fn get(&self, id: &str) -> Result<ProductView> {
+        let json = self.get_json(id).await?;
+        serde_json::from_slice(&json)
+            .map_err(|e| CatalogError::Store(DbErr::Custom(format!("cached product: {e}"))))
+    }
+
+    /// The product as its JSON document. Cache-aside: the cache first (its
+    /// bytes are served as they are), the database on a miss.
+    #[tracing::instrument(skip_all, fields(product_id = %id))]
+    pub async fn get_json(&self, id: &str) -> Result<Bytes> {
         let key = cache_key(id);
         match self.cache.get(&key).await {
             Ok(Some(bytes)) => {
-                if let Ok(view) = serde_json::from_slice(&bytes) {
-                    metrics::counter!("catalog_cache_requests_total", "result" => "hit")
-                        .increment(1);
-                    return Ok(view);
-                }
+                metrics::counter!("catalog_cache_requests_total", "result" => "hit").increment(1);
+                return Ok(bytes);
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "cache read failed; reading the database"),
@@ -214,12 +218,12 @@ impl Catalog {
             .await?
             .ok_or(CatalogError::NotFound)?;
         let view = ProductView::from_row(row)?;
-        if let Ok(bytes) = serde_json::to_vec(&view)
-            && let Err(e) = self.cache.set(&key, &bytes, self.cache_ttl).await
-        {
+        let bytes = serde_json::to_vec(&view)
+            .map_err(|e| CatalogError::Store(DbErr::Custom(e.to_string())))?;
+        if let Err(e) = self.cache.set(&key, &bytes, self.cache_ttl).await {
             tracing::warn!(error = %e, "cache write failed");
         }
-        Ok(view)
+        Ok(Bytes::from(bytes))
     }
 
     /// The products that exist among `ids`, in the order asked, and the ids

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use redis::AsyncCommands;
 
 use crate::config::Secret;
@@ -13,7 +14,7 @@ use crate::http::Check;
 
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
-    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
+    async fn get(&self, key: &str) -> anyhow::Result<Option<Bytes>>;
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()>;
     async fn delete(&self, key: &str) -> anyhow::Result<()>;
     async fn check(&self) -> Result<(), String>;
@@ -63,9 +64,10 @@ pub struct RedisCache {
 
 #[async_trait]
 impl Cache for RedisCache {
-    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    async fn get(&self, key: &str) -> anyhow::Result<Option<Bytes>> {
         let mut conn = self.manager.clone();
-        Ok(conn.get(format!("{}{key}", self.prefix)).await?)
+        let value: Option<Vec<u8>> = conn.get(format!("{}{key}", self.prefix)).await?;
+        Ok(value.map(Bytes::from))
     }
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
         let mut conn = self.manager.clone();
@@ -90,7 +92,7 @@ impl Cache for RedisCache {
 }
 
 /// A value and when it stops being served.
-type Entry = (Instant, Arc<[u8]>);
+type Entry = (Instant, Bytes);
 
 /// A bounded map with expiry, for one process.
 pub struct MemoryCache {
@@ -109,7 +111,7 @@ impl MemoryCache {
 
 #[async_trait]
 impl Cache for MemoryCache {
-    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    async fn get(&self, key: &str) -> anyhow::Result<Option<Bytes>> {
         let entries = self
             .entries
             .lock()
@@ -117,7 +119,7 @@ impl Cache for MemoryCache {
         Ok(entries
             .get(key)
             .filter(|(expires, _)| *expires > Instant::now())
-            .map(|(_, v)| v.to_vec()))
+            .map(|(_, v)| v.clone()))
     }
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
         let mut entries = self
@@ -132,7 +134,10 @@ impl Cache for MemoryCache {
                 entries.clear();
             }
         }
-        entries.insert(key.to_owned(), (Instant::now() + ttl, Arc::from(value)));
+        entries.insert(
+            key.to_owned(),
+            (Instant::now() + ttl, Bytes::copy_from_slice(value)),
+        );
         Ok(())
     }
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
