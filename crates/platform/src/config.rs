@@ -419,15 +419,16 @@ fn plain_variables(
     if let Some(url) = get("AMQP_URL") {
         out.insert("EMPORIUM__BUS__URL".into(), url);
     }
-    if let Some(url) = get("PRODUCT_SERVICE_URL").or_else(|| get("CATALOG_SERVICE_URL")) {
-        out.insert("EMPORIUM__GATEWAY__CATALOG".into(), url);
-    }
     let Some(service) = lone else { return out };
     let prefix = format!("EMPORIUM__{}__", service.as_str().to_uppercase());
     if let Some(port) = get("PORT") {
         out.insert(format!("{prefix}HTTP_ADDR"), format!("0.0.0.0:{port}"));
     }
     if service == Service::Gateway {
+        // The gateway's peers are the services' HTTP replicas.
+        if let Some(urls) = get("PRODUCT_SERVICE_URL").or_else(|| get("CATALOG_SERVICE_URL")) {
+            out.insert("EMPORIUM__GATEWAY__CATALOG".into(), urls);
+        }
         return out;
     }
     if let Some(port) = get("GRPC_PORT") {
@@ -543,6 +544,29 @@ mod tests {
         assert_eq!(settings.bus.url.masked(), "amqp://guest:****@mq:5672/%2f");
         // without a lone service, PORT means nothing
         assert_eq!(load_env(&env, None).unwrap().catalog.http_addr.port(), 8006);
+    }
+
+    #[test]
+    fn a_lone_gateway_takes_its_replicas_from_plain_variables() {
+        let env = [
+            ("PORT", "9200"),
+            ("PRODUCT_SERVICE_URL", "http://a:8006,http://b:8006"),
+        ];
+        let settings = load_env(&env, Some(Service::Gateway)).unwrap();
+        assert_eq!(settings.gateway.http_addr.port(), 9200);
+        assert_eq!(settings.gateway.catalog, ["http://a:8006", "http://b:8006"]);
+        assert_eq!(
+            settings.catalog.http_addr.port(),
+            8006,
+            "PORT is the gateway's alone"
+        );
+        assert!(
+            load_env(&env, Some(Service::Catalog))
+                .unwrap()
+                .gateway
+                .catalog
+                .is_empty()
+        );
     }
 
     #[test]
