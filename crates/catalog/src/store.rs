@@ -2,7 +2,7 @@
 //! PostgreSQL and MariaDB; search is the one place the backends differ.
 
 use chrono::Utc;
-use sea_orm::sea_query::{Expr, SimpleExpr};
+use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect,
@@ -241,10 +241,10 @@ pub async fn list_products<C: ConnectionTrait>(
 
 /// Every word of `q` must start a word of the name or description.
 // Each backend has its own full-text engine; this is the one place that knows.
-fn search_condition(backend: DbBackend, q: &str) -> SimpleExpr {
+fn search_condition(backend: DbBackend, q: &str) -> Condition {
     let terms = search_terms(q);
     if terms.is_empty() {
-        return Expr::cust("1 = 0");
+        return Condition::all().add(Expr::cust("1 = 0"));
     }
     match backend {
         DbBackend::Postgres => {
@@ -253,21 +253,38 @@ fn search_condition(backend: DbBackend, q: &str) -> SimpleExpr {
                 .map(|t| format!("{t}:*"))
                 .collect::<Vec<_>>()
                 .join(" & ");
-            Expr::cust_with_values(
+            Condition::all().add(Expr::cust_with_values(
                 "to_tsvector('simple', name || ' ' || description) @@ to_tsquery('simple', $1)",
                 [query],
-            )
+            ))
         }
         DbBackend::MySql => {
-            let query = terms
-                .iter()
-                .map(|t| format!("+{t}*"))
-                .collect::<Vec<_>>()
-                .join(" ");
-            Expr::cust_with_values(
-                "MATCH(name, description) AGAINST (? IN BOOLEAN MODE)",
-                [query],
-            )
+            // InnoDB's FULLTEXT index leaves out words shorter than
+            // innodb_ft_min_token_size (3): those are matched at a word start
+            // with a regular expression instead.
+            let (long, short): (Vec<&String>, Vec<&String>) =
+                terms.iter().partition(|t| t.chars().count() >= 3);
+            let mut condition = Condition::all();
+            if !long.is_empty() {
+                let query = long
+                    .iter()
+                    .map(|t| format!("+{t}*"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                condition = condition.add(Expr::cust_with_values(
+                    "MATCH(name, description) AGAINST (? IN BOOLEAN MODE)",
+                    [query],
+                ));
+            }
+            for term in short {
+                // Terms are letters and digits only: nothing to escape.
+                let pattern = format!("(^|[^[:alnum:]]){term}");
+                condition = condition.add(Expr::cust_with_values(
+                    "CONCAT(name, ' ', description) REGEXP ?",
+                    [pattern],
+                ));
+            }
+            condition
         }
         _ => {
             let query = terms
@@ -275,10 +292,10 @@ fn search_condition(backend: DbBackend, q: &str) -> SimpleExpr {
                 .map(|t| format!("\"{t}\"*"))
                 .collect::<Vec<_>>()
                 .join(" ");
-            Expr::cust_with_values(
+            Condition::all().add(Expr::cust_with_values(
                 "id IN (SELECT id FROM products_fts WHERE products_fts MATCH ?)",
                 [query],
-            )
+            ))
         }
     }
 }

@@ -316,6 +316,20 @@ async fn contract_full_text_search(backend: Backend) {
     );
     assert_eq!(names(&f.catalog, search("origins")).await.1, 1);
     assert_eq!(names(&f.catalog, search("teapot")).await.1, 0);
+    assert_eq!(
+        names(&f.catalog, search("ir")).await.0,
+        ["Cast Iron Skillet"],
+        "short words match too"
+    );
+    assert_eq!(
+        names(&f.catalog, search("cast ir")).await.0,
+        ["Cast Iron Skillet"]
+    );
+    assert_eq!(
+        names(&f.catalog, search("ro")).await.1,
+        0,
+        "a short word matches at word starts only"
+    );
     for hostile in [
         "'; DROP TABLE products; --",
         "\" OR 1=1 --",
