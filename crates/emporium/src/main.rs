@@ -99,7 +99,9 @@ fn settings(cli: &Cli, lone: Option<Service>) -> Result<Settings, config::Config
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let lone = match &cli.command {
-        Command::Serve { services } if services.len() == 1 => Some(services[0]),
+        Command::Serve { services } | Command::Migrate { services } if services.len() == 1 => {
+            Some(services[0])
+        }
         Command::Config { service } => *service,
         _ => None,
     };

@@ -1142,3 +1142,51 @@ async fn readiness_names_the_database_and_tolerates_a_missing_broker() {
     assert_eq!(product.status(), StatusCode::OK);
     shop.stop(Duration::from_secs(5)).await;
 }
+
+/// `emporium migrate catalog` with the seeds' plain DATABASE_URL builds the
+/// schema on MariaDB, and a second run has nothing left to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_builds_the_schema_on_mariadb_from_plain_variables() {
+    let Some(database) =
+        emporium_testkit::TestDatabase::fresh(emporium_testkit::Backend::MySql).await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"))
+            .args(["migrate", "catalog", "--data-dir"])
+            .arg(dir.path())
+            .env("DATABASE_URL", database.url.expose())
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let db = emporium_platform::db::connect(&database.url).await.unwrap();
+    use sea_orm::ConnectionTrait;
+    let tables = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SHOW TABLES",
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.try_get_by_index::<String>(0).unwrap())
+        .collect::<std::collections::BTreeSet<_>>();
+    for table in [
+        "products",
+        "categories",
+        "outbox",
+        "inbox",
+        "seaql_migrations",
+    ] {
+        assert!(tables.contains(table), "{table} in {tables:?}");
+    }
+    let _ = db.close().await;
+}
