@@ -551,6 +551,31 @@ async fn contract_concurrent_writes(backend: Backend) {
     );
 }
 
+/// Text in any script round-trips and is searchable.
+async fn contract_unicode_text(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let name = "Crème brûlée Tasse 🍮 抹茶";
+    let description = "Für Café-Liebhaber: ☕ handgemacht — ½ Liter\nzweite Zeile";
+    let created = f
+        .catalog
+        .create(&draft("UNI-1", name, description, "12.00", "kitchen"))
+        .await
+        .unwrap();
+    let fetched = f.catalog.get(&created.id).await.unwrap();
+    assert_eq!(
+        (fetched.name.as_str(), fetched.description.as_str()),
+        (name, description)
+    );
+    let search = |q: &str| ListQuery {
+        q: Some(q.into()),
+        ..query()
+    };
+    assert_eq!(names(&f.catalog, search("crème")).await.0, [name]);
+    assert_eq!(names(&f.catalog, search("café liebhaber")).await.0, [name]);
+}
+
 macro_rules! on_every_backend {
     ($($contract:ident),* $(,)?) => {
         mod sqlite { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $contract() { super::$contract(Backend::Sqlite).await } )* }
@@ -566,6 +591,7 @@ on_every_backend!(
     contract_update_delete_and_cache,
     contract_images,
     contract_concurrent_writes,
+    contract_unicode_text,
 );
 
 #[derive(Default)]
