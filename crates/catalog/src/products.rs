@@ -214,13 +214,21 @@ impl Catalog {
             Err(e) => tracing::warn!(error = %e, "cache read failed; reading the database"),
         }
         metrics::counter!("catalog_cache_requests_total", "result" => "miss").increment(1);
+        // Taken before the database read: a write that commits after it
+        // makes this copy too old to cache.
+        let fence = self.cache.fence(&key).await.ok();
         let row = store::find_product(&self.db, id)
             .await?
             .ok_or(CatalogError::NotFound)?;
         let view = ProductView::from_row(row)?;
         let bytes = serde_json::to_vec(&view)
             .map_err(|e| CatalogError::Store(DbErr::Custom(e.to_string())))?;
-        if let Err(e) = self.cache.set(&key, &bytes, self.cache_ttl).await {
+        if let Some(fence) = fence
+            && let Err(e) = self
+                .cache
+                .set_fenced(&key, &bytes, self.cache_ttl, fence)
+                .await
+        {
             tracing::warn!(error = %e, "cache write failed");
         }
         Ok(Bytes::from(bytes))
@@ -397,7 +405,7 @@ impl Catalog {
     }
 
     async fn forget(&self, id: &str) {
-        if let Err(e) = self.cache.delete(&cache_key(id)).await {
+        if let Err(e) = self.cache.invalidate(&cache_key(id)).await {
             tracing::warn!(error = %e, product_id = %id, "cache invalidation failed; entry expires with its ttl");
         }
     }

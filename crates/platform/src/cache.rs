@@ -12,11 +12,29 @@ use redis::AsyncCommands;
 use crate::config::Secret;
 use crate::http::Check;
 
+/// A key/value cache with expiry, and fencing for cache-aside: a reader that
+/// took a [`Cache::fence`] before reading the database stores its copy with
+/// [`Cache::set_fenced`], which does nothing if a writer called
+/// [`Cache::invalidate`] in between. Without the fence, a reader that read
+/// the old row just before a write committed would put it back in the cache
+/// just after the writer removed it, and serve it until it expires.
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
     async fn get(&self, key: &str) -> anyhow::Result<Option<Bytes>>;
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()>;
     async fn delete(&self, key: &str) -> anyhow::Result<()>;
+    /// The key's current generation.
+    async fn fence(&self, key: &str) -> anyhow::Result<u64>;
+    /// Stores `value` only if the key is still at generation `fence`.
+    async fn set_fenced(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        fence: u64,
+    ) -> anyhow::Result<bool>;
+    /// Removes the value and moves the key to a new generation.
+    async fn invalidate(&self, key: &str) -> anyhow::Result<()>;
     async fn check(&self) -> Result<(), String>;
 }
 
@@ -57,28 +75,87 @@ pub fn check(cache: SharedCache) -> Check {
     .degradable()
 }
 
+/// How long a key's generation is remembered after its last invalidation;
+/// far longer than any read takes.
+const GENERATION_TTL_SECS: u64 = 24 * 3600;
+
 pub struct RedisCache {
     manager: redis::aio::ConnectionManager,
     prefix: String,
+}
+
+impl RedisCache {
+    fn value_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+    fn generation_key(&self, key: &str) -> String {
+        format!("{}{key}#generation", self.prefix)
+    }
 }
 
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> anyhow::Result<Option<Bytes>> {
         let mut conn = self.manager.clone();
-        let value: Option<Vec<u8>> = conn.get(format!("{}{key}", self.prefix)).await?;
+        let value: Option<Vec<u8>> = conn.get(self.value_key(key)).await?;
         Ok(value.map(Bytes::from))
     }
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
         let mut conn = self.manager.clone();
         let () = conn
-            .set_ex(format!("{}{key}", self.prefix), value, ttl.as_secs().max(1))
+            .set_ex(self.value_key(key), value, ttl.as_secs().max(1))
             .await?;
         Ok(())
     }
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let mut conn = self.manager.clone();
-        let _: i64 = conn.del(format!("{}{key}", self.prefix)).await?;
+        let _: i64 = conn.del(self.value_key(key)).await?;
+        Ok(())
+    }
+    async fn fence(&self, key: &str) -> anyhow::Result<u64> {
+        let mut conn = self.manager.clone();
+        let generation: Option<u64> = conn.get(self.generation_key(key)).await?;
+        Ok(generation.unwrap_or(0))
+    }
+    async fn set_fenced(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        fence: u64,
+    ) -> anyhow::Result<bool> {
+        // Compare and set in one step on the server.
+        let script = redis::Script::new(
+            r"if tonumber(redis.call('GET', KEYS[2]) or '0') == tonumber(ARGV[3]) then
+                redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+                return 1
+              end
+              return 0",
+        );
+        let mut conn = self.manager.clone();
+        let stored: i64 = script
+            .key(self.value_key(key))
+            .key(self.generation_key(key))
+            .arg(value)
+            .arg(ttl.as_secs().max(1))
+            .arg(fence)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(stored == 1)
+    }
+    async fn invalidate(&self, key: &str) -> anyhow::Result<()> {
+        let mut conn = self.manager.clone();
+        let generation = self.generation_key(key);
+        let () = redis::pipe()
+            .atomic()
+            .incr(&generation, 1)
+            .ignore()
+            .expire(&generation, GENERATION_TTL_SECS as i64)
+            .ignore()
+            .del(self.value_key(key))
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
         Ok(())
     }
     async fn check(&self) -> Result<(), String> {
@@ -94,57 +171,89 @@ impl Cache for RedisCache {
 /// A value and when it stops being served.
 type Entry = (Instant, Bytes);
 
+#[derive(Default)]
+struct MemoryState {
+    entries: HashMap<String, Entry>,
+    generations: HashMap<String, u64>,
+}
+
 /// A bounded map with expiry, for one process.
 pub struct MemoryCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    state: Mutex<MemoryState>,
     capacity: usize,
 }
 
 impl MemoryCache {
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            state: Mutex::new(MemoryState::default()),
             capacity,
         }
+    }
+
+    fn state(&self) -> anyhow::Result<std::sync::MutexGuard<'_, MemoryState>> {
+        self.state
+            .lock()
+            .map_err(|_| anyhow::anyhow!("cache lock poisoned"))
+    }
+}
+
+impl MemoryState {
+    fn insert(&mut self, capacity: usize, key: &str, value: &[u8], ttl: Duration) {
+        if self.entries.len() >= capacity {
+            let now = Instant::now();
+            self.entries.retain(|_, (expires, _)| *expires > now);
+            if self.entries.len() >= capacity {
+                // Still full of live entries: start again rather than grow.
+                self.entries.clear();
+            }
+        }
+        self.entries.insert(
+            key.to_owned(),
+            (Instant::now() + ttl, Bytes::copy_from_slice(value)),
+        );
     }
 }
 
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> anyhow::Result<Option<Bytes>> {
-        let entries = self
+        let state = self.state()?;
+        Ok(state
             .entries
-            .lock()
-            .map_err(|_| anyhow::anyhow!("cache lock poisoned"))?;
-        Ok(entries
             .get(key)
             .filter(|(expires, _)| *expires > Instant::now())
             .map(|(_, v)| v.clone()))
     }
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
-        let mut entries = self
-            .entries
-            .lock()
-            .map_err(|_| anyhow::anyhow!("cache lock poisoned"))?;
-        if entries.len() >= self.capacity {
-            let now = Instant::now();
-            entries.retain(|_, (expires, _)| *expires > now);
-            if entries.len() >= self.capacity {
-                // Still full of live entries: start again rather than grow.
-                entries.clear();
-            }
-        }
-        entries.insert(
-            key.to_owned(),
-            (Instant::now() + ttl, Bytes::copy_from_slice(value)),
-        );
+        self.state()?.insert(self.capacity, key, value, ttl);
         Ok(())
     }
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
-        self.entries
-            .lock()
-            .map_err(|_| anyhow::anyhow!("cache lock poisoned"))?
-            .remove(key);
+        self.state()?.entries.remove(key);
+        Ok(())
+    }
+    async fn fence(&self, key: &str) -> anyhow::Result<u64> {
+        Ok(self.state()?.generations.get(key).copied().unwrap_or(0))
+    }
+    async fn set_fenced(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        fence: u64,
+    ) -> anyhow::Result<bool> {
+        let mut state = self.state()?;
+        if state.generations.get(key).copied().unwrap_or(0) != fence {
+            return Ok(false);
+        }
+        state.insert(self.capacity, key, value, ttl);
+        Ok(true)
+    }
+    async fn invalidate(&self, key: &str) -> anyhow::Result<()> {
+        let mut state = self.state()?;
+        state.entries.remove(key);
+        *state.generations.entry(key.to_owned()).or_insert(0) += 1;
         Ok(())
     }
     async fn check(&self) -> Result<(), String> {

@@ -460,6 +460,37 @@ async fn cache_contract(cache: cache::SharedCache) {
     .await;
     assert!(gone.is_some(), "entries expire");
     cache.check().await.unwrap();
+
+    // Cache-aside fencing: a copy read before a write does not outlive it.
+    let key = unique("fenced");
+    let before_write = cache.fence(&key).await.unwrap();
+    cache.invalidate(&key).await.unwrap(); // a writer commits meanwhile
+    assert!(
+        !cache
+            .set_fenced(&key, b"old", Duration::from_secs(30), before_write)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        cache.get(&key).await.unwrap(),
+        None,
+        "the stale copy was not stored"
+    );
+    let after_write = cache.fence(&key).await.unwrap();
+    assert_ne!(after_write, before_write);
+    assert!(
+        cache
+            .set_fenced(&key, b"new", Duration::from_secs(30), after_write)
+            .await
+            .unwrap()
+    );
+    assert_eq!(cache.get(&key).await.unwrap().as_deref(), Some(&b"new"[..]));
+    cache.invalidate(&key).await.unwrap();
+    assert_eq!(
+        cache.get(&key).await.unwrap(),
+        None,
+        "invalidation removes the value"
+    );
 }
 
 #[tokio::test]
