@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use emporium_platform::bus::Outbox;
+use emporium_platform::bus::{Envelope, Outbox};
 use emporium_platform::cache::SharedCache;
 use emporium_platform::objects::SharedObjects;
 use emporium_platform::{ErrorCode, FieldError, Problem};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
-use sea_orm::{DatabaseConnection, DbErr, SqlErr};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, SqlErr};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{CategoryInput, ImageFormat, Money, MoneyJson, ProductDraft, valid_image_name};
@@ -260,11 +260,12 @@ impl Catalog {
             .await
             .map_err(|e| duplicate(e, CatalogError::DuplicateSku(draft.sku.as_str().into())))?;
         let view = ProductView::from_row(row)?;
-        self.outbox
-            .enqueue(&txn, &events::product(events::PRODUCT_CREATED, &view))
-            .await?;
-        txn.commit().await?;
-        self.outbox.wake();
+        self.commit_with_event(
+            txn,
+            &view.id,
+            events::product(events::PRODUCT_CREATED, &view),
+        )
+        .await?;
         tracing::info!(product_id = %view.id, "product created");
         Ok(view)
     }
@@ -283,12 +284,8 @@ impl Catalog {
             .map_err(|e| duplicate(e, CatalogError::DuplicateSku(draft.sku.as_str().into())))?
             .ok_or(CatalogError::NotFound)?;
         let view = ProductView::from_row(row)?;
-        self.outbox
-            .enqueue(&txn, &events::product(events::PRODUCT_UPDATED, &view))
+        self.commit_with_event(txn, id, events::product(events::PRODUCT_UPDATED, &view))
             .await?;
-        txn.commit().await?;
-        self.forget(id).await;
-        self.outbox.wake();
         Ok(view)
     }
 
@@ -299,12 +296,8 @@ impl Catalog {
             .await?
             .ok_or(CatalogError::NotFound)?;
         store::delete_product(&txn, id).await?;
-        self.outbox
-            .enqueue(&txn, &events::deleted(id, &row.sku))
+        self.commit_with_event(txn, id, events::deleted(id, &row.sku))
             .await?;
-        txn.commit().await?;
-        self.forget(id).await;
-        self.outbox.wake();
         let names: Vec<String> = serde_json::from_str(&row.images).unwrap_or_default();
         for name in names {
             if let Err(e) = self.objects.delete(&image_path(id, &name)).await {
@@ -342,25 +335,16 @@ impl Catalog {
                 .await?
                 .ok_or(CatalogError::NotFound)?;
             let view = ProductView::from_row(row)?;
-            self.outbox
-                .enqueue(&txn, &events::product(events::PRODUCT_UPDATED, &view))
+            self.commit_with_event(txn, id, events::product(events::PRODUCT_UPDATED, &view))
                 .await?;
-            txn.commit().await?;
             Ok::<_, CatalogError>(view)
         }
         .await;
-        match recorded {
-            Ok(view) => {
-                self.forget(id).await;
-                self.outbox.wake();
-                Ok(view)
-            }
-            Err(e) => {
-                // Nothing points at the stored bytes: remove them.
-                let _ = self.objects.delete(&path).await;
-                Err(e)
-            }
+        if recorded.is_err() {
+            // Nothing points at the stored bytes: remove them.
+            let _ = self.objects.delete(&path).await;
         }
+        recorded
     }
 
     pub async fn image(&self, id: &str, name: &str) -> Result<(Bytes, &'static str)> {
@@ -402,6 +386,21 @@ impl Catalog {
             name: row.name,
             product_count: 0,
         })
+    }
+
+    /// Records the change's event in its transaction and commits both; then
+    /// drops the cached copy and wakes the relay.
+    async fn commit_with_event(
+        &self,
+        txn: DatabaseTransaction,
+        id: &str,
+        event: Envelope,
+    ) -> Result<()> {
+        self.outbox.enqueue(&txn, &event).await?;
+        txn.commit().await?;
+        self.forget(id).await;
+        self.outbox.wake();
+        Ok(())
     }
 
     async fn forget(&self, id: &str) {
