@@ -20,7 +20,6 @@ use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio_util::sync::CancellationToken;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -159,10 +158,8 @@ async fn main() {
     let concurrency = env_number("BENCH_CONCURRENCY", 16) as usize;
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings::ephemeral(dir.path());
-    let (shop, _issuer) = emporium::up(settings, true, CancellationToken::new())
-        .await
-        .unwrap();
-    let gateway = shop.gateway_url().unwrap();
+    let (shop, _issuer) = emporium::up(settings, true).await.unwrap();
+    let gateway = shop.url("gateway").unwrap();
 
     let page: serde_json::Value = reqwest::get(format!("{gateway}/api/v1/products?per_page=20"))
         .await

@@ -3,7 +3,10 @@
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/emporium/catalog/v1/catalog.proto"];
+    let files = [
+        "proto/emporium/common/v1/money.proto",
+        "proto/emporium/catalog/v1/catalog.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -4,151 +4,70 @@ use std::fmt;
 use std::str::FromStr;
 
 use emporium_platform::FieldError;
-use rust_decimal::Decimal;
+use emporium_platform::money::{Money, MoneyJson, format_minor};
 use serde::{Deserialize, Serialize};
 
 /// The largest price accepted, in minor units (one hundred million in a
 /// two-decimal currency).
 pub const MAX_PRICE_MINOR: i64 = 10_000_000_000;
 
-/// ISO 4217 currencies the shop sells in, with their minor-unit digits.
-const CURRENCIES: &[(&str, u32)] = &[
-    ("AUD", 2),
-    ("BRL", 2),
-    ("CAD", 2),
-    ("CHF", 2),
-    ("CNY", 2),
-    ("CZK", 2),
-    ("DKK", 2),
-    ("EUR", 2),
-    ("GBP", 2),
-    ("INR", 2),
-    ("JPY", 0),
-    ("KRW", 0),
-    ("MXN", 2),
-    ("NOK", 2),
-    ("PLN", 2),
-    ("SEK", 2),
-    ("USD", 2),
-];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Currency {
-    code: &'static str,
-    digits: u32,
-}
-
-impl Currency {
-    pub fn parse(code: &str) -> Result<Self, String> {
-        CURRENCIES
-            .iter()
-            .find(|(c, _)| *c == code)
-            .map(|(code, digits)| Currency {
-                code,
-                digits: *digits,
-            })
-            .ok_or_else(|| {
-                format!(
-                    "`{}` is not a supported ISO 4217 currency",
-                    truncate(code, 16)
-                )
-            })
+/// A product's price: positive, at most [`MAX_PRICE_MINOR`], with no more
+/// decimals than the currency has.
+pub fn parse_price(amount: &str, currency: &str) -> Result<Money, String> {
+    let money = Money::parse(amount, currency)?;
+    if money.minor <= 0 {
+        return Err("must be greater than zero".into());
     }
-    pub fn code(self) -> &'static str {
-        self.code
-    }
-    pub fn digits(self) -> u32 {
-        self.digits
-    }
-}
-
-/// An amount in integer minor units of one currency; never a float.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Money {
-    pub minor: i64,
-    pub currency: Currency,
-}
-
-/// Money as JSON carries it: `{"amount": "19.99", "currency": "USD"}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MoneyJson {
-    pub amount: String,
-    pub currency: String,
-}
-
-impl Money {
-    /// A positive price of at most [`MAX_PRICE_MINOR`], with no more decimals
-    /// than the currency has.
-    pub fn parse_price(amount: &str, currency: &str) -> Result<Self, String> {
-        let currency = Currency::parse(currency)?;
-        let minor = parse_minor(amount, currency)?;
-        if minor <= 0 {
-            return Err("must be greater than zero".into());
-        }
-        if minor > MAX_PRICE_MINOR {
-            return Err(format!(
-                "must be at most {}",
-                format_minor(MAX_PRICE_MINOR, currency.digits)
-            ));
-        }
-        Ok(Money { minor, currency })
-    }
-
-    pub fn from_minor(minor: i64, currency: &str) -> Result<Self, String> {
-        Ok(Money {
-            minor,
-            currency: Currency::parse(currency)?,
-        })
-    }
-
-    pub fn to_json(self) -> MoneyJson {
-        MoneyJson {
-            amount: format_minor(self.minor, self.currency.digits),
-            currency: self.currency.code.into(),
-        }
-    }
-}
-
-/// A non-negative decimal string in minor units of `currency`.
-pub fn parse_minor(amount: &str, currency: Currency) -> Result<i64, String> {
-    let trimmed = amount.trim();
-    if trimmed.is_empty()
-        || trimmed.len() > 32
-        || !trimmed
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
-    {
-        return Err("must be a decimal string such as \"19.99\"".into());
-    }
-    let value = Decimal::from_str(trimmed)
-        .map_err(|_| "must be a decimal string such as \"19.99\"".to_string())?;
-    if value.is_sign_negative() && !value.is_zero() {
-        return Err("must not be negative".into());
-    }
-    if value.scale() > currency.digits && value.normalize().scale() > currency.digits {
+    if money.minor > MAX_PRICE_MINOR {
         return Err(format!(
-            "{} takes at most {} decimals",
-            currency.code, currency.digits
+            "must be at most {}",
+            format_minor(MAX_PRICE_MINOR, money.currency.digits())
         ));
     }
-    let scaled = value * Decimal::from(10i64.pow(currency.digits));
-    i64::try_from(scaled.trunc()).map_err(|_| "is too large".to_string())
+    Ok(money)
 }
 
-pub fn format_minor(minor: i64, digits: u32) -> String {
-    if digits == 0 {
-        return minor.to_string();
+/// A product's id: a UUID, parsed before any lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProductId(uuid::Uuid);
+
+impl ProductId {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7())
     }
-    let scale = 10i64.pow(digits);
-    let sign = if minor < 0 { "-" } else { "" };
-    let abs = minor.unsigned_abs();
-    format!(
-        "{sign}{}.{:0width$}",
-        abs / scale as u64,
-        abs % scale as u64,
-        width = digits as usize
-    )
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        uuid::Uuid::parse_str(raw)
+            .map(Self)
+            .map_err(|_| "must be a UUID".to_owned())
+    }
+}
+
+impl Default for ProductId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ProductId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A product as the catalog knows it; each edge (REST, gRPC, events) maps
+/// it to its own shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Product {
+    pub id: ProductId,
+    pub sku: Sku,
+    pub name: String,
+    pub description: String,
+    pub price: Money,
+    pub category: CategorySlug,
+    /// Stored image names (`<uuid>.<ext>`), oldest first.
+    pub images: Vec<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A stock-keeping unit: 1 to 64 of `A-Z 0-9 - _ .`, kept upper-case.
@@ -263,12 +182,13 @@ impl ProductDraft {
             "description",
             description.as_ref().map(|_| ()).map_err(Clone::clone),
         );
-        let price = Money::parse_price(&input.price.amount, &input.price.currency);
-        let price_field = if Currency::parse(&input.price.currency).is_err() {
-            "price.currency"
-        } else {
-            "price.amount"
-        };
+        let price = parse_price(&input.price.amount, &input.price.currency);
+        let price_field =
+            if emporium_platform::money::Currency::parse(&input.price.currency).is_err() {
+                "price.currency"
+            } else {
+                "price.amount"
+            };
         field(
             price_field,
             price.as_ref().map(|_| ()).map_err(Clone::clone),
@@ -442,10 +362,6 @@ impl fmt::Display for Sort {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,11 +382,11 @@ mod tests {
 
     #[test]
     fn prices_parse_to_minor_units() {
-        assert_eq!(Money::parse_price("19.99", "USD").unwrap().minor, 1999);
-        assert_eq!(Money::parse_price("19.9", "EUR").unwrap().minor, 1990);
-        assert_eq!(Money::parse_price("20", "USD").unwrap().minor, 2000);
-        assert_eq!(Money::parse_price("1500", "JPY").unwrap().minor, 1500);
-        assert_eq!(Money::parse_price("19.990", "USD").unwrap().minor, 1999);
+        assert_eq!(parse_price("19.99", "USD").unwrap().minor, 1999);
+        assert_eq!(parse_price("19.9", "EUR").unwrap().minor, 1990);
+        assert_eq!(parse_price("20", "USD").unwrap().minor, 2000);
+        assert_eq!(parse_price("1500", "JPY").unwrap().minor, 1500);
+        assert_eq!(parse_price("19.990", "USD").unwrap().minor, 1999);
     }
 
     #[test]
@@ -490,7 +406,7 @@ mod tests {
             ("NaN", "USD"),
         ] {
             assert!(
-                Money::parse_price(amount, currency).is_err(),
+                parse_price(amount, currency).is_err(),
                 "{amount} {currency}"
             );
         }
@@ -547,12 +463,12 @@ mod tests {
         #[test]
         fn formatting_then_parsing_a_price_is_identity(minor in 1i64..=MAX_PRICE_MINOR) {
             let text = format_minor(minor, 2);
-            prop_assert_eq!(Money::parse_price(&text, "USD").unwrap().minor, minor);
+            prop_assert_eq!(parse_price(&text, "USD").unwrap().minor, minor);
         }
 
         #[test]
         fn any_string_parses_or_is_refused_without_panicking(amount in ".{0,40}", currency in ".{0,5}") {
-            let _ = Money::parse_price(&amount, &currency);
+            let _ = parse_price(&amount, &currency);
             let _ = Sku::parse(&amount);
             let _ = search_terms(&amount);
         }

@@ -2,33 +2,30 @@
 
 use emporium_platform::Problem;
 use emporium_platform::auth::Verifier;
+use emporium_platform::money::Money;
 use emporium_proto::catalog::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{MoneyJson, ProductDraft, ProductInput};
+use crate::domain::{Product, ProductDraft, ProductId, ProductInput};
 use crate::http::product_id;
-use crate::products::{Catalog, ProductView};
+use crate::products::Catalog;
 
 pub struct CatalogGrpc {
     pub catalog: Catalog,
     pub verifier: Verifier,
 }
 
-fn to_pb(view: ProductView) -> pb::Product {
-    let amount_minor = view.price_minor();
+fn to_pb(product: Product) -> pb::Product {
     pb::Product {
-        id: view.id,
-        sku: view.sku,
-        name: view.name,
-        description: view.description,
-        price: Some(pb::Money {
-            amount_minor,
-            currency: view.price.currency,
-        }),
-        category: view.category,
-        images: view.images.into_iter().map(|i| i.name).collect(),
-        created_at: view.created_at.to_rfc3339(),
-        updated_at: view.updated_at.to_rfc3339(),
+        id: product.id.to_string(),
+        sku: product.sku.as_str().to_owned(),
+        name: product.name,
+        description: product.description,
+        price: Some(product.price.into()),
+        category: product.category.as_str().to_owned(),
+        images: product.images,
+        created_at: product.created_at.to_rfc3339(),
+        updated_at: product.updated_at.to_rfc3339(),
     }
 }
 
@@ -37,16 +34,12 @@ fn draft(fields: Option<pb::ProductFields>) -> Result<ProductDraft, Status> {
     let price = fields
         .price
         .ok_or_else(|| Status::invalid_argument("fields.price is required"))?;
-    let currency =
-        crate::domain::Currency::parse(&price.currency).map_err(Status::invalid_argument)?;
+    let price = Money::try_from(&price).map_err(Status::invalid_argument)?;
     let input = ProductInput {
         sku: fields.sku,
         name: fields.name,
         description: fields.description,
-        price: MoneyJson {
-            amount: crate::domain::format_minor(price.amount_minor, currency.digits()),
-            currency: price.currency,
-        },
+        price: price.to_json(),
         category: fields.category,
     };
     ProductDraft::parse(&input).map_err(|errors| Status::from(Problem::invalid(errors)))
@@ -63,7 +56,7 @@ impl CatalogGrpc {
     }
 }
 
-fn id(raw: &str) -> Result<String, Status> {
+fn id(raw: &str) -> Result<ProductId, Status> {
     product_id(raw).map_err(Status::from)
 }
 
@@ -74,8 +67,8 @@ impl pb::catalog_server::Catalog for CatalogGrpc {
         request: Request<pb::GetProductRequest>,
     ) -> Result<Response<pb::Product>, Status> {
         let id = id(&request.get_ref().id)?;
-        let view = self.catalog.get(&id).await.map_err(Problem::from)?;
-        Ok(Response::new(to_pb(view)))
+        let product = self.catalog.get(id).await.map_err(Problem::from)?;
+        Ok(Response::new(to_pb(product)))
     }
 
     async fn get_products(
@@ -90,7 +83,7 @@ impl pb::catalog_server::Catalog for CatalogGrpc {
         let (found, missing) = self.catalog.get_many(&ids).await.map_err(Problem::from)?;
         Ok(Response::new(pb::GetProductsResponse {
             products: found.into_iter().map(to_pb).collect(),
-            missing,
+            missing: missing.iter().map(ToString::to_string).collect(),
         }))
     }
 
@@ -100,8 +93,8 @@ impl pb::catalog_server::Catalog for CatalogGrpc {
     ) -> Result<Response<pb::Product>, Status> {
         self.require_admin(&request).await?;
         let draft = draft(request.into_inner().fields)?;
-        let view = self.catalog.create(&draft).await.map_err(Problem::from)?;
-        Ok(Response::new(to_pb(view)))
+        let product = self.catalog.create(&draft).await.map_err(Problem::from)?;
+        Ok(Response::new(to_pb(product)))
     }
 
     async fn update_product(
@@ -112,12 +105,12 @@ impl pb::catalog_server::Catalog for CatalogGrpc {
         let request = request.into_inner();
         let id = id(&request.id)?;
         let draft = draft(request.fields)?;
-        let view = self
+        let product = self
             .catalog
-            .update(&id, &draft)
+            .update(id, &draft)
             .await
             .map_err(Problem::from)?;
-        Ok(Response::new(to_pb(view)))
+        Ok(Response::new(to_pb(product)))
     }
 
     async fn delete_product(
@@ -126,7 +119,7 @@ impl pb::catalog_server::Catalog for CatalogGrpc {
     ) -> Result<Response<pb::DeleteProductResponse>, Status> {
         self.require_admin(&request).await?;
         let id = id(&request.get_ref().id)?;
-        self.catalog.delete(&id).await.map_err(Problem::from)?;
+        self.catalog.delete(id).await.map_err(Problem::from)?;
         Ok(Response::new(pb::DeleteProductResponse {}))
     }
 }

@@ -8,17 +8,77 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use emporium_platform::auth::{Admin, Verifier};
-use emporium_platform::http::{Json, Path, Query};
+use emporium_platform::http::{Json, Page, Path, Query, page_params};
+use emporium_platform::money::{Currency, MoneyJson, parse_minor};
 use emporium_platform::{ErrorCode, Problem};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    CategoryInput, CategorySlug, Currency, ProductDraft, ProductInput, Sort, parse_minor,
+    CategoryInput, CategorySlug, Product, ProductDraft, ProductId, ProductInput, Sort,
 };
-use crate::products::Catalog;
+use crate::products::{Catalog, Category};
 use crate::store::ListQuery;
 
-pub const MAX_PER_PAGE: u64 = 100;
+/// A product as REST clients see it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProductView {
+    pub id: String,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub price: MoneyJson,
+    pub category: String,
+    pub images: Vec<ImageView>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageView {
+    pub name: String,
+    pub url: String,
+}
+
+impl From<Product> for ProductView {
+    fn from(product: Product) -> Self {
+        let id = product.id.to_string();
+        ProductView {
+            images: product
+                .images
+                .into_iter()
+                .map(|name| ImageView {
+                    url: format!("/api/v1/products/{id}/images/{name}"),
+                    name,
+                })
+                .collect(),
+            id,
+            sku: product.sku.as_str().to_owned(),
+            name: product.name,
+            description: product.description,
+            price: product.price.to_json(),
+            category: product.category.as_str().to_owned(),
+            created_at: product.created_at,
+            updated_at: product.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CategoryView {
+    slug: String,
+    name: String,
+    product_count: u64,
+}
+
+impl From<Category> for CategoryView {
+    fn from(c: Category) -> Self {
+        CategoryView {
+            slug: c.slug,
+            name: c.name,
+            product_count: c.product_count,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -69,38 +129,12 @@ pub struct ListParams {
 }
 
 fn bad(field: &str, message: impl Into<String>) -> Problem {
-    Problem {
-        errors: vec![emporium_platform::FieldError {
-            field: field.into(),
-            message: message.into(),
-        }],
-        ..Problem::bad_request(format!("invalid parameter `{field}`"))
-    }
+    Problem::bad_parameter(field, message)
 }
 
 impl ListParams {
     pub fn parse(self) -> Result<ListQuery, Problem> {
-        let page = match self.page.as_deref() {
-            None => 1,
-            Some(p) => p
-                .parse::<u64>()
-                .ok()
-                .filter(|p| (1..=1_000_000).contains(p))
-                .ok_or_else(|| bad("page", "must be a whole number from 1"))?,
-        };
-        let per_page = match self.per_page.as_deref() {
-            None => 20,
-            Some(p) => p
-                .parse::<u64>()
-                .ok()
-                .filter(|p| (1..=MAX_PER_PAGE).contains(p))
-                .ok_or_else(|| {
-                    bad(
-                        "per_page",
-                        format!("must be a whole number from 1 to {MAX_PER_PAGE}"),
-                    )
-                })?,
-        };
+        let (page, per_page) = page_params(self.page.as_deref(), self.per_page.as_deref())?;
         let category = match self.category.as_deref() {
             None | Some("") => None,
             Some(c) => Some(
@@ -154,10 +188,8 @@ impl ListParams {
 }
 
 /// A product id must be a UUID; anything else is a 400 before any lookup.
-pub fn product_id(raw: &str) -> Result<String, Problem> {
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.to_string())
-        .map_err(|_| bad("id", "must be a UUID"))
+pub fn product_id(raw: &str) -> Result<ProductId, Problem> {
+    ProductId::parse(raw).map_err(|m| bad("id", m))
 }
 
 async fn list_products(
@@ -165,7 +197,8 @@ async fn list_products(
     Query(params): Query<ListParams>,
 ) -> Result<Response, Problem> {
     let query = params.parse()?;
-    Ok(Json(state.catalog.list(&query).await?).into_response())
+    let page: Page<ProductView> = state.catalog.list(&query).await?.map(ProductView::from);
+    Ok(Json(page).into_response())
 }
 
 async fn get_product(
@@ -173,15 +206,8 @@ async fn get_product(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id = product_id(&id)?;
-    let json = state.catalog.get_json(&id).await?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        json,
-    )
-        .into_response())
+    let product = state.catalog.get(id).await?;
+    Ok(Json(ProductView::from(product)).into_response())
 }
 
 async fn create_product(
@@ -190,7 +216,7 @@ async fn create_product(
     Json(input): Json<ProductInput>,
 ) -> Result<Response, Problem> {
     let draft = ProductDraft::parse(&input).map_err(Problem::invalid)?;
-    let view = state.catalog.create(&draft).await?;
+    let view = ProductView::from(state.catalog.create(&draft).await?);
     let location = HeaderValue::from_str(&format!("/api/v1/products/{}", view.id))
         .map_err(Problem::internal)?;
     Ok((
@@ -209,7 +235,8 @@ async fn update_product(
 ) -> Result<Response, Problem> {
     let id = product_id(&id)?;
     let draft = ProductDraft::parse(&input).map_err(Problem::invalid)?;
-    Ok(Json(state.catalog.update(&id, &draft).await?).into_response())
+    let product = state.catalog.update(id, &draft).await?;
+    Ok(Json(ProductView::from(product)).into_response())
 }
 
 async fn delete_product(
@@ -218,7 +245,7 @@ async fn delete_product(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id = product_id(&id)?;
-    state.catalog.delete(&id).await?;
+    state.catalog.delete(id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -241,8 +268,8 @@ async fn upload_image(
             "the body is empty: send the image bytes",
         ));
     }
-    let view = state.catalog.add_image(&id, body).await?;
-    Ok((StatusCode::CREATED, Json(view)).into_response())
+    let product = state.catalog.add_image(id, body).await?;
+    Ok((StatusCode::CREATED, Json(ProductView::from(product))).into_response())
 }
 
 async fn download_image(
@@ -250,7 +277,7 @@ async fn download_image(
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
     let id = product_id(&id)?;
-    let (bytes, mime) = state.catalog.image(&id, &name).await?;
+    let (bytes, mime) = state.catalog.image(id, &name).await?;
     Ok((
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(mime)),
@@ -269,7 +296,13 @@ async fn download_image(
 }
 
 async fn list_categories(State(state): State<AppState>) -> Result<Response, Problem> {
-    let items = state.catalog.categories().await?;
+    let items: Vec<CategoryView> = state
+        .catalog
+        .categories()
+        .await?
+        .into_iter()
+        .map(CategoryView::from)
+        .collect();
     Ok(Json(serde_json::json!({ "items": items })).into_response())
 }
 
@@ -278,8 +311,8 @@ async fn create_category(
     _admin: Admin,
     Json(input): Json<CategoryInput>,
 ) -> Result<Response, Problem> {
-    let view = state.catalog.create_category(&input).await?;
-    Ok((StatusCode::CREATED, Json(view)).into_response())
+    let category = state.catalog.create_category(&input).await?;
+    Ok((StatusCode::CREATED, Json(CategoryView::from(category))).into_response())
 }
 
 #[cfg(test)]
@@ -351,7 +384,7 @@ mod tests {
             sort in proptest::option::of(".{0,12}"),
         ) {
             if let Ok(query) = params(page, per_page, min, q, sort).parse() {
-                prop_assert!(query.page >= 1 && (1..=MAX_PER_PAGE).contains(&query.per_page));
+                prop_assert!(query.page >= 1 && (1..=emporium_platform::http::MAX_PER_PAGE).contains(&query.per_page));
             }
         }
     }

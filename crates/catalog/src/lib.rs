@@ -12,30 +12,94 @@ pub mod seed;
 pub mod store;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use emporium_platform::config::Service;
-use emporium_platform::{Runtime, bus, cache, db, objects};
+use emporium_platform::config::{Plain, Production, Secret, Section, SectionDef};
+use emporium_platform::service::{Definition, Seeder};
+use emporium_platform::{Runtime, Started, bus, cache, db, objects};
+use serde::{Deserialize, Serialize};
 
 pub use products::Catalog;
 
-/// A running catalog: where it listens, and its use cases for the binary
-/// (demo seeding).
-pub struct Started {
+pub const NAME: &str = "catalog";
+
+/// The `[catalog]` section of the configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogSettings {
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
-    pub catalog: Catalog,
+    /// `sqlite://…`, `postgres://…` or `mysql://…`; embedded SQLite when unset.
+    pub database_url: Option<Secret>,
+    /// `memory://` or `redis://…`.
+    pub cache_url: Secret,
+    pub cache_ttl_secs: u64,
+    /// `file:///dir`, `s3://bucket` or `memory://`; a directory under the
+    /// data dir when unset.
+    pub objects_url: Option<String>,
+    /// Largest image upload accepted.
+    pub image_limit_bytes: usize,
+}
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        Self {
+            http_addr: ([127, 0, 0, 1], 8006).into(),
+            grpc_addr: ([127, 0, 0, 1], 50050).into(),
+            database_url: None,
+            cache_url: Secret::new("memory://"),
+            cache_ttl_secs: 300,
+            objects_url: None,
+            image_limit_bytes: 5 * 1024 * 1024,
+        }
+    }
+}
+
+impl Section for CatalogSettings {
+    const NAME: &'static str = NAME;
+    const PLAIN: Plain = Plain {
+        http_port: true,
+        grpc_port: true,
+        database: Some(Production::Postgres),
+        redis: Some("cache_url"),
+    };
+    fn on_free_ports(self) -> Self {
+        let free: SocketAddr = ([127, 0, 0, 1], 0).into();
+        Self {
+            http_addr: free,
+            grpc_addr: free,
+            ..self
+        }
+    }
+}
+
+/// How the binary knows the catalog.
+pub fn definition() -> Definition {
+    Definition {
+        name: NAME,
+        section: SectionDef::of::<CatalogSettings>(),
+        start: |runtime, _local| Box::pin(async move { start(&runtime).await }),
+        migrate: |settings| {
+            Box::pin(async move {
+                let own = settings.section::<CatalogSettings>();
+                let db =
+                    db::connect(&settings.database_url(NAME, own.database_url.as_ref())).await?;
+                db::migrate::<migrations::Migrator>(&db).await
+            })
+        },
+    }
 }
 
 /// Opens the stores, applies migrations, binds both ports and serves until
 /// the runtime shuts down.
 pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
     let settings = &runtime.settings;
-    let own = &settings.catalog;
-    let db = db::connect(&settings.database_url(Service::Catalog)).await?;
+    let own = settings.section::<CatalogSettings>();
+    let db = db::connect(&settings.database_url(NAME, own.database_url.as_ref())).await?;
     db::migrate::<migrations::Migrator>(&db).await?;
-    let cache = cache::from_url(&own.cache_url, "catalog").await?;
-    let objects = objects::from_url(&settings.objects_url(Service::Catalog))?;
+    let cache = cache::from_url(&own.cache_url, NAME).await?;
+    let objects = objects::from_url(&settings.objects_url(NAME, own.objects_url.as_deref()))?;
     let outbox = bus::Outbox::new();
     let catalog = Catalog::new(
         db.clone(),
@@ -61,9 +125,9 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
         verifier: runtime.verifier.clone(),
     };
     let router = emporium_platform::http::finish_router(
-        "catalog",
+        NAME,
         http::router(state, own.image_limit_bytes),
-        checks,
+        checks.clone(),
         &settings.http,
     );
     let grpc_service =
@@ -72,7 +136,7 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
             verifier: runtime.verifier.clone(),
         });
     let grpc_router = emporium_platform::grpc::router(
-        "catalog",
+        NAME,
         tonic::service::Routes::new(grpc_service),
         emporium_proto::DESCRIPTOR_SET,
         &["emporium.catalog.v1.Catalog"],
@@ -80,28 +144,19 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
     )
     .await?;
 
-    let shutdown = runtime.shutdown.clone();
-    runtime.tasks.spawn(async move {
-        if let Err(e) = emporium_platform::http::serve(http_listener, router, shutdown).await {
-            tracing::error!(error = %e, "catalog http server stopped");
-        }
+    runtime.serve(NAME, http_listener, router.clone());
+    runtime.serve(NAME, grpc_listener, grpc_router);
+    runtime.relay(NAME, outbox, db);
+    let seeder: Seeder = Arc::new(move || {
+        let catalog = catalog.clone();
+        Box::pin(async move { Ok(seed::seed_demo(&catalog).await? as u64) })
     });
-    let shutdown = runtime.shutdown.clone();
-    runtime.tasks.spawn(async move {
-        if let Err(e) = emporium_platform::http::serve(grpc_listener, grpc_router, shutdown).await {
-            tracing::error!(error = %e, "catalog grpc server stopped");
-        }
-    });
-    runtime.tasks.spawn(outbox.relay(
-        db,
-        runtime.transport.clone(),
-        Duration::from_millis(settings.bus.relay_interval_ms),
-        runtime.shutdown.clone(),
-    ));
-    tracing::info!(service = "catalog", http = %http_addr, grpc = %grpc_addr, "catalog listening");
     Ok(Started {
+        name: NAME,
         http_addr,
-        grpc_addr,
-        catalog,
+        grpc_addr: Some(grpc_addr),
+        router,
+        checks,
+        seeder: Some(seeder),
     })
 }

@@ -6,14 +6,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use emporium_platform::bus::{Envelope, Outbox};
 use emporium_platform::cache::SharedCache;
+use emporium_platform::http::Page;
+use emporium_platform::money::Money;
 use emporium_platform::objects::SharedObjects;
 use emporium_platform::{ErrorCode, FieldError, Problem};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, SqlErr};
-use serde::{Deserialize, Serialize};
 
-use crate::domain::{CategoryInput, ImageFormat, Money, MoneyJson, ProductDraft, valid_image_name};
+use crate::domain::{
+    CategoryInput, CategorySlug, ImageFormat, Product, ProductDraft, ProductId, Sku,
+    valid_image_name,
+};
 use crate::events;
 use crate::store::{self, ListQuery, ProductRow};
 
@@ -35,6 +39,14 @@ pub enum CatalogError {
     ImageNotFound,
     #[error(transparent)]
     Store(#[from] DbErr),
+    /// A stored record the catalog cannot read back.
+    #[error("stored product {id} is corrupt: {reason}")]
+    Corrupt { id: String, reason: String },
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
     #[error("object store: {0}")]
     Objects(String),
 }
@@ -57,75 +69,45 @@ impl From<CatalogError> for Problem {
                 Problem::new(ErrorCode::PayloadTooLarge, e.to_string())
             }
             CatalogError::Store(e) => Problem::from(e),
-            CatalogError::Objects(e) => Problem::internal(e),
+            e @ (CatalogError::Corrupt { .. }
+            | CatalogError::Encode { .. }
+            | CatalogError::Objects(_)) => Problem::internal(e),
         }
     }
 }
 
 type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
-/// A product as clients see it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProductView {
-    pub id: String,
-    pub sku: String,
-    pub name: String,
-    pub description: String,
-    pub price: MoneyJson,
-    pub category: String,
-    pub images: Vec<ImageView>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ImageView {
-    pub name: String,
-    pub url: String,
-}
-
-impl ProductView {
-    fn from_row(row: ProductRow) -> Result<Self> {
-        let price = Money::from_minor(row.price_minor, &row.currency)
-            .map_err(|e| CatalogError::Store(DbErr::Custom(format!("stored currency: {e}"))))?;
-        let names: Vec<String> = serde_json::from_str(&row.images).unwrap_or_default();
-        let images = names
-            .into_iter()
-            .map(|name| ImageView {
-                url: format!("/api/v1/products/{}/images/{name}", row.id),
-                name,
-            })
-            .collect();
-        Ok(ProductView {
-            price: price.to_json(),
-            id: row.id,
-            sku: row.sku,
-            name: row.name,
-            description: row.description,
-            category: row.category,
-            images,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        })
+/// Reads a stored row back into a product; a value that no longer parses
+/// is an error, never a silent default.
+pub(crate) fn product_from_row(row: ProductRow) -> Result<Product> {
+    let corrupt = |reason: String| CatalogError::Corrupt {
+        id: row.id.clone(),
+        reason,
+    };
+    let images: Vec<String> =
+        serde_json::from_str(&row.images).map_err(|e| corrupt(format!("images column: {e}")))?;
+    if let Some(bad) = images.iter().find(|name| !valid_image_name(name)) {
+        return Err(corrupt(format!("image name `{bad}`")));
     }
-
-    pub fn price_minor(&self) -> i64 {
-        Money::parse_price(&self.price.amount, &self.price.currency)
-            .map(|m| m.minor)
-            .unwrap_or(0)
-    }
+    Ok(Product {
+        id: ProductId::parse(&row.id).map_err(|e| corrupt(format!("id: {e}")))?,
+        sku: Sku::parse(&row.sku).map_err(|e| corrupt(format!("sku: {e}")))?,
+        price: Money::from_minor(row.price_minor, &row.currency)
+            .map_err(|e| corrupt(format!("currency: {e}")))?,
+        category: CategorySlug::parse(&row.category)
+            .map_err(|e| corrupt(format!("category: {e}")))?,
+        images,
+        name: row.name,
+        description: row.description,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub page: u64,
-    pub per_page: u64,
-    pub total: u64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CategoryView {
+/// A category with the number of products in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Category {
     pub slug: String,
     pub name: String,
     pub product_count: u64,
@@ -134,7 +116,7 @@ pub struct CategoryView {
 /// The catalog's use cases over its stores.
 #[derive(Clone)]
 pub struct Catalog {
-    pub(crate) db: DatabaseConnection,
+    db: DatabaseConnection,
     cache: SharedCache,
     objects: SharedObjects,
     outbox: Outbox,
@@ -142,7 +124,7 @@ pub struct Catalog {
     image_limit: usize,
 }
 
-fn cache_key(id: &str) -> String {
+fn cache_key(id: ProductId) -> String {
     format!("product:{id}")
 }
 
@@ -180,11 +162,11 @@ impl Catalog {
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn list(&self, query: &ListQuery) -> Result<Page<ProductView>> {
+    pub async fn list(&self, query: &ListQuery) -> Result<Page<Product>> {
         let (rows, total) = store::list_products(&self.db, query).await?;
         let items = rows
             .into_iter()
-            .map(ProductView::from_row)
+            .map(product_from_row)
             .collect::<Result<_>>()?;
         Ok(Page {
             items,
@@ -194,22 +176,21 @@ impl Catalog {
         })
     }
 
-    pub async fn get(&self, id: &str) -> Result<ProductView> {
-        let json = self.get_json(id).await?;
-        serde_json::from_slice(&json)
-            .map_err(|e| CatalogError::Store(DbErr::Custom(format!("cached product: {e}"))))
-    }
-
-    /// The product as its JSON document. Cache-aside: the cache first (its
-    /// bytes are served as they are), the database on a miss.
+    /// Cache-aside: the cached row first, the database on a miss.
     #[tracing::instrument(skip_all, fields(product_id = %id))]
-    pub async fn get_json(&self, id: &str) -> Result<Bytes> {
+    pub async fn get(&self, id: ProductId) -> Result<Product> {
         let key = cache_key(id);
         match self.cache.get(&key).await {
-            Ok(Some(bytes)) => {
-                metrics::counter!("catalog_cache_requests_total", "result" => "hit").increment(1);
-                return Ok(bytes);
-            }
+            Ok(Some(bytes)) => match serde_json::from_slice::<ProductRow>(&bytes) {
+                Ok(row) => {
+                    metrics::counter!("catalog_cache_requests_total", "result" => "hit")
+                        .increment(1);
+                    return product_from_row(row);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cached product unreadable; reading the database")
+                }
+            },
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "cache read failed; reading the database"),
         }
@@ -217,12 +198,14 @@ impl Catalog {
         // Taken before the database read: a write that commits after it
         // makes this copy too old to cache.
         let fence = self.cache.fence(&key).await.ok();
-        let row = store::find_product(&self.db, id)
+        let row = store::find_product(&self.db, &id.to_string())
             .await?
             .ok_or(CatalogError::NotFound)?;
-        let view = ProductView::from_row(row)?;
-        let bytes = serde_json::to_vec(&view)
-            .map_err(|e| CatalogError::Store(DbErr::Custom(e.to_string())))?;
+        let bytes = serde_json::to_vec(&row).map_err(|source| CatalogError::Encode {
+            what: "the cached product",
+            source,
+        })?;
+        let product = product_from_row(row)?;
         if let Some(fence) = fence
             && let Err(e) = self
                 .cache
@@ -231,76 +214,75 @@ impl Catalog {
         {
             tracing::warn!(error = %e, "cache write failed");
         }
-        Ok(Bytes::from(bytes))
+        Ok(product)
     }
 
     /// The products that exist among `ids`, in the order asked, and the ids
     /// that name none.
-    pub async fn get_many(&self, ids: &[String]) -> Result<(Vec<ProductView>, Vec<String>)> {
-        let rows = store::find_products(&self.db, ids).await?;
+    pub async fn get_many(&self, ids: &[ProductId]) -> Result<(Vec<Product>, Vec<ProductId>)> {
+        let wanted: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let rows = store::find_products(&self.db, &wanted).await?;
         let mut found = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
-        for id in ids {
-            match rows.iter().find(|r| &r.id == id) {
-                Some(row) => found.push(ProductView::from_row(row.clone())?),
-                None => missing.push(id.clone()),
+        for (id, key) in ids.iter().zip(&wanted) {
+            match rows.iter().find(|r| &r.id == key) {
+                Some(row) => found.push(product_from_row(row.clone())?),
+                None => missing.push(*id),
             }
         }
         Ok((found, missing))
     }
 
     #[tracing::instrument(skip_all, fields(sku = %draft.sku.as_str()))]
-    pub async fn create(&self, draft: &ProductDraft) -> Result<ProductView> {
-        let id = uuid::Uuid::now_v7().to_string();
+    pub async fn create(&self, draft: &ProductDraft) -> Result<Product> {
+        let id = ProductId::new();
         let txn = emporium_platform::db::begin_write(&self.db).await?;
         if !store::category_exists(&txn, draft.category.as_str()).await? {
             return Err(unknown_category(draft.category.as_str()));
         }
-        let row = store::insert_product(&txn, &id, draft)
+        let row = store::insert_product(&txn, &id.to_string(), draft)
             .await
             .map_err(|e| duplicate(e, CatalogError::DuplicateSku(draft.sku.as_str().into())))?;
-        let view = ProductView::from_row(row)?;
-        self.commit_with_event(
-            txn,
-            &view.id,
-            events::product(events::PRODUCT_CREATED, &view),
-        )
-        .await?;
-        tracing::info!(product_id = %view.id, "product created");
-        Ok(view)
+        let product = product_from_row(row)?;
+        let event = events::product(events::PRODUCT_CREATED, &product)?;
+        self.commit_with_event(txn, id, event).await?;
+        tracing::info!(product_id = %id, "product created");
+        Ok(product)
     }
 
     #[tracing::instrument(skip_all, fields(product_id = %id))]
-    pub async fn update(&self, id: &str, draft: &ProductDraft) -> Result<ProductView> {
+    pub async fn update(&self, id: ProductId, draft: &ProductDraft) -> Result<Product> {
+        let key = id.to_string();
         let txn = emporium_platform::db::begin_write(&self.db).await?;
-        store::lock_product(&txn, id)
+        store::lock_product(&txn, &key)
             .await?
             .ok_or(CatalogError::NotFound)?;
         if !store::category_exists(&txn, draft.category.as_str()).await? {
             return Err(unknown_category(draft.category.as_str()));
         }
-        let row = store::update_product(&txn, id, draft)
+        let row = store::update_product(&txn, &key, draft)
             .await
             .map_err(|e| duplicate(e, CatalogError::DuplicateSku(draft.sku.as_str().into())))?
             .ok_or(CatalogError::NotFound)?;
-        let view = ProductView::from_row(row)?;
-        self.commit_with_event(txn, id, events::product(events::PRODUCT_UPDATED, &view))
-            .await?;
-        Ok(view)
+        let product = product_from_row(row)?;
+        let event = events::product(events::PRODUCT_UPDATED, &product)?;
+        self.commit_with_event(txn, id, event).await?;
+        Ok(product)
     }
 
     #[tracing::instrument(skip_all, fields(product_id = %id))]
-    pub async fn delete(&self, id: &str) -> Result<()> {
+    pub async fn delete(&self, id: ProductId) -> Result<()> {
+        let key = id.to_string();
         let txn = emporium_platform::db::begin_write(&self.db).await?;
-        let row = store::lock_product(&txn, id)
+        let row = store::lock_product(&txn, &key)
             .await?
             .ok_or(CatalogError::NotFound)?;
-        store::delete_product(&txn, id).await?;
-        self.commit_with_event(txn, id, events::deleted(id, &row.sku))
-            .await?;
-        let names: Vec<String> = serde_json::from_str(&row.images).unwrap_or_default();
-        for name in names {
-            if let Err(e) = self.objects.delete(&image_path(id, &name)).await {
+        let product = product_from_row(row)?;
+        store::delete_product(&txn, &key).await?;
+        let event = events::deleted(&product)?;
+        self.commit_with_event(txn, id, event).await?;
+        for name in &product.images {
+            if let Err(e) = self.objects.delete(&image_path(id, name)).await {
                 tracing::warn!(error = %e, image = %name, "could not remove the image of a deleted product");
             }
         }
@@ -309,12 +291,13 @@ impl Catalog {
 
     /// Stores the image, then records it on the product with its event.
     #[tracing::instrument(skip_all, fields(product_id = %id, bytes = body.len()))]
-    pub async fn add_image(&self, id: &str, body: Bytes) -> Result<ProductView> {
+    pub async fn add_image(&self, id: ProductId, body: Bytes) -> Result<Product> {
         if body.len() > self.image_limit {
             return Err(CatalogError::ImageTooLarge(self.image_limit));
         }
         let format = ImageFormat::sniff(&body).ok_or(CatalogError::UnsupportedImage)?;
-        if store::find_product(&self.db, id).await?.is_none() {
+        let key = id.to_string();
+        if store::find_product(&self.db, &key).await?.is_none() {
             return Err(CatalogError::NotFound);
         }
         let name = format!("{}.{}", uuid::Uuid::now_v7(), format.extension());
@@ -325,19 +308,23 @@ impl Catalog {
             .map_err(|e| CatalogError::Objects(e.to_string()))?;
         let recorded = async {
             let txn = emporium_platform::db::begin_write(&self.db).await?;
-            let row = store::lock_product(&txn, id)
+            let row = store::lock_product(&txn, &key)
                 .await?
                 .ok_or(CatalogError::NotFound)?;
-            let mut names: Vec<String> = serde_json::from_str(&row.images).unwrap_or_default();
+            let mut names = product_from_row(row)?.images;
             names.push(name.clone());
-            store::set_images(&txn, id, &names).await?;
-            let row = store::find_product(&txn, id)
+            let json = serde_json::to_string(&names).map_err(|source| CatalogError::Encode {
+                what: "the image list",
+                source,
+            })?;
+            store::set_images(&txn, &key, &json).await?;
+            let row = store::find_product(&txn, &key)
                 .await?
                 .ok_or(CatalogError::NotFound)?;
-            let view = ProductView::from_row(row)?;
-            self.commit_with_event(txn, id, events::product(events::PRODUCT_UPDATED, &view))
-                .await?;
-            Ok::<_, CatalogError>(view)
+            let product = product_from_row(row)?;
+            let event = events::product(events::PRODUCT_UPDATED, &product)?;
+            self.commit_with_event(txn, id, event).await?;
+            Ok::<_, CatalogError>(product)
         }
         .await;
         if recorded.is_err() {
@@ -347,7 +334,7 @@ impl Catalog {
         recorded
     }
 
-    pub async fn image(&self, id: &str, name: &str) -> Result<(Bytes, &'static str)> {
+    pub async fn image(&self, id: ProductId, name: &str) -> Result<(Bytes, &'static str)> {
         let format = ImageFormat::from_name(name)
             .filter(|_| valid_image_name(name))
             .ok_or(CatalogError::ImageNotFound)?;
@@ -364,11 +351,11 @@ impl Catalog {
         }
     }
 
-    pub async fn categories(&self) -> Result<Vec<CategoryView>> {
+    pub async fn categories(&self) -> Result<Vec<Category>> {
         Ok(store::list_categories(&self.db)
             .await?
             .into_iter()
-            .map(|(c, product_count)| CategoryView {
+            .map(|(c, product_count)| Category {
                 slug: c.slug,
                 name: c.name,
                 product_count,
@@ -376,16 +363,21 @@ impl Catalog {
             .collect())
     }
 
-    pub async fn create_category(&self, input: &CategoryInput) -> Result<CategoryView> {
+    pub async fn create_category(&self, input: &CategoryInput) -> Result<Category> {
         let (slug, name) = input.parse().map_err(CatalogError::Invalid)?;
         let row = store::insert_category(&self.db, slug.as_str(), &name)
             .await
             .map_err(|e| duplicate(e, CatalogError::DuplicateCategory(slug.as_str().into())))?;
-        Ok(CategoryView {
+        Ok(Category {
             slug: row.slug,
             name: row.name,
             product_count: 0,
         })
+    }
+
+    /// Whether the catalog has no product yet.
+    pub async fn is_empty(&self) -> Result<bool> {
+        Ok(store::count_products(&self.db).await? == 0)
     }
 
     /// Records the change's event in its transaction and commits both; then
@@ -393,7 +385,7 @@ impl Catalog {
     async fn commit_with_event(
         &self,
         txn: DatabaseTransaction,
-        id: &str,
+        id: ProductId,
         event: Envelope,
     ) -> Result<()> {
         self.outbox.enqueue(&txn, &event).await?;
@@ -403,13 +395,13 @@ impl Catalog {
         Ok(())
     }
 
-    async fn forget(&self, id: &str) {
+    async fn forget(&self, id: ProductId) {
         if let Err(e) = self.cache.invalidate(&cache_key(id)).await {
             tracing::warn!(error = %e, product_id = %id, "cache invalidation failed; entry expires with its ttl");
         }
     }
 }
 
-fn image_path(id: &str, name: &str) -> ObjectPath {
+fn image_path(id: ProductId, name: &str) -> ObjectPath {
     ObjectPath::from(format!("products/{id}/{name}"))
 }

@@ -3,9 +3,10 @@
 
 use bytes::Bytes;
 
-use crate::domain::{CategoryInput, MoneyJson, ProductDraft, ProductInput};
+use emporium_platform::money::MoneyJson;
+
+use crate::domain::{CategoryInput, ProductDraft, ProductInput};
 use crate::products::{Catalog, CatalogError};
-use crate::store;
 
 const CATEGORIES: &[(&str, &str)] = &[
     ("kitchen", "Kitchen"),
@@ -302,7 +303,7 @@ const PRODUCTS: &[(&str, &str, &str, &str, &str)] = &[
 
 /// Fills an empty catalog; does nothing to one that has products.
 pub async fn seed_demo(catalog: &Catalog) -> Result<usize, CatalogError> {
-    if store::count_products(&catalog.db).await? > 0 {
+    if !catalog.is_empty().await? {
         return Ok(0);
     }
     for (slug, name) in CATEGORIES {
@@ -327,8 +328,8 @@ pub async fn seed_demo(catalog: &Catalog) -> Result<usize, CatalogError> {
             category: (*category).into(),
         };
         let draft = ProductDraft::parse(&input).map_err(CatalogError::Invalid)?;
-        let view = catalog.create(&draft).await?;
-        catalog.add_image(&view.id, picture(index)).await?;
+        let product = catalog.create(&draft).await?;
+        catalog.add_image(product.id, picture(index)).await?;
     }
     Ok(PRODUCTS.len())
 }

@@ -12,8 +12,10 @@ use crate::domain::{ProductDraft, Sort, search_terms};
 
 pub mod product {
     use sea_orm::entity::prelude::*;
+    use serde::{Deserialize, Serialize};
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    /// Also the cached copy of a product (serialised as JSON).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
     #[sea_orm(table_name = "products")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -135,11 +137,10 @@ pub async fn update_product<C: ConnectionTrait>(
 pub async fn set_images<C: ConnectionTrait>(
     conn: &C,
     id: &str,
-    images: &[String],
+    images_json: &str,
 ) -> Result<bool, DbErr> {
-    let json = serde_json::to_string(images).map_err(|e| DbErr::Custom(e.to_string()))?;
     let result = product::Entity::update_many()
-        .col_expr(product::Column::Images, Expr::value(json))
+        .col_expr(product::Column::Images, Expr::value(images_json))
         .col_expr(product::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(product::Column::Id.eq(id))
         .exec(conn)

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use emporium_platform::auth::Role;
-use emporium_platform::config::{self, Service, Settings, Sources};
+use emporium_platform::config::{self, Settings, Sources};
 
 #[derive(Parser)]
 #[command(
@@ -39,18 +39,18 @@ enum Command {
     /// Run the named services on the configured stores.
     Serve {
         #[arg(required = true, value_parser = parse_service)]
-        services: Vec<Service>,
+        services: Vec<String>,
     },
     /// Apply database migrations (every service when none is named).
     Migrate {
         #[arg(value_parser = parse_service)]
-        services: Vec<Service>,
+        services: Vec<String>,
     },
     /// Print the effective configuration, secrets masked.
     Config {
         /// The service that would run alone (its plain variables apply).
         #[arg(value_parser = parse_service)]
-        service: Option<Service>,
+        service: Option<String>,
     },
     /// Mint a development access token with the key under the data dir.
     Token {
@@ -72,11 +72,13 @@ enum Command {
     },
 }
 
-fn parse_service(s: &str) -> Result<Service, String> {
-    s.parse()
+fn parse_service(s: &str) -> Result<String, String> {
+    emporium::select(&[s.to_owned()])
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
-fn settings(cli: &Cli, lone: Option<Service>) -> Result<Settings, config::ConfigError> {
+fn settings(cli: &Cli, lone: Option<&'static str>) -> Result<Settings, config::ConfigError> {
     let mut sources = Sources::from_process_env();
     sources.file = cli.config.clone();
     sources.lone_service = lone;
@@ -93,18 +95,19 @@ fn settings(cli: &Cli, lone: Option<Service>) -> Result<Settings, config::Config
             .overrides
             .push(("data_dir".into(), dir.display().to_string()));
     }
-    config::load(&sources)
+    config::load(&sources, &emporium::sections())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let lone = match &cli.command {
+    let lone_name = match &cli.command {
         Command::Serve { services } | Command::Migrate { services } if services.len() == 1 => {
-            Some(services[0])
+            Some(services[0].as_str())
         }
-        Command::Config { service } => *service,
+        Command::Config { service } => service.as_deref(),
         _ => None,
     };
+    let lone = lone_name.and_then(|name| emporium::names().into_iter().find(|n| *n == name));
     let settings = match settings(&cli, lone) {
         Ok(s) => s,
         Err(e) => {
@@ -166,33 +169,24 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Migrate { services } => {
             let _telemetry = emporium_platform::telemetry::init(&settings, "emporium-migrate")?;
-            let services = if services.is_empty() {
-                Service::ALL.to_vec()
-            } else {
-                services
-            };
-            emporium::migrate(&settings, &services).await
+            emporium::migrate(settings, &services).await
         }
         Command::Serve { services } => {
-            let name = services
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join("+");
+            let name = services.join("+");
             let _telemetry =
                 emporium_platform::telemetry::init(&settings, &format!("emporium-{name}"))?;
-            let shutdown = emporium_platform::shutdown::on_signal();
-            let shop = emporium::start(settings, &services, shutdown.clone()).await?;
-            shutdown.cancelled().await;
+            let stop = emporium_platform::shutdown::signals()?;
+            let shop = emporium::start(settings, &services).await?;
+            stop.await;
             shop.stop(Duration::from_secs(15)).await;
             Ok(())
         }
         Command::Up { no_seed } => {
             let started = Instant::now();
             let _telemetry = emporium_platform::telemetry::init(&settings, "emporium")?;
-            let shutdown = emporium_platform::shutdown::on_signal();
+            let stop = emporium_platform::shutdown::signals()?;
             let data_dir = std::path::absolute(&settings.data_dir)?;
-            let (shop, _issuer) = emporium::up(settings, !no_seed, shutdown.clone()).await?;
+            let (shop, _issuer) = emporium::up(settings, !no_seed).await?;
             let ready = started.elapsed();
             println!();
             println!(
@@ -200,7 +194,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 ready.as_millis(),
                 data_dir.display()
             );
-            if let Some(url) = shop.gateway_url() {
+            if let Some(url) = shop.url("gateway") {
                 println!("  shop API     {url}/api/v1/products");
                 println!("  OpenAPI      {url}/api/v1/openapi.json");
             }
@@ -209,7 +203,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             println!("  admin token  emporium token --role admin");
             println!("Press Ctrl-C to stop.");
-            shutdown.cancelled().await;
+            stop.await;
             shop.stop(Duration::from_secs(15)).await;
             println!("stopped");
             Ok(())

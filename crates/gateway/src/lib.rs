@@ -4,6 +4,7 @@
 
 pub mod upstream;
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,59 +15,124 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use emporium_platform::config::{Plain, Section, SectionDef};
 use emporium_platform::http::{Check, Json};
-use emporium_platform::{ErrorCode, Problem, Runtime};
+use emporium_platform::service::Definition;
+use emporium_platform::{ErrorCode, Problem, Runtime, Started};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::upstream::Pool;
 
+pub const NAME: &str = "gateway";
+
+/// The `[gateway]` section of the configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySettings {
+    pub http_addr: SocketAddr,
+    /// Each service's replicas as HTTP base URLs, by service name
+    /// (`EMPORIUM__GATEWAY__UPSTREAMS__CATALOG=http://a:8006,http://b:8006`).
+    /// A service running in the same process is called in-process and
+    /// needs none.
+    pub upstreams: BTreeMap<String, Vec<String>>,
+    /// Largest body of an upload route (product images).
+    pub upload_limit_bytes: usize,
+    /// Consecutive failures after which a replica is taken out of rotation.
+    pub eject_after_failures: u32,
+    /// How long an ejected replica stays out.
+    pub eject_secs: u64,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            http_addr: ([127, 0, 0, 1], 8080).into(),
+            upstreams: BTreeMap::new(),
+            upload_limit_bytes: 5 * 1024 * 1024,
+            eject_after_failures: 3,
+            eject_secs: 10,
+        }
+    }
+}
+
+impl Section for GatewaySettings {
+    const NAME: &'static str = NAME;
+    const LIST_KEYS: &'static [&'static str] = &["upstreams.catalog"];
+    const PLAIN: Plain = Plain {
+        http_port: true,
+        ..Plain::NONE
+    };
+    fn on_free_ports(self) -> Self {
+        Self {
+            http_addr: ([127, 0, 0, 1], 0).into(),
+            ..self
+        }
+    }
+}
+
+/// How the binary knows the gateway.
+pub fn definition() -> Definition {
+    Definition {
+        name: NAME,
+        section: SectionDef::of::<GatewaySettings>(),
+        start: |runtime, local| Box::pin(async move { start(&runtime, &local).await }),
+        migrate: |_| Box::pin(async { Ok(()) }),
+    }
+}
+
+/// Which public routes go to which service; an upload route takes the
+/// larger body limit.
+const ROUTES: &[(&str, &str, bool)] = &[
+    ("catalog", "/api/v1/products", false),
+    ("catalog", "/api/v1/products/{id}", false),
+    ("catalog", "/api/v1/products/{id}/images", true),
+    ("catalog", "/api/v1/products/{id}/images/{name}", false),
+    ("catalog", "/api/v1/categories", false),
+];
+
 type HttpClient = Client<HttpConnector, Body>;
+
+/// Where a service's requests go: its router in this process, or its
+/// replicas over HTTP.
+#[derive(Clone)]
+enum Upstream {
+    Local(Router),
+    Replicas(Arc<Pool>),
+}
 
 #[derive(Clone)]
 struct Gateway {
     client: HttpClient,
-    catalog: Arc<Pool>,
+    upstreams: Arc<HashMap<&'static str, Upstream>>,
     timeout: Duration,
     openapi: Arc<tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>>,
 }
 
-pub struct Started {
-    pub http_addr: SocketAddr,
-}
-
-/// Serves the gateway. `local_catalog` is the catalog of this process, used
-/// when no replicas are configured.
-pub async fn start(
-    runtime: &Runtime,
-    local_catalog: Option<SocketAddr>,
-) -> anyhow::Result<Started> {
+/// Serves the gateway in front of the services of `ROUTES`: those in
+/// `local` in-process, the others on their configured replicas.
+pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Started> {
     let settings = &runtime.settings;
-    let own = &settings.gateway;
-    let mut catalog = own.catalog.clone();
-    if catalog.is_empty() {
-        match local_catalog {
-            Some(addr) => catalog.push(format!("http://{addr}")),
-            None => anyhow::bail!(
-                "configuration: gateway.catalog (or PRODUCT_SERVICE_URL) is required when catalog runs elsewhere"
+    let own = settings.section::<GatewaySettings>();
+    let mut upstreams = HashMap::new();
+    for (service, _, _) in ROUTES {
+        if upstreams.contains_key(service) {
+            continue;
+        }
+        let configured = own.upstreams.get(*service).filter(|urls| !urls.is_empty());
+        let upstream = match (configured, local.iter().find(|s| s.name == *service)) {
+            (Some(urls), _) => Upstream::Replicas(Arc::new(replicas(service, urls, &own)?)),
+            (None, Some(started)) => Upstream::Local(started.router.clone()),
+            (None, None) => anyhow::bail!(
+                "configuration: gateway.upstreams.{service} is required when {service} runs elsewhere"
             ),
-        }
+        };
+        upstreams.insert(*service, upstream);
     }
-    for base in &catalog {
-        if !(base.starts_with("http://") || base.starts_with("https://"))
-            || base.parse::<Uri>().is_err()
-        {
-            anyhow::bail!("configuration: gateway.catalog `{base}` must be an http:// URL");
-        }
-    }
-    let pool = Arc::new(Pool::new(
-        "catalog",
-        catalog,
-        own.eject_after_failures,
-        Duration::from_secs(own.eject_secs),
-    ));
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -75,41 +141,65 @@ pub async fn start(
         .build(connector);
     let gateway = Gateway {
         client,
-        catalog: pool.clone(),
+        upstreams: Arc::new(upstreams),
         timeout: Duration::from_millis(settings.http.request_timeout_ms),
         openapi: Arc::default(),
     };
     let body_limit = settings.http.body_limit_bytes;
-    let image_limit = settings.catalog.image_limit_bytes.max(body_limit);
-    // The catalog's public routes; image uploads take the larger limit.
-    let catalog_routes = [
-        ("/api/v1/products", body_limit),
-        ("/api/v1/products/{id}", body_limit),
-        ("/api/v1/products/{id}/images", image_limit),
-        ("/api/v1/products/{id}/images/{name}", body_limit),
-        ("/api/v1/categories", body_limit),
-    ];
+    let upload_limit = own.upload_limit_bytes.max(body_limit);
     let mut routes = Router::new().route("/api/v1/openapi.json", get(openapi));
-    for (path, limit) in catalog_routes {
-        routes = routes.route(path, any(move |s, c, r| proxy(s, c, r, limit)));
+    for (service, path, upload) in ROUTES {
+        let limit = if *upload { upload_limit } else { body_limit };
+        let service: &'static str = service;
+        routes = routes.route(path, any(move |s, c, r| proxy(s, c, r, service, limit)));
     }
     let routes = routes.with_state(gateway.clone());
-    let checks = vec![upstream_check(gateway.clone())];
+    let checks: Vec<Check> = gateway
+        .upstreams
+        .iter()
+        .filter_map(|(service, upstream)| match upstream {
+            Upstream::Replicas(pool) => Some(upstream_check(
+                gateway.client.clone(),
+                service,
+                pool.clone(),
+            )),
+            Upstream::Local(_) => None,
+        })
+        .collect();
     let mut router =
-        emporium_platform::http::finish_router("gateway", routes, checks, &settings.http);
+        emporium_platform::http::finish_router(NAME, routes, checks.clone(), &settings.http);
     if let Some(cors) = cors(&settings.http.cors_origins)? {
         router = router.layer(cors);
     }
     let listener = emporium_platform::http::bind(own.http_addr, "gateway http").await?;
     let http_addr = listener.local_addr()?;
-    let shutdown = runtime.shutdown.clone();
-    runtime.tasks.spawn(async move {
-        if let Err(e) = emporium_platform::http::serve(listener, router, shutdown).await {
-            tracing::error!(error = %e, "gateway server stopped");
+    runtime.serve(NAME, listener, router.clone());
+    Ok(Started {
+        name: NAME,
+        http_addr,
+        grpc_addr: None,
+        router,
+        checks,
+        seeder: None,
+    })
+}
+
+fn replicas(service: &'static str, urls: &[String], own: &GatewaySettings) -> anyhow::Result<Pool> {
+    for base in urls {
+        if !(base.starts_with("http://") || base.starts_with("https://"))
+            || base.parse::<Uri>().is_err()
+        {
+            anyhow::bail!(
+                "configuration: gateway.upstreams.{service} `{base}` must be an http:// URL"
+            );
         }
-    });
-    tracing::info!(service = "gateway", http = %http_addr, "gateway listening");
-    Ok(Started { http_addr })
+    }
+    Ok(Pool::new(
+        service,
+        urls.to_vec(),
+        own.eject_after_failures,
+        Duration::from_secs(own.eject_secs),
+    ))
 }
 
 fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
@@ -150,11 +240,11 @@ fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     ))
 }
 
-fn upstream_check(gateway: Gateway) -> Check {
-    Check::new("catalog", move || {
-        let gateway = gateway.clone();
+fn upstream_check(client: HttpClient, service: &'static str, pool: Arc<Pool>) -> Check {
+    Check::new(service, move || {
+        let (client, pool) = (client.clone(), pool.clone());
         async move {
-            for base in gateway.catalog.order() {
+            for base in pool.order() {
                 let Ok(uri) = format!("{base}/health").parse::<Uri>() else {
                     continue;
                 };
@@ -162,14 +252,13 @@ fn upstream_check(gateway: Gateway) -> Check {
                     .body(Body::empty())
                     .map_err(|e| e.to_string())?;
                 if let Ok(Ok(response)) =
-                    tokio::time::timeout(Duration::from_secs(1), gateway.client.request(request))
-                        .await
+                    tokio::time::timeout(Duration::from_secs(1), client.request(request)).await
                     && response.status().is_success()
                 {
                     return Ok(());
                 }
             }
-            Err("no catalog replica answers".to_owned())
+            Err(format!("no {service} replica answers"))
         }
     })
 }
@@ -219,6 +308,7 @@ async fn proxy(
     State(gateway): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
+    service: &'static str,
     limit: usize,
 ) -> Response {
     let (parts, body) = request.into_parts();
@@ -237,7 +327,30 @@ async fn proxy(
         .to_owned();
     let mut headers = forwarded_headers(&parts.headers, peer);
     emporium_platform::telemetry::inject_current(&mut headers);
-    let pool = &gateway.catalog;
+    let pool = match gateway.upstreams.get(service) {
+        Some(Upstream::Replicas(pool)) => pool,
+        Some(Upstream::Local(router)) => {
+            let Ok(uri) = path_and_query.parse::<Uri>() else {
+                return Problem::bad_request("the request path is not valid").into_response();
+            };
+            let mut local = Request::new(Body::from(body));
+            *local.method_mut() = parts.method;
+            *local.uri_mut() = uri;
+            *local.headers_mut() = headers;
+            local.extensions_mut().insert(ConnectInfo(peer));
+            return match tokio::time::timeout(gateway.timeout, router.clone().oneshot(local)).await
+            {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(_) => Problem::new(
+                    ErrorCode::Timeout,
+                    format!("{service} did not answer in time"),
+                )
+                .into_response(),
+            };
+        }
+        None => return Problem::unavailable(service).into_response(),
+    };
     for base in pool.order() {
         let Ok(uri) = format!("{base}{path_and_query}").parse::<Uri>() else {
             return Problem::bad_request("the request path is not valid").into_response();
@@ -306,7 +419,8 @@ fn forwarded_headers(incoming: &HeaderMap, peer: SocketAddr) -> HeaderMap {
     headers
 }
 
-/// The services' documents merged into one, cached for a minute.
+/// The services' documents merged into one, cached for a minute. A schema
+/// that two services name alike must be the same in both.
 async fn openapi(State(gateway): State<Gateway>) -> Response {
     let mut cached = gateway.openapi.lock().await;
     if let Some((at, doc)) = cached.as_ref()
@@ -314,6 +428,28 @@ async fn openapi(State(gateway): State<Gateway>) -> Response {
     {
         return Json(doc.clone()).into_response();
     }
+    let mut documents = Vec::new();
+    let mut services: Vec<_> = gateway.upstreams.iter().collect();
+    services.sort_by_key(|(name, _)| **name);
+    for (service, upstream) in services {
+        let Some(doc) = fetch_document(&gateway.client, upstream).await else {
+            return Problem::unavailable(service).into_response();
+        };
+        documents.push((*service, doc));
+    }
+    match merge_documents(&documents) {
+        Ok(merged) => {
+            *cached = Some((Instant::now(), merged.clone()));
+            Json(merged).into_response()
+        }
+        Err(e) => Problem::internal(e).into_response(),
+    }
+}
+
+/// One OpenAPI 3.1 document from the services' own.
+pub fn merge_documents(
+    documents: &[(&str, serde_json::Value)],
+) -> Result<serde_json::Value, String> {
     let mut merged = serde_json::json!({
         "openapi": "3.1.0",
         "info": { "title": "Emporium API", "version": "1", "description": "The public REST API of Emporium, through the gateway." },
@@ -321,26 +457,49 @@ async fn openapi(State(gateway): State<Gateway>) -> Response {
         "paths": {},
         "components": { "schemas": {}, "securitySchemes": {} }
     });
-    let pools = [&gateway.catalog];
-    for pool in pools {
-        let Some(doc) = fetch_document(&gateway.client, pool).await else {
-            return Problem::unavailable(pool.service).into_response();
-        };
+    let mut owners: HashMap<String, &str> = HashMap::new();
+    for (service, doc) in documents {
         for section in ["paths", "components/schemas", "components/securitySchemes"] {
             let pointer = format!("/{section}");
-            if let (Some(from), Some(into)) = (
-                doc.pointer(&pointer).and_then(|v| v.as_object()).cloned(),
-                merged.pointer_mut(&pointer).and_then(|v| v.as_object_mut()),
-            ) {
-                into.extend(from);
+            let Some(from) = doc.pointer(&pointer).and_then(|v| v.as_object()) else {
+                continue;
+            };
+            let Some(into) = merged.pointer_mut(&pointer).and_then(|v| v.as_object_mut()) else {
+                continue;
+            };
+            for (name, value) in from {
+                let key = format!("{section}/{name}");
+                match into.get(name) {
+                    Some(existing) if existing != value => {
+                        return Err(format!(
+                            "{key} differs between {} and {service}",
+                            owners.get(&key).copied().unwrap_or("?")
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        into.insert(name.clone(), value.clone());
+                        owners.insert(key, service);
+                    }
+                }
             }
         }
     }
-    *cached = Some((Instant::now(), merged.clone()));
-    Json(merged).into_response()
+    Ok(merged)
 }
 
-async fn fetch_document(client: &HttpClient, pool: &Pool) -> Option<serde_json::Value> {
+async fn fetch_document(client: &HttpClient, upstream: &Upstream) -> Option<serde_json::Value> {
+    let pool = match upstream {
+        Upstream::Local(router) => {
+            let request = Request::get("/openapi.json").body(Body::empty()).ok()?;
+            let Ok(response) = router.clone().oneshot(request).await;
+            let bytes = axum::body::to_bytes(response.into_body(), 4 * 1024 * 1024)
+                .await
+                .ok()?;
+            return serde_json::from_slice(&bytes).ok();
+        }
+        Upstream::Replicas(pool) => pool,
+    };
     for base in pool.order() {
         let uri = format!("{base}/openapi.json").parse::<Uri>().ok()?;
         let request = Request::get(uri).body(Body::empty()).ok()?;

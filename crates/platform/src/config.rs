@@ -1,50 +1,13 @@
 //! Layered configuration: defaults < `emporium.toml` < environment < flags.
 
-use std::collections::HashMap;
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-/// Every service the binary knows how to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Service {
-    Catalog,
-    Gateway,
-}
-
-impl Service {
-    /// In start-up order: a service comes after the ones it calls.
-    pub const ALL: [Service; 2] = [Service::Catalog, Service::Gateway];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Service::Catalog => "catalog",
-            Service::Gateway => "gateway",
-        }
-    }
-}
-
-impl fmt::Display for Service {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Service {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Service::ALL
-            .into_iter()
-            .find(|service| service.as_str() == s)
-            .ok_or_else(|| {
-                let known: Vec<_> = Service::ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown service `{s}` (known: {})", known.join(", "))
-            })
-    }
-}
 
 /// A value that never prints itself: URLs keep their scheme and host, the
 /// password is masked.
@@ -177,61 +140,106 @@ impl Default for HttpSettings {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CatalogSettings {
-    pub http_addr: SocketAddr,
-    pub grpc_addr: SocketAddr,
-    /// `sqlite://…`, `postgres://…` or `mysql://…`; embedded SQLite when unset.
-    pub database_url: Option<Secret>,
-    /// `memory://` or `redis://…`.
-    pub cache_url: Secret,
-    pub cache_ttl_secs: u64,
-    /// `file:///dir`, `s3://bucket` or `memory://`; a directory under the
-    /// data dir when unset.
-    pub objects_url: Option<String>,
-    /// Largest image upload accepted.
-    pub image_limit_bytes: usize,
+/// A service's own section of the configuration (`[catalog]`, ...), defined
+/// in the service's crate. The kernel layers it and checks it at start-up;
+/// the service reads it with [`Settings::section`].
+pub trait Section:
+    Serialize + DeserializeOwned + Default + Clone + fmt::Debug + Send + Sync + 'static
+{
+    /// The section's name, which is also the service's.
+    const NAME: &'static str;
+    /// Keys of the section that take comma-separated lists from the
+    /// environment.
+    const LIST_KEYS: &'static [&'static str] = &[];
+    /// Which of the seeds' plain variables configure it when it runs alone.
+    const PLAIN: Plain = Plain::NONE;
+    /// The same section with every listening address on a free loopback
+    /// port, for tests and benchmarks that run many shops at once.
+    fn on_free_ports(self) -> Self {
+        self
+    }
 }
 
-impl Default for CatalogSettings {
-    fn default() -> Self {
+/// The relational backend a service runs on in production, which the
+/// seeds' `DB_*` variables address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Production {
+    Postgres,
+    MySql,
+}
+
+/// The seeds' plain variables a lone service honours, and the keys of its
+/// section they set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plain {
+    /// `PORT` sets `http_addr`.
+    pub http_port: bool,
+    /// `GRPC_PORT` sets `grpc_addr`.
+    pub grpc_port: bool,
+    /// `DATABASE_URL` or `DB_*` set `database_url`, for this backend.
+    pub database: Option<Production>,
+    /// `REDIS_URL` or `REDIS_*` set this key.
+    pub redis: Option<&'static str>,
+}
+
+impl Plain {
+    pub const NONE: Plain = Plain {
+        http_port: false,
+        grpc_port: false,
+        database: None,
+        redis: None,
+    };
+}
+
+type Stored = Arc<dyn Any + Send + Sync>;
+type Render = fn(&Stored) -> Option<toml::Value>;
+
+/// A [`Section`] without its type, for the lists the binary keeps.
+#[derive(Clone, Copy)]
+pub struct SectionDef {
+    pub name: &'static str,
+    list_keys: &'static [&'static str],
+    plain: Plain,
+    parse: fn(config::Value) -> Result<Stored, config::ConfigError>,
+    render: Render,
+}
+
+impl SectionDef {
+    pub fn of<T: Section>() -> Self {
         Self {
-            http_addr: ([127, 0, 0, 1], 8006).into(),
-            grpc_addr: ([127, 0, 0, 1], 50050).into(),
-            database_url: None,
-            cache_url: Secret::new("memory://"),
-            cache_ttl_secs: 300,
-            objects_url: None,
-            image_limit_bytes: 5 * 1024 * 1024,
+            name: T::NAME,
+            list_keys: T::LIST_KEYS,
+            plain: T::PLAIN,
+            parse: |value| Ok(Arc::new(T::deserialize(value)?) as Stored),
+            render: |stored| {
+                stored
+                    .downcast_ref::<T>()
+                    .and_then(|v| toml::Value::try_from(v).ok())
+            },
         }
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GatewaySettings {
-    pub http_addr: SocketAddr,
-    /// Catalog replicas (HTTP base URLs); the local catalog when empty and
-    /// it runs in the same process.
-    pub catalog: Vec<String>,
-    /// Consecutive failures after which a replica is taken out of rotation.
-    pub eject_after_failures: u32,
-    /// How long an ejected replica stays out.
-    pub eject_secs: u64,
-}
-
-impl Default for GatewaySettings {
-    fn default() -> Self {
-        Self {
-            http_addr: ([127, 0, 0, 1], 8080).into(),
-            catalog: vec![],
-            eject_after_failures: 3,
-            eject_secs: 10,
-        }
+impl fmt::Debug for SectionDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SectionDef({})", self.name)
     }
 }
 
+/// The services' sections, each kept as its own type.
+#[derive(Clone, Default)]
+struct Sections(BTreeMap<&'static str, (Stored, Render)>);
+
+impl fmt::Debug for Sections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.values().filter_map(|(v, render)| render(v)))
+            .finish()
+    }
+}
+
+/// The configuration of a process: the shared sections, the peers it calls,
+/// and the sections of its services.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -241,8 +249,15 @@ pub struct Settings {
     pub bus: BusSettings,
     pub auth: AuthSettings,
     pub http: HttpSettings,
-    pub catalog: CatalogSettings,
-    pub gateway: GatewaySettings,
+    /// The gRPC address of each service this process calls, by service name
+    /// (`catalog = "http://catalog:50050"`; a bare `host:port` is taken as
+    /// `http://`). A peer running in the same process needs none.
+    pub peers: BTreeMap<String, String>,
+    #[serde(skip)]
+    sections: Sections,
+    /// Sections not set explicitly listen on free loopback ports.
+    #[serde(skip)]
+    free_ports: bool,
 }
 
 impl Default for Settings {
@@ -257,8 +272,9 @@ impl Default for Settings {
                 ..AuthSettings::default()
             },
             http: HttpSettings::default(),
-            catalog: CatalogSettings::default(),
-            gateway: GatewaySettings::default(),
+            peers: BTreeMap::new(),
+            sections: Sections::default(),
+            free_ports: false,
         }
     }
 }
@@ -267,51 +283,87 @@ impl Settings {
     /// Embedded defaults with data under `data_dir` and every service on a
     /// free loopback port: for tests and benchmarks that run many shops.
     pub fn ephemeral(data_dir: &Path) -> Self {
-        let free: SocketAddr = ([127, 0, 0, 1], 0).into();
         Self {
             data_dir: data_dir.to_path_buf(),
-            catalog: CatalogSettings {
-                http_addr: free,
-                grpc_addr: free,
-                ..CatalogSettings::default()
-            },
-            gateway: GatewaySettings {
-                http_addr: free,
-                ..GatewaySettings::default()
-            },
+            free_ports: true,
             ..Settings::default()
         }
     }
 
-    /// The relational store of a service: the configured URL, or an SQLite
-    /// file under the data dir.
-    pub fn database_url(&self, service: Service) -> Secret {
-        let configured = match service {
-            Service::Catalog => self.catalog.database_url.clone(),
-            Service::Gateway => None,
-        };
-        configured.unwrap_or_else(|| {
+    /// A service's section: as configured, else its defaults.
+    pub fn section<T: Section>(&self) -> T {
+        if let Some(value) = self
+            .sections
+            .0
+            .get(T::NAME)
+            .and_then(|(v, _)| v.downcast_ref::<T>())
+        {
+            return value.clone();
+        }
+        if self.free_ports {
+            T::default().on_free_ports()
+        } else {
+            T::default()
+        }
+    }
+
+    pub fn set_section<T: Section>(&mut self, value: T) {
+        self.sections
+            .0
+            .insert(T::NAME, (Arc::new(value), SectionDef::of::<T>().render));
+    }
+
+    /// Changes a service's section in place.
+    pub fn update_section<T: Section>(&mut self, change: impl FnOnce(&mut T)) {
+        let mut value = self.section::<T>();
+        change(&mut value);
+        self.set_section(value);
+    }
+
+    /// The relational store of `service`: `configured`, or an SQLite file
+    /// under the data dir.
+    pub fn database_url(&self, service: &str, configured: Option<&Secret>) -> Secret {
+        configured.cloned().unwrap_or_else(|| {
             let file = self.data_dir.join(format!("{service}.db"));
             Secret::new(format!("sqlite://{}?mode=rwc", file.display()))
         })
     }
 
-    /// The object store of a service: the configured URL, or a directory
-    /// under the data dir.
-    pub fn objects_url(&self, service: Service) -> String {
-        let configured = match service {
-            Service::Catalog => self.catalog.objects_url.clone(),
-            Service::Gateway => None,
-        };
-        configured.unwrap_or_else(|| {
-            let dir = absolute(&self.data_dir.join("objects").join(service.as_str()));
+    /// The object store of `service`: `configured`, or a directory under the
+    /// data dir.
+    pub fn objects_url(&self, service: &str, configured: Option<&str>) -> String {
+        configured.map(str::to_owned).unwrap_or_else(|| {
+            let dir = absolute(&self.data_dir.join("objects").join(service));
             format!("file://{}", dir.display())
+        })
+    }
+
+    /// The gRPC URL configured for `peer`, with a scheme.
+    pub fn peer(&self, peer: &str) -> Option<String> {
+        let raw = self.peers.get(peer)?.trim();
+        if raw.is_empty() {
+            return None;
+        }
+        Some(if raw.contains("://") {
+            raw.to_owned()
+        } else {
+            format!("http://{raw}")
         })
     }
 
     /// The effective configuration as TOML, secrets masked.
     pub fn to_masked_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let mut table = match toml::Value::try_from(self) {
+            Ok(toml::Value::Table(table)) => table,
+            Ok(_) => toml::Table::new(),
+            Err(e) => return format!("# cannot render: {e}\n"),
+        };
+        for (name, (value, render)) in &self.sections.0 {
+            if let Some(rendered) = render(value) {
+                table.insert((*name).to_owned(), rendered);
+            }
+        }
+        toml::to_string_pretty(&table).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 
@@ -329,7 +381,7 @@ pub struct Sources {
     pub env: HashMap<String, String>,
     /// The one service started alone, to which the seeds' plain variables
     /// (`PORT`, `DATABASE_URL`, ...) apply.
-    pub lone_service: Option<Service>,
+    pub lone_service: Option<&'static str>,
     /// `key.path=value` pairs from flags; they win over everything.
     pub overrides: Vec<(String, String)>,
 }
@@ -353,7 +405,9 @@ impl From<String> for ConfigError {
     }
 }
 
-pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
+/// Layers the sources over the defaults, and checks the shared sections and
+/// those of `services` (any other section is refused).
+pub fn load(sources: &Sources, services: &[SectionDef]) -> Result<Settings, ConfigError> {
     let err = |e: config::ConfigError| ConfigError(e.to_string());
     let mut builder = config::Config::builder()
         .add_source(config::Config::try_from(&Settings::default()).map_err(err)?);
@@ -371,42 +425,74 @@ pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
             builder = builder.add_source(config::File::with_name("emporium.toml").required(false));
         }
     }
-    let plain = plain_variables(&sources.env, sources.lone_service);
+    let lone = match sources.lone_service {
+        Some(name) => Some(
+            services
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| ConfigError(format!("unknown service `{name}`")))?,
+        ),
+        None => None,
+    };
+    let plain = plain_variables(&sources.env, lone);
     let prefixed: HashMap<String, String> = sources
         .env
         .iter()
         .filter(|(k, _)| k.starts_with("EMPORIUM__"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let list_keys: Vec<String> = services
+        .iter()
+        .flat_map(|s| s.list_keys.iter().map(move |k| format!("{}.{k}", s.name)))
+        .chain(["http.cors_origins".to_owned()])
+        .collect();
     for map in [plain, prefixed] {
-        builder = builder.add_source(
-            config::Environment::with_prefix("EMPORIUM")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .with_list_parse_key("gateway.catalog")
-                .with_list_parse_key("http.cors_origins")
-                .source(Some(map.into_iter().collect())),
-        );
+        let mut environment = config::Environment::with_prefix("EMPORIUM")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",");
+        for key in &list_keys {
+            environment = environment.with_list_parse_key(key);
+        }
+        builder = builder.add_source(environment.source(Some(map.into_iter().collect())));
     }
     for (key, value) in &sources.overrides {
         builder = builder
             .set_override(key.as_str(), value.as_str())
             .map_err(err)?;
     }
-    let settings: Settings = builder
+    let mut table: HashMap<String, config::Value> = builder
         .build()
         .map_err(err)?
         .try_deserialize()
         .map_err(err)?;
+    let mut sections = Sections::default();
+    for def in services {
+        let value = table.remove(def.name).unwrap_or_else(|| {
+            config::Value::new(None, config::Map::<String, config::Value>::new())
+        });
+        let parsed = (def.parse)(value).map_err(|e| {
+            let message = e.to_string();
+            // Name the key in full: the section's parser knows only its part.
+            if message.contains(&format!("{}.", def.name)) {
+                ConfigError(message)
+            } else {
+                ConfigError(format!("{message} (in section `{}`)", def.name))
+            }
+        })?;
+        sections.0.insert(def.name, (parsed, def.render));
+    }
+    let shared = config::Value::new(None, table.into_iter().collect::<config::Map<_, _>>());
+    let mut settings = Settings::deserialize(shared).map_err(err)?;
+    settings.sections = sections;
     Ok(settings)
 }
 
 /// The seeds' plain variables, translated to `EMPORIUM__…` names.
 fn plain_variables(
     env: &HashMap<String, String>,
-    lone: Option<Service>,
+    lone: Option<&SectionDef>,
 ) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
@@ -420,52 +506,94 @@ fn plain_variables(
         out.insert("EMPORIUM__BUS__URL".into(), url);
     }
     let Some(service) = lone else { return out };
-    let prefix = format!("EMPORIUM__{}__", service.as_str().to_uppercase());
-    if let Some(port) = get("PORT") {
+    // Peers: `<PEER>_SERVICE_URL` is the peer's gRPC address; the seeds call
+    // the catalog `PRODUCT`.
+    for (name, value) in env.iter().filter(|(_, v)| !v.is_empty()) {
+        if let Some(peer) = name.strip_suffix("_SERVICE_URL") {
+            let peer = match peer {
+                "PRODUCT" => "CATALOG",
+                other => other,
+            };
+            if !peer.is_empty() && peer.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                out.insert(format!("EMPORIUM__PEERS__{peer}"), value.clone());
+            }
+        }
+    }
+    let prefix = format!("EMPORIUM__{}__", service.name.to_uppercase());
+    let plain = service.plain;
+    if plain.http_port
+        && let Some(port) = get("PORT")
+    {
         out.insert(format!("{prefix}HTTP_ADDR"), format!("0.0.0.0:{port}"));
     }
-    if service == Service::Gateway {
-        // The gateway's peers are the services' HTTP replicas.
-        if let Some(urls) = get("PRODUCT_SERVICE_URL").or_else(|| get("CATALOG_SERVICE_URL")) {
-            out.insert("EMPORIUM__GATEWAY__CATALOG".into(), urls);
-        }
-        return out;
-    }
-    if let Some(port) = get("GRPC_PORT") {
+    if plain.grpc_port
+        && let Some(port) = get("GRPC_PORT")
+    {
         out.insert(format!("{prefix}GRPC_ADDR"), format!("0.0.0.0:{port}"));
     }
-    let database = get("DATABASE_URL").or_else(|| {
-        let host = get("DB_HOST")?;
-        let port = get("DB_PORT").unwrap_or_else(|| "5432".into());
-        let user = get("DB_USER").unwrap_or_else(|| "postgres".into());
-        let password = get("DB_PASSWORD")
-            .map(|p| format!(":{}", encode(&p)))
-            .unwrap_or_default();
-        let name = get("DB_NAME").unwrap_or_else(|| service.as_str().into());
-        let ssl = get("DB_SSL_MODE")
-            .map(|m| format!("?sslmode={m}"))
-            .unwrap_or_default();
-        Some(format!(
-            "postgres://{}{password}@{host}:{port}/{name}{ssl}",
-            encode(&user)
-        ))
-    });
-    if let Some(url) = database {
+    if let Some(backend) = plain.database
+        && let Some(url) =
+            get("DATABASE_URL").or_else(|| database_from_parts(&get, backend, service.name))
+    {
         out.insert(format!("{prefix}DATABASE_URL"), url);
     }
-    let redis = get("REDIS_URL").or_else(|| {
-        let host = get("REDIS_HOST")?;
-        let port = get("REDIS_PORT").unwrap_or_else(|| "6379".into());
-        let password = get("REDIS_PASSWORD")
-            .map(|p| format!(":{}@", encode(&p)))
-            .unwrap_or_default();
-        let db = get("REDIS_DB").unwrap_or_else(|| "0".into());
-        Some(format!("redis://{password}{host}:{port}/{db}"))
-    });
-    if let Some(url) = redis {
-        out.insert(format!("{prefix}CACHE_URL"), url);
+    if let Some(key) = plain.redis {
+        let redis = get("REDIS_URL").or_else(|| {
+            let host = get("REDIS_HOST")?;
+            let port = get("REDIS_PORT").unwrap_or_else(|| "6379".into());
+            let password = get("REDIS_PASSWORD")
+                .map(|p| format!(":{}@", encode(&p)))
+                .unwrap_or_default();
+            let db = get("REDIS_DB").unwrap_or_else(|| "0".into());
+            Some(format!("redis://{password}{host}:{port}/{db}"))
+        });
+        if let Some(url) = redis {
+            out.insert(format!("{prefix}{}", key.to_uppercase()), url);
+        }
     }
     out
+}
+
+/// `DB_HOST`, `DB_PORT`, `DB_USER`, `DB_PASSWORD`, `DB_NAME` and
+/// `DB_SSL_MODE` as a URL for the service's production backend.
+fn database_from_parts(
+    get: &dyn Fn(&str) -> Option<String>,
+    backend: Production,
+    service: &str,
+) -> Option<String> {
+    let host = get("DB_HOST")?;
+    let (scheme, default_port, default_user) = match backend {
+        Production::Postgres => ("postgres", "5432", "postgres"),
+        Production::MySql => ("mysql", "3306", "root"),
+    };
+    let port = get("DB_PORT").unwrap_or_else(|| default_port.into());
+    let user = get("DB_USER").unwrap_or_else(|| default_user.into());
+    let password = get("DB_PASSWORD")
+        .map(|p| format!(":{}", encode(&p)))
+        .unwrap_or_default();
+    let name = get("DB_NAME").unwrap_or_else(|| service.into());
+    // The seeds write `DB_SSL_MODE=false|true`; PostgreSQL's own words
+    // (`disable`, `verify-full`, ...) pass through.
+    let ssl = get("DB_SSL_MODE").map(|mode| {
+        let mode = mode.to_ascii_lowercase();
+        match backend {
+            Production::Postgres => match mode.as_str() {
+                "false" | "off" | "0" | "disabled" => "?sslmode=disable".to_owned(),
+                "true" | "on" | "1" | "required" => "?sslmode=require".to_owned(),
+                other => format!("?sslmode={}", encode(other)),
+            },
+            Production::MySql => match mode.as_str() {
+                "false" | "off" | "0" | "disable" | "disabled" => "?ssl-mode=disabled".to_owned(),
+                "true" | "on" | "1" | "require" | "required" => "?ssl-mode=required".to_owned(),
+                other => format!("?ssl-mode={}", encode(other)),
+            },
+        }
+    });
+    Some(format!(
+        "{scheme}://{}{password}@{host}:{port}/{name}{}",
+        encode(&user),
+        ssl.unwrap_or_default()
+    ))
 }
 
 fn encode(part: &str) -> String {
@@ -476,54 +604,118 @@ fn encode(part: &str) -> String {
 mod tests {
     use super::*;
 
-    fn sources(env: &[(&str, &str)], lone: Option<Service>) -> Sources {
-        Sources {
-            file: Some(PathBuf::from("/nonexistent-is-checked-below")),
+    /// A service on PostgreSQL with a Redis cache, like the catalog.
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Shelf {
+        http_addr: std::net::SocketAddr,
+        grpc_addr: std::net::SocketAddr,
+        database_url: Option<Secret>,
+        cache_url: Secret,
+        tags: Vec<String>,
+    }
+
+    impl Default for Shelf {
+        fn default() -> Self {
+            Self {
+                http_addr: ([127, 0, 0, 1], 8006).into(),
+                grpc_addr: ([127, 0, 0, 1], 50050).into(),
+                database_url: None,
+                cache_url: Secret::new("memory://"),
+                tags: vec![],
+            }
+        }
+    }
+
+    impl Section for Shelf {
+        const NAME: &'static str = "shelf";
+        const LIST_KEYS: &'static [&'static str] = &["tags"];
+        const PLAIN: Plain = Plain {
+            http_port: true,
+            grpc_port: true,
+            database: Some(Production::Postgres),
+            redis: Some("cache_url"),
+        };
+    }
+
+    /// A service on MariaDB whose Redis holds idempotency keys, like payment.
+    #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Till {
+        database_url: Option<Secret>,
+        idempotency_url: Option<Secret>,
+    }
+
+    impl Section for Till {
+        const NAME: &'static str = "till";
+        const PLAIN: Plain = Plain {
+            database: Some(Production::MySql),
+            redis: Some("idempotency_url"),
+            ..Plain::NONE
+        };
+    }
+
+    fn sections() -> Vec<SectionDef> {
+        vec![SectionDef::of::<Shelf>(), SectionDef::of::<Till>()]
+    }
+
+    fn load_env(env: &[(&str, &str)], lone: Option<&'static str>) -> Result<Settings, ConfigError> {
+        let sources = Sources {
+            file: None,
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             lone_service: lone,
             overrides: vec![],
-        }
-    }
-
-    fn load_env(env: &[(&str, &str)], lone: Option<Service>) -> Result<Settings, ConfigError> {
-        let mut s = sources(env, lone);
-        s.file = None;
-        load(&s)
+        };
+        load(&sources, &sections())
     }
 
     #[test]
     fn defaults_are_embedded() {
         let settings = load_env(&[], None).unwrap();
-        assert_eq!(settings.catalog.http_addr.port(), 8006);
+        let shelf = settings.section::<Shelf>();
+        assert_eq!(shelf.http_addr.port(), 8006);
         assert!(
             settings
-                .database_url(Service::Catalog)
+                .database_url("shelf", shelf.database_url.as_ref())
                 .expose()
                 .starts_with("sqlite://")
         );
         assert_eq!(settings.bus.url.expose(), "memory://");
+        assert!(settings.peers.is_empty());
     }
 
     #[test]
     fn prefixed_environment_beats_plain_variables_and_flags_beat_both() {
         let env = [
             ("PORT", "9001"),
-            ("EMPORIUM__CATALOG__HTTP_ADDR", "127.0.0.1:9002"),
+            ("EMPORIUM__SHELF__HTTP_ADDR", "127.0.0.1:9002"),
         ];
-        let settings = load_env(&env, Some(Service::Catalog)).unwrap();
-        assert_eq!(settings.catalog.http_addr.port(), 9002);
-        let mut s = sources(&env, Some(Service::Catalog));
-        s.file = None;
-        s.overrides
-            .push(("catalog.http_addr".into(), "127.0.0.1:9003".into()));
-        assert_eq!(load(&s).unwrap().catalog.http_addr.port(), 9003);
+        let settings = load_env(&env, Some("shelf")).unwrap();
+        assert_eq!(settings.section::<Shelf>().http_addr.port(), 9002);
+        let sources = Sources {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            lone_service: Some("shelf"),
+            overrides: vec![("shelf.http_addr".into(), "127.0.0.1:9003".into())],
+            file: None,
+        };
+        assert_eq!(
+            load(&sources, &sections())
+                .unwrap()
+                .section::<Shelf>()
+                .http_addr
+                .port(),
+            9003
+        );
     }
 
     #[test]
-    fn plain_variables_configure_a_lone_service() {
+    fn plain_variables_configure_a_lone_service_on_postgres() {
         let env = [
             ("PORT", "9100"),
             ("GRPC_PORT", "9101"),
@@ -533,68 +725,165 @@ mod tests {
             ("REDIS_HOST", "cache"),
             ("AMQP_URL", "amqp://guest:guest@mq:5672/%2f"),
         ];
-        let settings = load_env(&env, Some(Service::Catalog)).unwrap();
-        assert_eq!(settings.catalog.http_addr.port(), 9100);
-        assert_eq!(settings.catalog.grpc_addr.port(), 9101);
+        let settings = load_env(&env, Some("shelf")).unwrap();
+        let shelf = settings.section::<Shelf>();
+        assert_eq!(shelf.http_addr.port(), 9100);
+        assert_eq!(shelf.grpc_addr.port(), 9101);
         assert_eq!(
-            settings.database_url(Service::Catalog).expose(),
-            "postgres://shop:p%40ss@db:5432/catalog"
+            shelf.database_url.unwrap().expose(),
+            "postgres://shop:p%40ss@db:5432/shelf"
         );
-        assert_eq!(settings.catalog.cache_url.expose(), "redis://cache:6379/0");
+        assert_eq!(shelf.cache_url.expose(), "redis://cache:6379/0");
         assert_eq!(settings.bus.url.masked(), "amqp://guest:****@mq:5672/%2f");
         // without a lone service, PORT means nothing
-        assert_eq!(load_env(&env, None).unwrap().catalog.http_addr.port(), 8006);
+        let settings = load_env(&env, None).unwrap();
+        assert_eq!(settings.section::<Shelf>().http_addr.port(), 8006);
+        // and it applies to the lone service only
+        assert!(
+            load_env(&env, Some("till"))
+                .unwrap()
+                .section::<Shelf>()
+                .database_url
+                .is_none()
+        );
     }
 
     #[test]
-    fn a_lone_gateway_takes_its_replicas_from_plain_variables() {
+    fn the_seeds_db_variables_address_a_mariadb_service() {
+        // seed 002's payment service: DB_PORT=3306, DB_SSL_MODE=false
         let env = [
-            ("PORT", "9200"),
-            ("PRODUCT_SERVICE_URL", "http://a:8006,http://b:8006"),
+            ("DB_HOST", "mariadb"),
+            ("DB_PORT", "3306"),
+            ("DB_USER", "payment"),
+            ("DB_PASSWORD", "secret"),
+            ("DB_NAME", "payments"),
+            ("DB_SSL_MODE", "false"),
+            ("REDIS_URL", "redis://redis:6379/2"),
         ];
-        let settings = load_env(&env, Some(Service::Gateway)).unwrap();
-        assert_eq!(settings.gateway.http_addr.port(), 9200);
-        assert_eq!(settings.gateway.catalog, ["http://a:8006", "http://b:8006"]);
+        let till = load_env(&env, Some("till")).unwrap().section::<Till>();
         assert_eq!(
-            settings.catalog.http_addr.port(),
-            8006,
-            "PORT is the gateway's alone"
+            till.database_url.unwrap().expose(),
+            "mysql://payment:secret@mariadb:3306/payments?ssl-mode=disabled"
         );
-        assert!(
-            load_env(&env, Some(Service::Catalog))
-                .unwrap()
-                .gateway
-                .catalog
-                .is_empty()
+        assert_eq!(
+            till.idempotency_url.unwrap().expose(),
+            "redis://redis:6379/2"
         );
+        // defaults follow the backend, not PostgreSQL's
+        let till = load_env(&[("DB_HOST", "mariadb")], Some("till"))
+            .unwrap()
+            .section::<Till>();
+        assert_eq!(
+            till.database_url.unwrap().expose(),
+            "mysql://root@mariadb:3306/till"
+        );
+        let shelf = load_env(&[("DB_HOST", "pg"), ("DB_SSL_MODE", "true")], Some("shelf"))
+            .unwrap()
+            .section::<Shelf>();
+        assert_eq!(
+            shelf.database_url.unwrap().expose(),
+            "postgres://postgres@pg:5432/shelf?sslmode=require"
+        );
+    }
+
+    #[test]
+    fn peers_are_grpc_addresses_named_by_service() {
+        let env = [
+            ("PRODUCT_SERVICE_URL", "catalog:50050"),
+            ("BASKET_SERVICE_URL", "http://basket:50051"),
+        ];
+        let settings = load_env(&env, Some("till")).unwrap();
+        assert_eq!(
+            settings.peer("catalog").as_deref(),
+            Some("http://catalog:50050")
+        );
+        assert_eq!(
+            settings.peer("basket").as_deref(),
+            Some("http://basket:50051")
+        );
+        assert_eq!(settings.peer("inventory"), None);
+        let settings = load_env(&[("EMPORIUM__PEERS__INVENTORY", "inv:50054")], None).unwrap();
+        assert_eq!(
+            settings.peer("inventory").as_deref(),
+            Some("http://inv:50054")
+        );
+    }
+
+    #[test]
+    fn list_keys_split_on_commas() {
+        let settings = load_env(&[("EMPORIUM__SHELF__TAGS", "a,b")], None).unwrap();
+        assert_eq!(settings.section::<Shelf>().tags, ["a", "b"]);
     }
 
     #[test]
     fn a_bad_setting_is_named() {
-        let err =
-            load_env(&[("EMPORIUM__CATALOG__HTTP_ADDR", "not-an-address")], None).unwrap_err();
-        assert!(err.to_string().contains("catalog.http_addr"), "{err}");
-        let err = load_env(&[("EMPORIUM__CATALOG__NO_SUCH_KEY", "1")], None).unwrap_err();
+        let err = load_env(&[("EMPORIUM__SHELF__HTTP_ADDR", "not-an-address")], None).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("http_addr") && text.contains("shelf"),
+            "{err}"
+        );
+        let err = load_env(&[("EMPORIUM__SHELF__NO_SUCH_KEY", "1")], None).unwrap_err();
         assert!(err.to_string().contains("no_such_key"), "{err}");
-        let err = load(&sources(&[], None)).unwrap_err();
+        let err = load_env(&[("EMPORIUM__NOPE__X", "1")], None).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        let err = load_env(&[("EMPORIUM__LOG__NOPE", "1")], None).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        let sources = Sources {
+            file: Some(PathBuf::from("/nonexistent/emporium.toml")),
+            ..Sources::default()
+        };
+        let err = load(&sources, &sections()).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
 
     #[test]
     fn secrets_are_masked_when_printed() {
-        let mut settings = Settings::default();
-        settings.catalog.database_url = Some(Secret::new("postgres://u:hunter2@h/db"));
+        let mut settings = load_env(&[], None).unwrap();
+        settings.update_section::<Shelf>(|s| {
+            s.database_url = Some(Secret::new("postgres://u:hunter2@h/db"));
+        });
         let text = settings.to_masked_toml();
-        assert!(!text.contains("hunter2"));
-        assert!(text.contains("postgres://u:****@h/db"));
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("postgres://u:****@h/db"), "{text}");
+        assert!(
+            text.contains("[shelf]") && text.contains("[till]"),
+            "{text}"
+        );
         assert!(!format!("{settings:?}").contains("hunter2"));
+        // the value itself is intact
+        assert_eq!(
+            settings.section::<Shelf>().database_url.unwrap().expose(),
+            "postgres://u:hunter2@h/db"
+        );
     }
 
     #[test]
-    fn service_names_round_trip() {
-        for service in Service::ALL {
-            assert_eq!(service.as_str().parse::<Service>().unwrap(), service);
+    fn ephemeral_settings_put_sections_on_free_ports() {
+        #[derive(Clone, Debug, Serialize, Deserialize)]
+        struct Port {
+            port: u16,
         }
-        assert!("nope".parse::<Service>().unwrap_err().contains("catalog"));
+        impl Default for Port {
+            fn default() -> Self {
+                Port { port: 8000 }
+            }
+        }
+        impl Section for Port {
+            const NAME: &'static str = "port";
+            fn on_free_ports(self) -> Self {
+                Port { port: 0 }
+            }
+        }
+        let mut settings = Settings::ephemeral(Path::new("/tmp/x"));
+        settings.set_section(Port { port: 7 });
+        assert_eq!(settings.section::<Port>().port, 7, "set explicitly");
+        assert_eq!(
+            Settings::ephemeral(Path::new("/tmp/x"))
+                .section::<Port>()
+                .port,
+            0
+        );
+        assert_eq!(Settings::default().section::<Port>().port, 8000);
     }
 }

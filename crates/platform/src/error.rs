@@ -122,6 +122,16 @@ impl Problem {
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, detail)
     }
+    /// A query or path parameter that does not parse.
+    pub fn bad_parameter(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            errors: vec![FieldError {
+                field: field.into(),
+                message: message.into(),
+            }],
+            ..Self::bad_request(format!("invalid parameter `{field}`"))
+        }
+    }
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(ErrorCode::NotFound, detail)
     }

@@ -89,6 +89,58 @@ impl From<QueryRejection> for Problem {
     }
 }
 
+/// One page of a list, as every list endpoint answers it.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: u64,
+    pub per_page: u64,
+    pub total: u64,
+}
+
+impl<T> Page<T> {
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            page: self.page,
+            per_page: self.per_page,
+            total: self.total,
+        }
+    }
+}
+
+/// The most items a list endpoint answers at once.
+pub const MAX_PER_PAGE: u64 = 100;
+
+/// `page` (from 1, default 1) and `per_page` (1 to [`MAX_PER_PAGE`], default
+/// 20), each refused with its own message.
+pub fn page_params(page: Option<&str>, per_page: Option<&str>) -> Result<(u64, u64), Problem> {
+    let page = match page {
+        None => 1,
+        Some(p) => p
+            .parse::<u64>()
+            .ok()
+            .filter(|p| (1..=1_000_000).contains(p))
+            .ok_or_else(|| {
+                Problem::bad_parameter("page", "must be a whole number from 1 to 1000000")
+            })?,
+    };
+    let per_page = match per_page {
+        None => 20,
+        Some(p) => p
+            .parse::<u64>()
+            .ok()
+            .filter(|p| (1..=MAX_PER_PAGE).contains(p))
+            .ok_or_else(|| {
+                Problem::bad_parameter(
+                    "per_page",
+                    format!("must be a whole number from 1 to {MAX_PER_PAGE}"),
+                )
+            })?,
+    };
+    Ok((page, per_page))
+}
+
 /// What the observing middleware needs to know.
 #[derive(Clone)]
 pub struct Observe {
@@ -130,17 +182,23 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
         span_id = tracing::field::Empty,
     );
     telemetry::join_remote_trace(&span, request.headers());
-    let outcome =
-        tokio::time::timeout(observe.timeout, next.run(request).instrument(span.clone())).await;
+    // A gRPC caller states its own deadline; the shorter one holds.
+    let timeout = match grpc.then(|| grpc_timeout(request.headers())).flatten() {
+        Some(asked) => asked.min(observe.timeout),
+        None => observe.timeout,
+    };
+    let outcome = tokio::time::timeout(timeout, next.run(request).instrument(span.clone())).await;
     let mut response = match outcome {
         Ok(response) => response,
         Err(_) => {
             let _enter = span.enter();
-            tracing::warn!(
-                timeout_ms = observe.timeout.as_millis() as u64,
-                "request timed out"
-            );
-            Problem::new(ErrorCode::Timeout, "the request took too long").into_response()
+            tracing::warn!(timeout_ms = timeout.as_millis() as u64, "request timed out");
+            if grpc {
+                tonic::Status::deadline_exceeded("the call took longer than its deadline")
+                    .into_http::<axum::body::Body>()
+            } else {
+                Problem::new(ErrorCode::Timeout, "the request took too long").into_response()
+            }
         }
     };
     let elapsed = started.elapsed().as_secs_f64();
@@ -196,19 +254,49 @@ fn is_grpc(request: &Request) -> bool {
         .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
+/// The `grpc-timeout` header (gRPC over HTTP/2: at most 8 digits and a unit).
+fn grpc_timeout(headers: &axum::http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The canonical name of a `grpc-status` value, as gRPC's own tools print it.
 fn grpc_code_name(code: &str) -> &'static str {
-    match code.parse::<i32>().map(tonic::Code::from_i32) {
-        Ok(tonic::Code::Ok) => "OK",
-        Ok(tonic::Code::InvalidArgument) => "INVALID_ARGUMENT",
-        Ok(tonic::Code::NotFound) => "NOT_FOUND",
-        Ok(tonic::Code::AlreadyExists) => "ALREADY_EXISTS",
-        Ok(tonic::Code::PermissionDenied) => "PERMISSION_DENIED",
-        Ok(tonic::Code::Unauthenticated) => "UNAUTHENTICATED",
-        Ok(tonic::Code::Unavailable) => "UNAVAILABLE",
-        Ok(tonic::Code::DeadlineExceeded) => "DEADLINE_EXCEEDED",
-        Ok(tonic::Code::ResourceExhausted) => "RESOURCE_EXHAUSTED",
-        Ok(tonic::Code::Unimplemented) => "UNIMPLEMENTED",
-        _ => "INTERNAL",
+    use tonic::Code;
+    let Ok(number) = code.trim().parse::<i32>() else {
+        return "UNKNOWN";
+    };
+    match Code::from_i32(number) {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 
@@ -369,4 +457,53 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown.cancelled_owned())
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_grpc_code_is_named_as_itself() {
+        let names: Vec<&str> = (0..=16).map(|n| grpc_code_name(&n.to_string())).collect();
+        assert_eq!(
+            names,
+            [
+                "OK",
+                "CANCELLED",
+                "UNKNOWN",
+                "INVALID_ARGUMENT",
+                "DEADLINE_EXCEEDED",
+                "NOT_FOUND",
+                "ALREADY_EXISTS",
+                "PERMISSION_DENIED",
+                "RESOURCE_EXHAUSTED",
+                "FAILED_PRECONDITION",
+                "ABORTED",
+                "OUT_OF_RANGE",
+                "UNIMPLEMENTED",
+                "INTERNAL",
+                "UNAVAILABLE",
+                "DATA_LOSS",
+                "UNAUTHENTICATED",
+            ]
+        );
+        assert_eq!(grpc_code_name("x"), "UNKNOWN");
+    }
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit() {
+        let parse = |v: &str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert("grpc-timeout", HeaderValue::from_str(v).unwrap());
+            grpc_timeout(&headers)
+        };
+        assert_eq!(parse("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse("1u"), Some(Duration::from_micros(1)));
+        assert_eq!(parse("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse("123456789S"), None, "more than 8 digits");
+        assert_eq!(parse("5x"), None);
+        assert_eq!(parse("S"), None);
+    }
 }

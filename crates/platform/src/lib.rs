@@ -8,28 +8,14 @@ pub mod db;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod money;
 pub mod objects;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 
-use std::sync::Arc;
-
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
 pub use error::{ErrorCode, FieldError, Problem};
-
-/// What the binary hands every service it starts: settings, the shared
-/// event transport, the token verifier, and the process's shutdown.
-#[derive(Clone)]
-pub struct Runtime {
-    pub settings: Arc<config::Settings>,
-    pub transport: bus::SharedTransport,
-    pub verifier: auth::Verifier,
-    pub shutdown: CancellationToken,
-    /// Every long-lived task; the binary waits for them after shutdown.
-    pub tasks: TaskTracker,
-}
+pub use service::{Runtime, Started};
 
 /// Installs the one rustls crypto backend of the process (aws-lc-rs).
 pub fn install_crypto() {

@@ -1,31 +1,29 @@
-//! Process shutdown: SIGINT or SIGTERM cancels one token that every task
-//! watches.
+//! Process shutdown: the first SIGINT or SIGTERM.
 
-use tokio_util::sync::CancellationToken;
+use std::future::Future;
 
-/// A token cancelled on the first SIGINT or SIGTERM.
-pub fn on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let trigger = token.clone();
-    tokio::spawn(async move {
-        let interrupt = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
+/// Resolves on the first SIGINT or SIGTERM. The handlers are installed when
+/// this is called, so a signal that comes while the services start is not
+/// lost (and does not kill the process unannounced).
+pub fn signals() -> anyhow::Result<impl Future<Output = ()> + Send> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-        };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate => {}
-        }
-        tracing::info!("shutdown requested");
-        trigger.cancel();
-    });
-    token
+            tracing::info!("shutdown requested");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutdown requested");
+        })
+    }
 }

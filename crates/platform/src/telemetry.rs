@@ -77,9 +77,16 @@ pub fn init(settings: &Settings, process_name: &str) -> anyhow::Result<Telemetry
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     match settings.log.format {
-        LogFormat::Json => registry
-            .with(JsonLogLayer::new(std::io::stdout))
-            .try_init()?,
+        LogFormat::Json => {
+            // `emporium-catalog` logs as `catalog`; a line inside a request
+            // or task span names the service of that span instead.
+            let service = process_name
+                .strip_prefix("emporium-")
+                .unwrap_or(process_name);
+            registry
+                .with(JsonLogLayer::new(std::io::stdout).with_service(service))
+                .try_init()?
+        }
         LogFormat::Pretty => registry
             .with(tracing_subscriber::fmt::layer().compact())
             .try_init()?,
@@ -198,11 +205,23 @@ pub fn local_tracer() -> opentelemetry_sdk::trace::Tracer {
 /// `span_id`, `message`, then the fields of the event and its spans.
 pub struct JsonLogLayer<W> {
     make_writer: W,
+    service: String,
 }
 
 impl<W> JsonLogLayer<W> {
     pub fn new(make_writer: W) -> Self {
-        Self { make_writer }
+        Self {
+            make_writer,
+            service: "emporium".to_owned(),
+        }
+    }
+
+    /// The `service` of lines written outside any service's span.
+    pub fn with_service(self, service: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            ..self
+        }
     }
 }
 
@@ -237,6 +256,7 @@ where
             "level".into(),
             Value::from(event.metadata().level().as_str().to_lowercase()),
         );
+        line.insert("service".into(), Value::from(self.service.as_str()));
         line.insert("target".into(), Value::from(event.metadata().target()));
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {

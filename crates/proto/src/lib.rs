@@ -3,6 +3,14 @@
 /// Every service's descriptors, for gRPC reflection.
 pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
 
+/// Messages every service shares (money).
+pub mod common {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic)]
+        tonic::include_proto!("emporium.common.v1");
+    }
+}
+
 pub mod catalog {
     pub mod v1 {
         #![allow(clippy::all, clippy::pedantic)]

@@ -1,6 +1,8 @@
-//! Test-only helpers: fresh databases per test on every backend, the real
-//! servers' URLs (or a printed skip), a token issuer, and a TCP link that a
-//! test can cut to take a server away.
+//! Test-only helpers: services started and awaited as production starts
+//! them, fresh databases per test on every backend (and the macro that runs
+//! a store contract on each), the real servers' URLs (or a printed skip), a
+//! token issuer, reserved ports, and a TCP link that a test can cut to take
+//! a server away.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -37,6 +39,74 @@ pub fn server_url(variable: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// Starts `definitions` as the binary does and waits until each answers
+/// `/ready` (at most 30 s).
+pub async fn spawn(
+    settings: emporium_platform::config::Settings,
+    definitions: &[emporium_platform::service::Definition],
+) -> emporium_platform::service::Running {
+    let running = emporium_platform::service::start(settings, definitions)
+        .await
+        .expect("services start");
+    for service in running.services.iter() {
+        wait_ready(&format!("http://{}", service.http_addr)).await;
+    }
+    running
+}
+
+/// Waits until `base/ready` answers 200 (at most 30 s), instead of sleeping.
+pub async fn wait_ready(base: &str) {
+    let client = reqwest::Client::new();
+    let ready = eventually(Duration::from_secs(30), || {
+        let request = client.get(format!("{base}/ready")).send();
+        async move { request.await.ok().filter(|r| r.status().is_success()) }
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "{base}/ready did not answer 200 within 30 s"
+    );
+}
+
+/// A loopback port held for the test's lifetime: bound but not listening,
+/// so that connections to it are refused and no other test can take it.
+pub struct RefusingPort {
+    pub addr: SocketAddr,
+    _socket: tokio::net::TcpSocket,
+}
+
+impl RefusingPort {
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind a loopback port");
+        let addr = socket.local_addr().expect("local address");
+        Self {
+            addr,
+            _socket: socket,
+        }
+    }
+}
+
+impl Default for RefusingPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs a store contract, `async fn contract(backend: Backend)`, as one test
+/// per backend: `sqlite::contract`, `postgres::contract`, `mariadb::contract`.
+/// The server backends skip (and say so) when their URL is not set.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($contract:ident),* $(,)?) => {
+        mod sqlite { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $contract() { super::$contract($crate::Backend::Sqlite).await } )* }
+        mod postgres { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $contract() { super::$contract($crate::Backend::Postgres).await } )* }
+        mod mariadb { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $contract() { super::$contract($crate::Backend::MySql).await } )* }
+    };
 }
 
 /// The relational backends a store test runs on.

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use emporium_catalog::domain::{CategoryInput, MoneyJson, ProductDraft, ProductInput, Sort};
+use emporium_catalog::domain::{CategoryInput, ProductDraft, ProductId, ProductInput, Sort};
 use emporium_catalog::products::{Catalog, CatalogError};
 use emporium_catalog::store::ListQuery;
 use emporium_platform::bus::{self, Envelope, Handler, InProcess, Outbox, RabbitMq, Transport};
 use emporium_platform::cache::MemoryCache;
+use emporium_platform::money::MoneyJson;
 use emporium_testkit::{Backend, Link, TestDatabase, eventually, server_url};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::Mutex;
@@ -154,15 +155,15 @@ async fn contract_create_get_and_conflicts(backend: Backend) {
         .create(&draft("mug-1", "Mug", "A mug", "19.99", "kitchen"))
         .await
         .unwrap();
-    assert_eq!(created.sku, "MUG-1");
+    assert_eq!(created.sku.as_str(), "MUG-1");
     assert_eq!(
-        created.price,
+        created.price.to_json(),
         MoneyJson {
             amount: "19.99".into(),
             currency: "USD".into()
         }
     );
-    let fetched = f.catalog.get(&created.id).await.unwrap();
+    let fetched = f.catalog.get(created.id).await.unwrap();
     assert_eq!(fetched, created);
     assert!(matches!(
         f.catalog
@@ -186,7 +187,7 @@ async fn contract_create_get_and_conflicts(backend: Backend) {
         Err(CatalogError::DuplicateCategory(_))
     ));
     assert!(matches!(
-        f.catalog.get(&uuid::Uuid::now_v7().to_string()).await,
+        f.catalog.get(ProductId::new()).await,
         Err(CatalogError::NotFound)
     ));
     assert_eq!(
@@ -363,7 +364,7 @@ async fn contract_full_text_search(backend: Backend) {
         .remove(0);
     f.catalog
         .update(
-            &mug.id,
+            mug.id,
             &draft(
                 "K-1",
                 "Stoneware Tumbler",
@@ -379,7 +380,7 @@ async fn contract_full_text_search(backend: Backend) {
         names(&f.catalog, search("tumbler")).await.0,
         ["Stoneware Tumbler"]
     );
-    f.catalog.delete(&mug.id).await.unwrap();
+    f.catalog.delete(mug.id).await.unwrap();
     assert_eq!(names(&f.catalog, search("tumbler")).await.1, 0);
 }
 
@@ -392,20 +393,20 @@ async fn contract_update_delete_and_cache(backend: Backend) {
         .create(&draft("P-1", "Lamp", "", "10.00", "kitchen"))
         .await
         .unwrap();
-    let cached = f.catalog.get(&created.id).await.unwrap();
+    let cached = f.catalog.get(created.id).await.unwrap();
     assert_eq!(cached.name, "Lamp");
     let updated = f
         .catalog
         .update(
-            &created.id,
+            created.id,
             &draft("P-1", "Brass Lamp", "Warm light", "12.50", "books"),
         )
         .await
         .unwrap();
-    assert_eq!(updated.price.amount, "12.50");
+    assert_eq!(updated.price.amount(), "12.50");
     assert!(updated.updated_at >= created.updated_at);
     assert_eq!(
-        f.catalog.get(&created.id).await.unwrap().name,
+        f.catalog.get(created.id).await.unwrap().name,
         "Brass Lamp",
         "the write invalidated the cached copy"
     );
@@ -416,32 +417,29 @@ async fn contract_update_delete_and_cache(backend: Backend) {
         .unwrap();
     assert!(matches!(
         f.catalog
-            .update(&other.id, &draft("P-1", "Rug", "", "80.00", "kitchen"))
+            .update(other.id, &draft("P-1", "Rug", "", "80.00", "kitchen"))
             .await,
         Err(CatalogError::DuplicateSku(_))
     ));
     assert_eq!(
-        f.catalog.get(&other.id).await.unwrap().sku,
+        f.catalog.get(other.id).await.unwrap().sku.as_str(),
         "P-2",
         "a refused update changes nothing"
     );
-    let missing = uuid::Uuid::now_v7().to_string();
+    let missing = ProductId::new();
     assert!(matches!(
         f.catalog
-            .update(&missing, &draft("P-9", "X", "", "1.00", "kitchen"))
+            .update(missing, &draft("P-9", "X", "", "1.00", "kitchen"))
             .await,
         Err(CatalogError::NotFound)
     ));
-    f.catalog.delete(&created.id).await.unwrap();
+    f.catalog.delete(created.id).await.unwrap();
     assert!(
-        matches!(
-            f.catalog.get(&created.id).await,
-            Err(CatalogError::NotFound)
-        ),
+        matches!(f.catalog.get(created.id).await, Err(CatalogError::NotFound)),
         "the delete invalidated the cache"
     );
     assert!(matches!(
-        f.catalog.delete(&created.id).await,
+        f.catalog.delete(created.id).await,
         Err(CatalogError::NotFound)
     ));
     assert_eq!(outbox_count(&f.db, "product.created").await, 2);
@@ -459,35 +457,35 @@ async fn contract_images(backend: Backend) {
         .await
         .unwrap();
     let png = emporium_catalog::seed::picture(1);
-    let with_image = f.catalog.add_image(&product.id, png.clone()).await.unwrap();
+    let with_image = f.catalog.add_image(product.id, png.clone()).await.unwrap();
     assert_eq!(with_image.images.len(), 1);
     let (bytes, mime) = f
         .catalog
-        .image(&product.id, &with_image.images[0].name)
+        .image(product.id, &with_image.images[0])
         .await
         .unwrap();
     assert_eq!((bytes, mime), (png.clone(), "image/png"));
     assert!(matches!(
-        f.catalog.add_image(&product.id, "<svg/>".into()).await,
+        f.catalog.add_image(product.id, "<svg/>".into()).await,
         Err(CatalogError::UnsupportedImage)
     ));
     assert!(matches!(
         f.catalog
-            .add_image(&product.id, vec![0x89; 65 * 1024].into())
+            .add_image(product.id, vec![0x89; 65 * 1024].into())
             .await,
         Err(CatalogError::ImageTooLarge(_))
     ));
-    let missing = uuid::Uuid::now_v7().to_string();
+    let missing = ProductId::new();
     assert!(matches!(
-        f.catalog.add_image(&missing, png).await,
+        f.catalog.add_image(missing, png).await,
         Err(CatalogError::NotFound)
     ));
     assert!(matches!(
-        f.catalog.image(&product.id, "../../secret.png").await,
+        f.catalog.image(product.id, "../../secret.png").await,
         Err(CatalogError::ImageNotFound)
     ));
     assert_eq!(
-        f.catalog.get(&product.id).await.unwrap().images.len(),
+        f.catalog.get(product.id).await.unwrap().images.len(),
         1,
         "refused uploads add nothing"
     );
@@ -522,11 +520,11 @@ async fn contract_concurrent_writes(backend: Backend) {
     let product = outcomes.into_iter().find_map(Result::ok).unwrap();
     let updates = (0..10).map(|i| {
         let catalog = f.catalog.clone();
-        let id = product.id.clone();
+        let id = product.id;
         async move {
             catalog
                 .update(
-                    &id,
+                    id,
                     &draft("SAME-SKU", &format!("Version {i}"), "", "2.00", "kitchen"),
                 )
                 .await
@@ -543,7 +541,7 @@ async fn contract_concurrent_writes(backend: Backend) {
     assert_eq!(outbox_count(&f.db, "product.created").await, 1);
     assert!(
         f.catalog
-            .get(&product.id)
+            .get(product.id)
             .await
             .unwrap()
             .name
@@ -563,7 +561,7 @@ async fn contract_unicode_text(backend: Backend) {
         .create(&draft("UNI-1", name, description, "12.00", "kitchen"))
         .await
         .unwrap();
-    let fetched = f.catalog.get(&created.id).await.unwrap();
+    let fetched = f.catalog.get(created.id).await.unwrap();
     assert_eq!(
         (fetched.name.as_str(), fetched.description.as_str()),
         (name, description)
@@ -576,15 +574,7 @@ async fn contract_unicode_text(backend: Backend) {
     assert_eq!(names(&f.catalog, search("café liebhaber")).await.0, [name]);
 }
 
-macro_rules! on_every_backend {
-    ($($contract:ident),* $(,)?) => {
-        mod sqlite { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $contract() { super::$contract(Backend::Sqlite).await } )* }
-        mod postgres { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $contract() { super::$contract(Backend::Postgres).await } )* }
-        mod mariadb { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $contract() { super::$contract(Backend::MySql).await } )* }
-    };
-}
-
-on_every_backend!(
+emporium_testkit::on_every_backend!(
     contract_create_get_and_conflicts,
     contract_filters_sorts_and_pages,
     contract_full_text_search,
@@ -614,6 +604,7 @@ async fn events_go_out_once(transport: Arc<dyn Transport>, queue: &str) {
         .subscribe(queue, &["product.*"], collect.clone(), shutdown.clone())
         .await
         .unwrap();
+    let task = tokio::spawn(task);
     let product = f
         .catalog
         .create(&draft("EV-1", "Event Mug", "", "3.00", "kitchen"))
@@ -621,12 +612,12 @@ async fn events_go_out_once(transport: Arc<dyn Transport>, queue: &str) {
         .unwrap();
     f.catalog
         .update(
-            &product.id,
+            product.id,
             &draft("EV-1", "Event Mug II", "", "3.00", "kitchen"),
         )
         .await
         .unwrap();
-    f.catalog.delete(&product.id).await.unwrap();
+    f.catalog.delete(product.id).await.unwrap();
     assert_eq!(
         bus::relay_pending(&f.db, transport.as_ref()).await.unwrap(),
         3
@@ -709,6 +700,7 @@ async fn writes_succeed_while_rabbitmq_is_away() {
         )
         .await
         .unwrap();
+    let task = tokio::spawn(task);
 
     link.cut();
     let product = f
@@ -727,7 +719,7 @@ async fn writes_succeed_while_rabbitmq_is_away() {
         let events = collect.0.lock().await;
         events
             .iter()
-            .any(|e| e.subject.ends_with(&product.id))
+            .any(|e| e.subject.ends_with(&product.id.to_string()))
             .then(|| events.len())
     })
     .await;
@@ -768,10 +760,10 @@ async fn reads_are_fresh_after_concurrent_writes(cache: emporium_platform::cache
     let stop = CancellationToken::new();
     let readers: Vec<_> = (0..6)
         .map(|_| {
-            let (catalog, id, stop) = (catalog.clone(), product.id.clone(), stop.clone());
+            let (catalog, id, stop) = (catalog.clone(), product.id, stop.clone());
             tokio::spawn(async move {
                 while !stop.is_cancelled() {
-                    catalog.get(&id).await.unwrap();
+                    catalog.get(id).await.unwrap();
                     // A cache hit in memory never waits: let the writer run.
                     tokio::task::yield_now().await;
                 }
@@ -781,7 +773,7 @@ async fn reads_are_fresh_after_concurrent_writes(cache: emporium_platform::cache
     for version in 1..=30 {
         catalog
             .update(
-                &product.id,
+                product.id,
                 &draft(&sku, &format!("Version {version}"), "", "1.00", "kitchen"),
             )
             .await
@@ -791,7 +783,7 @@ async fn reads_are_fresh_after_concurrent_writes(cache: emporium_platform::cache
     for reader in readers {
         reader.await.unwrap();
     }
-    assert_eq!(catalog.get(&product.id).await.unwrap().name, "Version 30");
+    assert_eq!(catalog.get(product.id).await.unwrap().name, "Version 30");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,10 +9,9 @@ use emporium_platform::auth::{Issuer, Role};
 use emporium_platform::config::Settings;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 struct TestShop {
-    shop: Option<emporium::Shop>,
+    shop: Option<emporium_platform::service::Running>,
     issuer: Issuer,
     http: reqwest::Client,
     base: String,
@@ -30,10 +29,9 @@ impl TestShop {
     }
 
     async fn start_with(settings: Settings, dir: tempfile::TempDir) -> Self {
-        let (shop, issuer) = emporium::up(settings, true, CancellationToken::new())
-            .await
-            .expect("shop starts");
-        let base = shop.gateway_url().unwrap();
+        let (shop, issuer) = emporium::up(settings, true).await.expect("shop starts");
+        let base = shop.url("gateway").unwrap();
+        emporium_testkit::wait_ready(&base).await;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
@@ -513,8 +511,7 @@ async fn metrics_parse_and_label_routes_by_template() {
         .shop
         .as_ref()
         .unwrap()
-        .catalog
-        .as_ref()
+        .get("catalog")
         .unwrap()
         .http_addr;
     for base in [shop.base.clone(), format!("http://{catalog}")] {
@@ -628,17 +625,18 @@ async fn requests_carry_ids_and_trace_context() {
 async fn grpc_reads_in_batches_and_guards_writes() {
     use emporium_proto::catalog::v1::catalog_client::CatalogClient;
     use emporium_proto::catalog::v1::{
-        CreateProductRequest, GetProductRequest, GetProductsRequest, Money, ProductFields,
+        CreateProductRequest, GetProductRequest, GetProductsRequest, ProductFields,
     };
+    use emporium_proto::common::v1::Money;
     let shop = TestShop::start().await;
     let grpc = shop
         .shop
         .as_ref()
         .unwrap()
-        .catalog
-        .as_ref()
+        .get("catalog")
         .unwrap()
-        .grpc_addr;
+        .grpc_addr
+        .unwrap();
     let channel =
         emporium_platform::grpc::channel(&format!("http://{grpc}"), Duration::from_secs(5))
             .unwrap();
@@ -768,40 +766,76 @@ fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
 /// gateway is not ready and says which dependency fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_routes_around_a_dead_replica() {
-    let dir = tempfile::tempdir().unwrap();
-    // A port that refuses connections: bound, then released.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+    use emporium_gateway::GatewaySettings;
+    // A catalog on its own, and a port that refuses connections.
+    let catalog_dir = tempfile::tempdir().unwrap();
+    let catalog = emporium::start(shop_settings(catalog_dir.path()), &["catalog".to_owned()])
+        .await
         .unwrap();
-    let real = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let real_addr = real.local_addr().unwrap();
-    drop(real);
-    let mut settings = shop_settings(dir.path());
-    settings.catalog.http_addr = real_addr;
-    settings.gateway.catalog = vec![format!("http://{dead}"), format!("http://{real_addr}")];
-    let shop = TestShop::start_with(settings, dir).await;
+    let real_addr = catalog.get("catalog").unwrap().http_addr;
+    let dead = emporium_testkit::RefusingPort::new();
+    let gateway_alone = |replicas: Vec<String>| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = shop_settings(dir.path());
+        settings.update_section::<GatewaySettings>(|g| {
+            g.upstreams.insert("catalog".into(), replicas);
+        });
+        (settings, dir)
+    };
+    let (settings, dir) = gateway_alone(vec![
+        format!("http://{}", dead.addr),
+        format!("http://{real_addr}"),
+    ]);
+    let gateway = emporium::start(settings, &["gateway".to_owned()])
+        .await
+        .unwrap();
+    let base = gateway.url("gateway").unwrap();
+    let http = reqwest::Client::new();
     for _ in 0..20 {
-        let (status, _) = shop.get("/api/v1/categories").await;
+        let status = http
+            .get(format!("{base}/api/v1/categories"))
+            .send()
+            .await
+            .unwrap()
+            .status();
         assert_eq!(status, StatusCode::OK);
     }
-    let (status, _) = shop.get("/ready").await;
+    let status = http
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .unwrap()
+        .status();
     assert_eq!(status, StatusCode::OK);
-    shop.stop().await;
+    gateway.stop(Duration::from_secs(5)).await;
+    drop(dir);
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = shop_settings(dir.path());
-    settings.gateway.catalog = vec![format!("http://{dead}")];
-    let shop = TestShop::start_with(settings, dir).await;
-    let (status, problem) = shop.get("/api/v1/products").await;
+    let (settings, dir) = gateway_alone(vec![format!("http://{}", dead.addr)]);
+    let gateway = emporium::start(settings, &["gateway".to_owned()])
+        .await
+        .unwrap();
+    let base = gateway.url("gateway").unwrap();
+    let get = |path: &str| {
+        let request = http.get(format!("{base}{path}")).send();
+        async move {
+            let response = request.await.unwrap();
+            (
+                response.status(),
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, problem) = get("/api/v1/products").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(problem["dependency"], "catalog");
-    let (status, problem) = shop.get("/ready").await;
+    let (status, problem) = get("/ready").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(problem["dependency"], "catalog");
-    let (status, _) = shop.get("/health").await;
+    let (status, _) = get("/health").await;
     assert_eq!(status, StatusCode::OK, "alive, though not ready");
-    shop.stop().await;
+    gateway.stop(Duration::from_secs(5)).await;
+    catalog.stop(Duration::from_secs(5)).await;
+    drop(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -924,21 +958,12 @@ async fn serve_exports_traces_by_otlp_and_stops_on_sigint() {
     tokio::spawn(async move { axum::serve(listener, collector).await });
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let grpc_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Port 0: the service reports where it listens; no port is guessed.
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"))
         .args(["serve", "catalog", "--data-dir"])
         .arg(dir.path())
-        .env("PORT", port.to_string())
-        .env("GRPC_PORT", grpc_port.to_string())
+        .env("PORT", "0")
+        .env("GRPC_PORT", "0")
         .env(
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             format!("http://{collector_addr}"),
@@ -947,22 +972,11 @@ async fn serve_exports_traces_by_otlp_and_stops_on_sigint() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let (http_addr, mut logs) = listening_addr(&mut stdout, "catalog").await;
+    let base = format!("http://{http_addr}");
+    emporium_testkit::wait_ready(&base).await;
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..200 {
-        if http
-            .get(format!("{base}/ready"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "the catalog became ready");
     let response = http
         .get(format!("{base}/api/v1/products"))
         .header(
@@ -990,12 +1004,11 @@ async fn serve_exports_traces_by_otlp_and_stops_on_sigint() {
             && *len > 0),
         "spans were exported: {posts:?}"
     );
-    let mut logs = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut child.stdout.take().unwrap(), &mut logs)
+    tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut logs)
         .await
         .unwrap();
     assert!(
-        logs.contains("catalog listening") && logs.contains("shutdown requested"),
+        logs.contains("service listening") && logs.contains("shutdown requested"),
         "{logs}"
     );
     for line in logs.lines() {
@@ -1004,10 +1017,40 @@ async fn serve_exports_traces_by_otlp_and_stops_on_sigint() {
         assert!(
             value["timestamp"].is_string()
                 && value["level"].is_string()
-                && value["message"].is_string(),
+                && value["message"].is_string()
+                && value["service"] == "catalog",
             "{line}"
         );
     }
+}
+
+/// Reads JSON log lines until `service` says where it listens; returns its
+/// HTTP address and the lines read so far.
+async fn listening_addr(
+    stdout: &mut tokio::io::BufReader<tokio::process::ChildStdout>,
+    service: &str,
+) -> (std::net::SocketAddr, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut seen = String::new();
+    let read = async {
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).await.unwrap() == 0 {
+                panic!("the process ended before listening: {seen}");
+            }
+            seen.push_str(&line);
+            let Ok(value) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if value["message"] == "service listening" && value["service"] == service {
+                return value["http"].as_str().unwrap().parse().unwrap();
+            }
+        }
+    };
+    let addr = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the service reports its address within 30 s");
+    (addr, seen)
 }
 
 fn through(link: &emporium_testkit::Link, url: &str) -> String {
@@ -1043,20 +1086,18 @@ async fn readiness_names_the_database_and_tolerates_a_missing_broker() {
     let issuer = Issuer::generate("emporium").unwrap();
     std::fs::write(dir.path().join("jwks.json"), issuer.jwks()).unwrap();
     let mut settings = shop_settings(dir.path());
-    settings.catalog.database_url = Some(emporium_platform::config::Secret::new(through(
-        &db_link,
-        database.url.expose(),
-    )));
+    settings.update_section::<emporium_catalog::CatalogSettings>(|c| {
+        c.database_url = Some(emporium_platform::config::Secret::new(through(
+            &db_link,
+            database.url.expose(),
+        )));
+    });
     settings.bus.url = emporium_platform::config::Secret::new(through(&broker_link, &amqp));
     settings.auth.jwks_file = Some(dir.path().join("jwks.json"));
-    let shop = emporium::start(
-        settings,
-        &[emporium_platform::config::Service::Catalog],
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", shop.catalog.as_ref().unwrap().http_addr);
+    let shop = emporium::start(settings, &["catalog".to_owned()])
+        .await
+        .unwrap();
+    let base = shop.url("catalog").unwrap();
     let http = reqwest::Client::new();
     let ready = || async {
         let r = http.get(format!("{base}/ready")).send().await.unwrap();

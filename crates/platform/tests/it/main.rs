@@ -88,6 +88,7 @@ async fn publishes_and_delivers_by_topic(transport: SharedTransport, queue: &str
         .subscribe(queue, &[&pattern], recorder.clone(), shutdown.clone())
         .await
         .unwrap();
+    let task = tokio::spawn(task);
     let wanted = event(&format!("{topic}.created"), 1);
     transport.publish(&wanted).await.unwrap();
     transport
@@ -118,6 +119,7 @@ async fn retries_a_failing_handler(transport: SharedTransport, queue: &str) {
         )
         .await
         .unwrap();
+    let task = tokio::spawn(task);
     transport
         .publish(&event(&format!("{topic}.x"), 1))
         .await
@@ -155,6 +157,7 @@ async fn in_process_bus_retries_then_dead_letters() {
         )
         .await
         .unwrap();
+    let task = tokio::spawn(task);
     bus.publish(&event("doomed.x", 1)).await.unwrap();
     let dead = eventually(Duration::from_secs(5), || async {
         (!bus.dead_letters().is_empty()).then(|| bus.dead_letters())
@@ -218,6 +221,7 @@ async fn rabbitmq_dead_letters_after_bounded_retries() {
         )
         .await
         .unwrap();
+    let task = tokio::spawn(task);
     rabbit
         .publish(&event(&format!("{topic}.x"), 7))
         .await
@@ -296,6 +300,7 @@ async fn outbox_holds_events_through_a_broker_outage() {
         )
         .await
         .unwrap();
+    let task = tokio::spawn(task);
 
     relay_transport
         .check()

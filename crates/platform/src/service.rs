@@ -1,0 +1,247 @@
+//! The shape of a service: how the binary names, starts, migrates and seeds
+//! it, what a started one exposes, and the runtime it stands on, with the
+//! staged shutdown of everything it spawned.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::auth::Verifier;
+use crate::bus::{self, Handler, Outbox, SharedTransport};
+use crate::config::{SectionDef, Settings};
+use crate::http::Check;
+
+/// Loads demo data through a service's own use cases; returns how many
+/// records it added (none when they exist already).
+pub type Seeder = Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<u64>> + Send + Sync>;
+
+/// What the binary knows of a service: its name and section, and how to
+/// start and migrate it. The binary keeps a list of these, in start-up
+/// order (a service after the ones it calls).
+#[derive(Clone, Copy)]
+pub struct Definition {
+    pub name: &'static str,
+    pub section: SectionDef,
+    /// Starts the service; `local` holds the services already started in
+    /// this process.
+    pub start: fn(Runtime, Arc<[Started]>) -> BoxFuture<'static, anyhow::Result<Started>>,
+    /// Applies the service's migrations to its configured store.
+    pub migrate: fn(Arc<Settings>) -> BoxFuture<'static, anyhow::Result<()>>,
+}
+
+impl std::fmt::Debug for Definition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Definition({})", self.name)
+    }
+}
+
+/// A running service: where it listens, its HTTP routes (for a gateway in
+/// the same process to call without a socket), its readiness checks, and
+/// its demo data.
+#[derive(Clone)]
+pub struct Started {
+    pub name: &'static str,
+    pub http_addr: SocketAddr,
+    pub grpc_addr: Option<SocketAddr>,
+    /// The service's whole HTTP router, as served on `http_addr`.
+    pub router: axum::Router,
+    pub checks: Vec<Check>,
+    pub seeder: Option<Seeder>,
+}
+
+/// What every service is handed: settings, the shared event transport, the
+/// token verifier, and the tasks it spawns, which stop in stages.
+#[derive(Clone)]
+pub struct Runtime {
+    pub settings: Arc<Settings>,
+    pub transport: SharedTransport,
+    pub verifier: Verifier,
+    /// Cancelled first: servers drain and consumers stop.
+    pub shutdown: CancellationToken,
+    /// Servers and consumers.
+    tasks: TaskTracker,
+    /// Cancelled once every server and consumer has stopped: outbox relays
+    /// publish what those wrote, then end.
+    flush: CancellationToken,
+    relays: TaskTracker,
+}
+
+impl Runtime {
+    /// The event transport and token verifier that the settings name.
+    pub async fn new(settings: Settings) -> anyhow::Result<Self> {
+        let transport = bus::transport_from_settings(&settings.bus)?;
+        let verifier = Verifier::from_settings(&settings.auth).await?;
+        if settings.auth.jwks_file.is_none() && settings.auth.jwks_url.is_none() {
+            tracing::warn!("no auth.jwks_url or auth.jwks_file: every token will be refused");
+        }
+        Ok(Self {
+            settings: Arc::new(settings),
+            transport,
+            verifier,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            flush: CancellationToken::new(),
+            relays: TaskTracker::new(),
+        })
+    }
+
+    /// Serves `router` on `listener` until shutdown, then drains.
+    pub fn serve(&self, service: &'static str, listener: TcpListener, router: axum::Router) {
+        let shutdown = self.shutdown.clone();
+        self.spawn(service, "server", async move {
+            if let Err(e) = crate::http::serve(listener, router, shutdown).await {
+                tracing::error!(error = %e, "server stopped");
+            }
+        });
+    }
+
+    /// Delivers the events matching `patterns` to `handler` from the
+    /// durable queue `queue` until shutdown.
+    pub async fn consume(
+        &self,
+        service: &'static str,
+        queue: &str,
+        patterns: &[&str],
+        handler: Arc<dyn Handler>,
+    ) -> anyhow::Result<()> {
+        let consumer = self
+            .transport
+            .subscribe(queue, patterns, handler, self.shutdown.clone())
+            .await?;
+        self.spawn(service, "consumer", consumer);
+        Ok(())
+    }
+
+    /// Publishes `outbox` from `db` until every server and consumer has
+    /// stopped, then once more.
+    pub fn relay(&self, service: &'static str, outbox: Outbox, db: sea_orm::DatabaseConnection) {
+        let interval = Duration::from_millis(self.settings.bus.relay_interval_ms);
+        let relay = outbox.relay(db, self.transport.clone(), interval, self.flush.clone());
+        self.relays
+            .spawn(relay.instrument(tracing::info_span!("relay", service)));
+    }
+
+    /// A long-lived task of `service`, stopped with the servers.
+    pub fn spawn(
+        &self,
+        service: &'static str,
+        what: &'static str,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) {
+        self.tasks
+            .spawn(task.instrument(tracing::info_span!("task", service, task = what)));
+    }
+
+    /// Stops in stages: servers drain and consumers settle the event in
+    /// hand; then relays publish what they wrote. Each stage waits at most
+    /// `grace`.
+    pub async fn stop(&self, grace: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "servers still draining after the grace period"
+            );
+        }
+        self.flush.cancel();
+        self.relays.close();
+        if tokio::time::timeout(grace, self.relays.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "outbox relays still flushing after the grace period"
+            );
+        }
+    }
+}
+
+/// The services of one process.
+pub struct Running {
+    pub runtime: Runtime,
+    pub services: Arc<[Started]>,
+}
+
+impl Running {
+    pub fn get(&self, name: &str) -> Option<&Started> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The HTTP base URL of `name`, when it runs here.
+    pub fn url(&self, name: &str) -> Option<String> {
+        self.get(name).map(|s| format!("http://{}", s.http_addr))
+    }
+
+    /// Where each service listens, for printing.
+    pub fn addresses(&self) -> Vec<(&'static str, &'static str, SocketAddr)> {
+        let mut out = vec![];
+        for service in self.services.iter() {
+            out.push((service.name, "http", service.http_addr));
+            if let Some(grpc) = service.grpc_addr {
+                out.push((service.name, "grpc", grpc));
+            }
+        }
+        out
+    }
+
+    pub async fn stop(self, grace: Duration) {
+        self.runtime.stop(grace).await;
+    }
+}
+
+/// Starts `definitions` in order on one runtime. If one fails to start, the
+/// ones already running are stopped.
+pub async fn start(settings: Settings, definitions: &[Definition]) -> anyhow::Result<Running> {
+    crate::install_crypto();
+    crate::telemetry::metrics_handle();
+    let runtime = Runtime::new(settings).await?;
+    let mut started: Vec<Started> = Vec::with_capacity(definitions.len());
+    for definition in definitions {
+        let local: Arc<[Started]> = started.clone().into();
+        match (definition.start)(runtime.clone(), local).await {
+            Ok(service) => {
+                tracing::info!(service = service.name, http = %service.http_addr, grpc = ?service.grpc_addr, "service listening");
+                started.push(service);
+            }
+            Err(e) => {
+                runtime.stop(Duration::from_secs(5)).await;
+                return Err(e.context(format!("{} did not start", definition.name)));
+            }
+        }
+    }
+    Ok(Running {
+        runtime,
+        services: started.into(),
+    })
+}
+
+/// The gRPC URL of `peer`: as configured, else the peer running in this
+/// process.
+pub fn peer_url(settings: &Settings, local: &[Started], peer: &str) -> anyhow::Result<String> {
+    if let Some(url) = settings.peer(peer) {
+        return Ok(url);
+    }
+    local
+        .iter()
+        .find(|s| s.name == peer)
+        .and_then(|s| s.grpc_addr)
+        .map(|addr| format!("http://{addr}"))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "configuration: peers.{peer} (or {}_SERVICE_URL) is required when {peer} runs elsewhere",
+                peer.to_uppercase()
+            )
+        })
+}
