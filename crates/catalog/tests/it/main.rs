@@ -574,7 +574,49 @@ async fn contract_unicode_text(backend: Backend) {
     assert_eq!(names(&f.catalog, search("café liebhaber")).await.0, [name]);
 }
 
+/// A stored value that no longer parses is an error the client sees as a
+/// problem, never a silent default (an empty image list, a zero price).
+async fn contract_corrupt_rows_are_errors(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let product = f
+        .catalog
+        .create(&draft("BAD-1", "Lamp", "", "5.00", "kitchen"))
+        .await
+        .unwrap();
+    f.db.execute_unprepared(&format!(
+        "UPDATE products SET images = 'not json' WHERE id = '{}'",
+        product.id
+    ))
+    .await
+    .unwrap();
+    let err = f.catalog.get(product.id).await.unwrap_err();
+    assert!(matches!(err, CatalogError::Corrupt { .. }), "{err:?}");
+    let problem = emporium_platform::Problem::from(err);
+    assert_eq!(problem.code.http_status().as_u16(), 500);
+    assert!(
+        !problem.detail.contains("not json"),
+        "internals stay in the log"
+    );
+    assert!(matches!(
+        f.catalog.list(&query()).await,
+        Err(CatalogError::Corrupt { .. })
+    ));
+    f.db.execute_unprepared(&format!(
+        "UPDATE products SET images = '[]', currency = 'XXX' WHERE id = '{}'",
+        product.id
+    ))
+    .await
+    .unwrap();
+    assert!(matches!(
+        f.catalog.get(product.id).await,
+        Err(CatalogError::Corrupt { .. })
+    ));
+}
+
 emporium_testkit::on_every_backend!(
+    contract_corrupt_rows_are_errors,
     contract_create_get_and_conflicts,
     contract_filters_sorts_and_pages,
     contract_full_text_search,
