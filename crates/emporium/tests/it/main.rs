@@ -1231,3 +1231,183 @@ async fn migrate_builds_the_schema_on_mariadb_from_plain_variables() {
     }
     let _ = db.close().await;
 }
+
+/// SIGINT in the middle of a burst of writes: the server drains, then the
+/// relay publishes what was committed. Every product the database holds has
+/// its event on the broker, and the outbox ends empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_during_a_burst_of_writes_loses_no_event() {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    use sea_orm::ConnectionTrait;
+    let Some(amqp) = emporium_testkit::server_url(emporium_testkit::AMQP) else {
+        return;
+    };
+    // A queue of the test's own on the shop's exchange, declared first.
+    let queue = format!("test.burst.{}", uuid::Uuid::now_v7().simple());
+    let connection = lapin::Connection::connect(&amqp, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            emporium_platform::bus::EXCHANGE.into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            emporium_platform::bus::EXCHANGE.into(),
+            "product.created".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = Issuer::generate("emporium").unwrap();
+    std::fs::write(dir.path().join("jwks.json"), issuer.jwks()).unwrap();
+    let token = issuer
+        .mint("burst", Role::Admin, Duration::from_secs(600))
+        .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args(["serve", "catalog", "--data-dir"])
+        .arg(dir.path())
+        .env("PORT", "0")
+        .env("GRPC_PORT", "0")
+        .env("AMQP_URL", &amqp)
+        .env("EMPORIUM__AUTH__JWKS_FILE", dir.path().join("jwks.json"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let (http_addr, _) = listening_addr(&mut stdout, "catalog").await;
+    let base = format!("http://{http_addr}");
+    emporium_testkit::wait_ready(&base).await;
+    // Keep reading the logs so that the child never blocks on a full pipe.
+    let logs = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut text).await;
+        text
+    });
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{base}/api/v1/categories"))
+        .bearer_auth(&token)
+        .json(&json!({ "slug": "burst", "name": "Burst" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    // Eight writers create products back to back until the server goes.
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let (http, base, token, accepted) =
+                (http.clone(), base.clone(), token.clone(), accepted.clone());
+            tokio::spawn(async move {
+                for n in 0..10_000 {
+                    let body = json!({ "sku": format!("B-{writer}-{n}"), "name": "Burst", "price": { "amount": "1.00", "currency": "USD" }, "category": "burst" });
+                    let sent = http
+                        .post(format!("{base}/api/v1/products"))
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == StatusCode::CREATED => {
+                            accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    let burst_going = emporium_testkit::eventually(Duration::from_secs(30), || {
+        let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        async move { (n >= 100).then_some(()) }
+    })
+    .await;
+    assert!(
+        burst_going.is_some(),
+        "writes are accepted before the signal"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops within 30 s")
+        .unwrap();
+    assert!(exit.success(), "clean exit: {exit:?}");
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let logs = logs.await.unwrap();
+
+    let db = sea_orm::Database::connect(format!(
+        "sqlite://{}?mode=ro",
+        dir.path().join("catalog.db").display()
+    ))
+    .await
+    .unwrap();
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            db.query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                sql,
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap()
+        }
+    };
+    let products = count("SELECT COUNT(*) AS n FROM products").await;
+    let unsent = count("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL").await;
+    let accepted = accepted.load(std::sync::atomic::Ordering::SeqCst) as i64;
+    assert!(
+        products >= accepted,
+        "every acknowledged write is stored: {products} < {accepted}"
+    );
+    assert_eq!(unsent, 0, "the outbox ends empty\n{logs}");
+    let on_broker = channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap()
+        .message_count() as i64;
+    assert_eq!(
+        on_broker, products,
+        "one product.created on the broker per stored product"
+    );
+    emporium_testkit::delete_queues(&amqp, &queue).await;
+}
