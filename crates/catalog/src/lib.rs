@@ -85,7 +85,13 @@ pub fn definition() -> Definition {
                 let own = settings.section::<CatalogSettings>();
                 let db =
                     db::connect(&settings.database_url(NAME, own.database_url.as_ref())).await?;
-                db::migrate::<migrations::Migrator>(&db).await
+                db::migrate::<migrations::Migrator>(&db).await?;
+                tracing::info!(
+                    service = NAME,
+                    backend = db::backend_name(&db),
+                    "migrations applied"
+                );
+                Ok(())
             })
         },
     }

@@ -1,11 +1,8 @@
 //! The OpenAPI 3.1 description of the catalog's public routes; the gateway
 //! merges it into the one document it serves.
 
+use emporium_platform::openapi::{problem, shared_schemas};
 use serde_json::{Value, json};
-
-fn problem(description: &str) -> Value {
-    json!({ "description": description, "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } })
-}
 
 fn ok(description: &str, schema: Value) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": schema } } })
@@ -16,6 +13,17 @@ fn param(name: &str, location: &str, description: &str, schema: Value) -> Value 
 }
 
 pub fn document() -> Value {
+    let mut doc = own_document();
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.extend(shared_schemas());
+    }
+    doc
+}
+
+fn own_document() -> Value {
     let product = json!({ "$ref": "#/components/schemas/Product" });
     let input = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ProductInput" } } } });
     let id = param(
@@ -110,7 +118,6 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } },
             "schemas": {
-                "Money": { "type": "object", "required": ["amount", "currency"], "properties": { "amount": { "type": "string", "examples": ["19.99"] }, "currency": { "type": "string", "examples": ["USD"] } } },
                 "ProductInput": {
                     "type": "object", "required": ["sku", "name", "price", "category"], "additionalProperties": false,
                     "properties": {
@@ -137,14 +144,7 @@ pub fn document() -> Value {
                         "page": { "type": "integer" }, "per_page": { "type": "integer" }, "total": { "type": "integer" }
                     }
                 },
-                "Category": { "type": "object", "properties": { "slug": { "type": "string" }, "name": { "type": "string" }, "product_count": { "type": "integer" } } },
-                "Problem": {
-                    "type": "object", "required": ["type", "title", "status", "detail"],
-                    "properties": {
-                        "type": { "type": "string" }, "title": { "type": "string" }, "status": { "type": "integer" }, "detail": { "type": "string" },
-                        "errors": { "type": "array", "items": { "type": "object", "properties": { "field": { "type": "string" }, "message": { "type": "string" } } } }
-                    }
-                }
+                "Category": { "type": "object", "properties": { "slug": { "type": "string" }, "name": { "type": "string" }, "product_count": { "type": "integer" } } }
             }
         }
     })

@@ -79,7 +79,6 @@ pub async fn migrate(settings: Settings, names: &[String]) -> anyhow::Result<()>
     let settings = std::sync::Arc::new(settings);
     for definition in select(names)? {
         (definition.migrate)(settings.clone()).await?;
-        tracing::info!(service = definition.name, "migrations applied");
     }
     Ok(())
 }

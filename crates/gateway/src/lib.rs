@@ -520,3 +520,39 @@ async fn fetch_document(client: &HttpClient, upstream: &Upstream) -> Option<serd
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::merge_documents;
+    use serde_json::json;
+
+    #[test]
+    fn documents_merge_and_shared_schemas_must_agree() {
+        let shared = emporium_platform::openapi::shared_schemas();
+        let doc = |path: &str, extra: serde_json::Value| {
+            let mut schemas = shared.clone();
+            schemas.insert("Extra".into(), extra);
+            json!({ "paths": { path: { "get": {} } }, "components": { "schemas": schemas } })
+        };
+        let merged = merge_documents(&[
+            ("catalog", doc("/a", json!({ "type": "string" }))),
+            ("basket", doc("/b", json!({ "type": "string" }))),
+        ])
+        .unwrap();
+        assert!(merged.pointer("/paths/~1a").is_some() && merged.pointer("/paths/~1b").is_some());
+        assert_eq!(
+            merged.pointer("/components/schemas/Problem/properties/dependency/type"),
+            Some(&json!("string"))
+        );
+        let err = merge_documents(&[
+            ("catalog", doc("/a", json!({ "type": "string" }))),
+            ("basket", doc("/b", json!({ "type": "integer" }))),
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains("Extra") && err.contains("catalog") && err.contains("basket"),
+            "{err}"
+        );
+    }
+}

@@ -175,12 +175,6 @@ impl Verifier {
 #[derive(Clone, Debug)]
 pub struct Caller(pub Claims);
 
-impl Caller {
-    pub fn is_admin(&self) -> bool {
-        self.0.role == Role::Admin
-    }
-}
-
 impl<S> FromRequestParts<S> for Caller
 where
     Verifier: FromRef<S>,

@@ -150,12 +150,6 @@ impl Problem {
             ..Self::new(ErrorCode::Unprocessable, detail)
         }
     }
-    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
-        Self::invalid(vec![FieldError {
-            field: field.into(),
-            message: message.into(),
-        }])
-    }
     pub fn unavailable(dependency: &str) -> Self {
         Self {
             dependency: Some(dependency.into()),

@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod http;
 pub mod money;
 pub mod objects;
+pub mod openapi;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

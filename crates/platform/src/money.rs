@@ -33,11 +33,6 @@ const CURRENCIES: &[(&str, u32)] = &[
     ("USD", 2),
 ];
 
-/// The codes of [`Currency`], for documents and messages.
-pub fn currency_codes() -> impl Iterator<Item = &'static str> {
-    CURRENCIES.iter().map(|(code, _)| *code)
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Currency {
     code: &'static str,

@@ -245,3 +245,38 @@ pub fn peer_url(settings: &Settings, local: &[Started], peer: &str) -> anyhow::R
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_peer_is_configured_or_in_this_process() {
+        let local = [Started {
+            name: "catalog",
+            http_addr: ([127, 0, 0, 1], 8006).into(),
+            grpc_addr: Some(([127, 0, 0, 1], 50050).into()),
+            router: axum::Router::new(),
+            checks: vec![],
+            seeder: None,
+        }];
+        let mut settings = Settings::default();
+        assert_eq!(
+            peer_url(&settings, &local, "catalog").unwrap(),
+            "http://127.0.0.1:50050"
+        );
+        let err = peer_url(&settings, &local, "inventory")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("INVENTORY_SERVICE_URL"), "{err}");
+        settings
+            .peers
+            .insert("catalog".into(), "catalog-a:50050".into());
+        assert_eq!(
+            peer_url(&settings, &local, "catalog").unwrap(),
+            "http://catalog-a:50050",
+            "configured wins"
+        );
+    }
+}

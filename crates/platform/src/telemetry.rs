@@ -194,13 +194,6 @@ impl Visit for JsonVisitor<'_> {
     }
 }
 
-/// A tracer provider without an exporter: spans get trace and span ids
-/// (for logs and propagation) and go nowhere. For tests.
-pub fn local_tracer() -> opentelemetry_sdk::trace::Tracer {
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    SdkTracerProvider::builder().build().tracer("emporium")
-}
-
 /// One JSON object a line: `timestamp`, `level`, `service`, `trace_id`,
 /// `span_id`, `message`, then the fields of the event and its spans.
 pub struct JsonLogLayer<W> {

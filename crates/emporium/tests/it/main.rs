@@ -987,16 +987,7 @@ async fn serve_exports_traces_by_otlp_and_stops_on_sigint() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("stops within 20 s")
-        .unwrap();
-    assert!(exit.success(), "clean exit: {exit:?}");
+    interrupt_and_wait(&mut child).await;
     let posts = posts.lock().unwrap().clone();
     assert!(
         posts.iter().any(|(path, kind, len)| path == "/v1/traces"
@@ -1022,6 +1013,20 @@ async fn serve_exports_traces_by_otlp_and_stops_on_sigint() {
             "{line}"
         );
     }
+}
+
+/// Sends SIGINT and expects a clean exit within 30 s.
+async fn interrupt_and_wait(child: &mut tokio::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops within 30 s")
+        .unwrap();
+    assert!(exit.success(), "clean exit: {exit:?}");
 }
 
 /// Reads JSON log lines until `service` says where it listens; returns its
@@ -1350,16 +1355,7 @@ async fn sigint_during_a_burst_of_writes_loses_no_event() {
         burst_going.is_some(),
         "writes are accepted before the signal"
     );
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("stops within 30 s")
-        .unwrap();
-    assert!(exit.success(), "clean exit: {exit:?}");
+    interrupt_and_wait(&mut child).await;
     for writer in writers {
         writer.await.unwrap();
     }

@@ -1,0 +1,46 @@
+//! The parts of every service's OpenAPI document that must be the same in
+//! all of them: the `Money` and `Problem` schemas and the problem answer.
+//! The gateway refuses to merge two documents that name a schema alike but
+//! define it differently.
+
+use serde_json::{Value, json};
+
+/// `components.schemas` entries every service's document includes.
+pub fn shared_schemas() -> serde_json::Map<String, Value> {
+    let mut schemas = serde_json::Map::new();
+    schemas.insert(
+        "Money".into(),
+        json!({
+            "type": "object", "required": ["amount", "currency"], "additionalProperties": false,
+            "description": "An amount as a decimal string in an ISO 4217 currency; never a float.",
+            "properties": {
+                "amount": { "type": "string", "pattern": "^[0-9]{1,20}(\\.[0-9]{1,4})?$", "examples": ["19.99"] },
+                "currency": { "type": "string", "pattern": "^[A-Z]{3}$", "examples": ["USD"] }
+            }
+        }),
+    );
+    schemas.insert(
+        "Problem".into(),
+        json!({
+            "type": "object", "required": ["type", "title", "status", "detail"],
+            "description": "An RFC 9457 problem.",
+            "properties": {
+                "type": { "type": "string" },
+                "title": { "type": "string" },
+                "status": { "type": "integer" },
+                "detail": { "type": "string" },
+                "errors": {
+                    "type": "array", "description": "each field that breaks a rule",
+                    "items": { "type": "object", "required": ["field", "message"], "properties": { "field": { "type": "string" }, "message": { "type": "string" } } }
+                },
+                "dependency": { "type": "string", "description": "with 503: the dependency that is down (database, cache, broker, or a service)" }
+            }
+        }),
+    );
+    schemas
+}
+
+/// A problem+json answer, for a response table.
+pub fn problem(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } })
+}
