@@ -769,9 +769,11 @@ async fn the_gateway_routes_around_a_dead_replica() {
     use emporium_gateway::GatewaySettings;
     // A catalog on its own, and a port that refuses connections.
     let catalog_dir = tempfile::tempdir().unwrap();
-    let catalog = emporium::start(shop_settings(catalog_dir.path()), &["catalog".to_owned()])
-        .await
-        .unwrap();
+    let catalog = emporium_testkit::spawn(
+        shop_settings(catalog_dir.path()),
+        &emporium::select(&["catalog".to_owned()]).unwrap(),
+    )
+    .await;
     let real_addr = catalog.get("catalog").unwrap().http_addr;
     let dead = emporium_testkit::RefusingPort::new();
     let gateway_alone = |replicas: Vec<String>| {
