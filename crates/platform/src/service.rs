@@ -144,27 +144,21 @@ impl Runtime {
     /// `grace`.
     pub async fn stop(&self, grace: Duration) {
         self.shutdown.cancel();
-        self.tasks.close();
-        if tokio::time::timeout(grace, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                grace_ms = grace.as_millis() as u64,
-                "servers still draining after the grace period"
-            );
-        }
+        drain(&self.tasks, grace, "servers and consumers").await;
         self.flush.cancel();
-        self.relays.close();
-        if tokio::time::timeout(grace, self.relays.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                grace_ms = grace.as_millis() as u64,
-                "outbox relays still flushing after the grace period"
-            );
-        }
+        drain(&self.relays, grace, "outbox relays").await;
+    }
+}
+
+/// Waits for the tracker's tasks, at most `grace`.
+async fn drain(tasks: &TaskTracker, grace: Duration, what: &'static str) {
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            what,
+            "tasks still running after the grace period"
+        );
     }
 }
 
