@@ -47,7 +47,7 @@ fn own_document() -> Value {
                         param("max_price", "query", "highest price, decimal", json!({ "type": "string" })),
                         param("currency", "query", "currency of the price bounds (default USD)", json!({ "type": "string" })),
                         param("sort", "query", "order", json!({ "type": "string", "enum": ["name", "-name", "price", "-price", "created_at", "-created_at"] })),
-                        param("page", "query", "page number from 1", json!({ "type": "integer", "minimum": 1 })),
+                        param("page", "query", "page number from 1", json!({ "type": "integer", "minimum": 1, "maximum": 1_000_000 })),
                         param("per_page", "query", "items per page", json!({ "type": "integer", "minimum": 1, "maximum": 100 }))
                     ],
                     "responses": {

@@ -322,12 +322,7 @@ impl RabbitConsumer {
             };
             let Ok(envelope) = serde_json::from_slice::<Envelope>(&delivery.data) else {
                 tracing::error!(queue = %self.queue, "undecodable event dead-lettered");
-                delivery
-                    .nack(BasicNackOptions {
-                        requeue: false,
-                        ..BasicNackOptions::default()
-                    })
-                    .await?;
+                dead_letter(&delivery).await?;
                 continue;
             };
             if handle_observed(&self.queue, self.handler.as_ref(), &envelope)
@@ -340,12 +335,7 @@ impl RabbitConsumer {
             let retries = retries_of(&delivery.properties);
             if retries >= self.max_retries {
                 tracing::error!(queue = %self.queue, event_id = %envelope.id, retries, "event dead-lettered");
-                delivery
-                    .nack(BasicNackOptions {
-                        requeue: false,
-                        ..BasicNackOptions::default()
-                    })
-                    .await?;
+                dead_letter(&delivery).await?;
                 continue;
             }
             // Back to the end of this queue only (not to every subscriber),
@@ -363,4 +353,16 @@ impl RabbitConsumer {
             delivery.ack(BasicAckOptions::default()).await?;
         }
     }
+}
+
+/// Refuses a delivery without requeueing: the queue's dead-letter exchange
+/// moves it to `<queue>.dlq`.
+async fn dead_letter(delivery: &lapin::message::Delivery) -> Result<(), lapin::Error> {
+    delivery
+        .nack(BasicNackOptions {
+            requeue: false,
+            ..BasicNackOptions::default()
+        })
+        .await
+        .map(|_| ())
 }
