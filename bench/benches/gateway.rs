@@ -158,7 +158,7 @@ async fn main() {
     let concurrency = env_number("BENCH_CONCURRENCY", 16) as usize;
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings::ephemeral(dir.path());
-    let (shop, _issuer) = emporium::up(settings, true).await.unwrap();
+    let shop = emporium::up(settings, true).await.unwrap().running;
     let gateway = shop.url("gateway").unwrap();
 
     let page: serde_json::Value = reqwest::get(format!("{gateway}/api/v1/products?per_page=20"))

@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/emporium/common/v1/money.proto",
         "proto/emporium/catalog/v1/catalog.proto",
+        "proto/emporium/identity/v1/identity.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emporium_platform::config::{Plain, Production, Secret, Section, SectionDef};
-use emporium_platform::service::{Definition, Seeder};
+use emporium_platform::service::{Definition, Faces, Seeded, Seeder};
 use emporium_platform::{Runtime, Started, bus, cache, db, objects};
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +63,7 @@ impl Section for CatalogSettings {
         grpc_port: true,
         database: Some(Production::Postgres),
         redis: Some("cache_url"),
+        aliases: &[],
     };
     fn on_free_ports(self) -> Self {
         let free: SocketAddr = ([127, 0, 0, 1], 0).into();
@@ -116,11 +117,6 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
         own.image_limit_bytes,
     );
 
-    let http_listener = emporium_platform::http::bind(own.http_addr, "catalog http").await?;
-    let grpc_listener = emporium_platform::http::bind(own.grpc_addr, "catalog grpc").await?;
-    let http_addr = http_listener.local_addr()?;
-    let grpc_addr = grpc_listener.local_addr()?;
-
     let checks = vec![
         db::check(db.clone()),
         cache::check(cache),
@@ -130,39 +126,34 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
         catalog: catalog.clone(),
         verifier: runtime.verifier.clone(),
     };
-    let router = emporium_platform::http::finish_router(
-        NAME,
-        http::router(state, own.image_limit_bytes),
-        checks.clone(),
-        &settings.http,
-    );
     let grpc_service =
         emporium_proto::catalog::v1::catalog_server::CatalogServer::new(grpc::CatalogGrpc {
             catalog: catalog.clone(),
             verifier: runtime.verifier.clone(),
         });
-    let grpc_router = emporium_platform::grpc::router(
-        NAME,
-        tonic::service::Routes::new(grpc_service),
-        emporium_proto::DESCRIPTOR_SET,
-        &["emporium.catalog.v1.Catalog"],
-        &settings.http,
-    )
-    .await?;
-
-    runtime.serve(NAME, http_listener, router.clone());
-    runtime.serve(NAME, grpc_listener, grpc_router);
+    let started = runtime
+        .serve_faces(Faces {
+            name: NAME,
+            http_addr: own.http_addr,
+            grpc_addr: own.grpc_addr,
+            routes: http::router(state, own.image_limit_bytes),
+            checks,
+            grpc: tonic::service::Routes::new(grpc_service),
+            grpc_names: &["emporium.catalog.v1.Catalog"],
+        })
+        .await?;
     runtime.relay(NAME, outbox, db);
     let seeder: Seeder = Arc::new(move || {
         let catalog = catalog.clone();
-        Box::pin(async move { Ok(seed::seed_demo(&catalog).await? as u64) })
+        Box::pin(async move {
+            Ok(Seeded {
+                records: seed::seed_demo(&catalog).await? as u64,
+                notice: None,
+            })
+        })
     });
     Ok(Started {
-        name: NAME,
-        http_addr,
-        grpc_addr: Some(grpc_addr),
-        router,
-        checks,
         seeder: Some(seeder),
+        ..started
     })
 }

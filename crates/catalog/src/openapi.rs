@@ -1,26 +1,11 @@
 //! The OpenAPI 3.1 description of the catalog's public routes; the gateway
 //! merges it into the one document it serves.
 
-use emporium_platform::openapi::{problem, shared_schemas};
+use emporium_platform::openapi::{ok, param, problem, with_shared_schemas};
 use serde_json::{Value, json};
 
-fn ok(description: &str, schema: Value) -> Value {
-    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
-}
-
-fn param(name: &str, location: &str, description: &str, schema: Value) -> Value {
-    json!({ "name": name, "in": location, "required": location == "path", "description": description, "schema": schema })
-}
-
 pub fn document() -> Value {
-    let mut doc = own_document();
-    if let Some(schemas) = doc
-        .pointer_mut("/components/schemas")
-        .and_then(Value::as_object_mut)
-    {
-        schemas.extend(shared_schemas());
-    }
-    doc
+    with_shared_schemas(own_document())
 }
 
 fn own_document() -> Value {

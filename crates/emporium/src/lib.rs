@@ -3,6 +3,8 @@
 
 pub mod load;
 
+use std::sync::Arc;
+
 use emporium_platform::auth::Issuer;
 use emporium_platform::config::{SectionDef, Settings};
 use emporium_platform::service::{self, Definition, Running};
@@ -11,6 +13,7 @@ use emporium_platform::service::{self, Definition, Running};
 /// ones it calls. The one list a new service joins.
 pub fn services() -> Vec<Definition> {
     vec![
+        emporium_identity::definition(),
         emporium_catalog::definition(),
         emporium_gateway::definition(),
     ]
@@ -50,27 +53,41 @@ pub async fn start(settings: Settings, names: &[String]) -> anyhow::Result<Runni
     service::start(settings, &select(names)?).await
 }
 
-/// The whole shop on embedded stores: a development signing key under the
-/// data dir (until identity issues tokens), every service, and the demo
-/// data on first start.
-pub async fn up(mut settings: Settings, seed: bool) -> anyhow::Result<(Running, Issuer)> {
-    let (issuer, jwks) =
-        Issuer::load_or_create(&settings.auth.issuer, &settings.data_dir.join("keys"))?;
-    if settings.auth.jwks_file.is_none() && settings.auth.jwks_url.is_none() {
-        settings.auth.jwks_file = Some(jwks);
-    }
-    let shop = service::start(settings, &services()).await?;
+/// A shop started by [`up`].
+pub struct Up {
+    pub running: Running,
+    /// Identity's signing key, for development tokens.
+    pub issuer: Arc<Issuer>,
+    /// Lines for the person who started it (a generated admin password).
+    pub notices: Vec<String>,
+}
+
+/// The whole shop on embedded stores: every service, and the demo data on
+/// first start.
+pub async fn up(settings: Settings, seed: bool) -> anyhow::Result<Up> {
+    let issuer = emporium_identity::signing_issuer(&settings).await?;
+    let running = service::start(settings, &services()).await?;
+    let mut notices = vec![];
     if seed {
-        for started in shop.services.iter() {
+        for started in running.services.iter() {
             if let Some(seeder) = &started.seeder {
-                let added = seeder().await?;
-                if added > 0 {
-                    tracing::info!(service = started.name, records = added, "demo data seeded");
+                let seeded = seeder().await?;
+                if seeded.records > 0 {
+                    tracing::info!(
+                        service = started.name,
+                        records = seeded.records,
+                        "demo data seeded"
+                    );
                 }
+                notices.extend(seeded.notice);
             }
         }
     }
-    Ok((shop, issuer))
+    Ok(Up {
+        running,
+        issuer,
+        notices,
+    })
 }
 
 /// Applies the migrations of the named services (every one when empty) to

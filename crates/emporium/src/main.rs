@@ -52,7 +52,8 @@ enum Command {
         #[arg(value_parser = parse_service)]
         service: Option<String>,
     },
-    /// Mint a development access token with the key under the data dir.
+    /// Mint a development access token with identity's current key (read
+    /// from identity's configured store).
     Token {
         #[arg(long, default_value = "admin", value_parser = ["admin", "customer"])]
         role: String,
@@ -142,10 +143,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             subject,
             ttl_secs,
         } => {
-            let (issuer, _) = emporium_platform::auth::Issuer::load_or_create(
-                &settings.auth.issuer,
-                &settings.data_dir.join("keys"),
-            )?;
+            let issuer = emporium_identity::signing_issuer(&settings).await?;
             let role = if role == "admin" {
                 Role::Admin
             } else {
@@ -186,7 +184,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let _telemetry = emporium_platform::telemetry::init(&settings, "emporium")?;
             let stop = emporium_platform::shutdown::signals()?;
             let data_dir = std::path::absolute(&settings.data_dir)?;
-            let (shop, _issuer) = emporium::up(settings, !no_seed).await?;
+            let emporium::Up {
+                running: shop,
+                notices,
+                ..
+            } = emporium::up(settings, !no_seed).await?;
             let ready = started.elapsed();
             println!();
             println!(
@@ -201,7 +203,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             for (service, kind, addr) in shop.addresses() {
                 println!("  {service:<12} {kind:<5} {addr}");
             }
-            println!("  admin token  emporium token --role admin");
+            for notice in &notices {
+                println!("  {notice}");
+            }
+            println!("  dev token    emporium token --role admin");
             println!("Press Ctrl-C to stop.");
             stop.await;
             shop.stop(Duration::from_secs(15)).await;

@@ -15,6 +15,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use emporium_platform::auth::Verifier;
 use emporium_platform::config::{Plain, Section, SectionDef};
 use emporium_platform::http::{Check, Json};
 use emporium_platform::service::Definition;
@@ -62,7 +63,7 @@ impl Default for GatewaySettings {
 
 impl Section for GatewaySettings {
     const NAME: &'static str = NAME;
-    const LIST_KEYS: &'static [&'static str] = &["upstreams.catalog"];
+    const LIST_KEYS: &'static [&'static str] = &["upstreams.catalog", "upstreams.identity"];
     const PLAIN: Plain = Plain {
         http_port: true,
         ..Plain::NONE
@@ -85,14 +86,66 @@ pub fn definition() -> Definition {
     }
 }
 
-/// Which public routes go to which service; an upload route takes the
-/// larger body limit.
-const ROUTES: &[(&str, &str, bool)] = &[
-    ("catalog", "/api/v1/products", false),
-    ("catalog", "/api/v1/products/{id}", false),
-    ("catalog", "/api/v1/products/{id}/images", true),
-    ("catalog", "/api/v1/products/{id}/images/{name}", false),
-    ("catalog", "/api/v1/categories", false),
+/// Who may pass a route. The gateway turns away callers early; the service
+/// checks again (it trusts no header a client could send).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Policy {
+    Public,
+    /// Any signed-in user.
+    Customer,
+    Admin,
+    /// Reads for everyone, writes for admins.
+    ReadPublicWriteAdmin,
+}
+
+/// One public route: the service behind it, who may pass, and whether it
+/// takes uploads (the larger body limit and a longer timeout).
+struct Route {
+    service: &'static str,
+    path: &'static str,
+    policy: Policy,
+    upload: bool,
+}
+
+const fn route(service: &'static str, path: &'static str, policy: Policy) -> Route {
+    Route {
+        service,
+        path,
+        policy,
+        upload: false,
+    }
+}
+
+/// Every public route of the shop.
+const ROUTES: &[Route] = &[
+    route("identity", "/api/v1/users/register", Policy::Public),
+    route("identity", "/api/v1/users/login", Policy::Public),
+    route("identity", "/api/v1/auth/refresh", Policy::Public),
+    route("identity", "/api/v1/auth/logout", Policy::Public),
+    route("identity", "/api/v1/users/me", Policy::Customer),
+    route("identity", "/api/v1/users/{id}", Policy::Customer),
+    route("identity", "/api/v1/users", Policy::Admin),
+    route("identity", "/.well-known/jwks.json", Policy::Public),
+    route("catalog", "/api/v1/products", Policy::ReadPublicWriteAdmin),
+    route(
+        "catalog",
+        "/api/v1/products/{id}",
+        Policy::ReadPublicWriteAdmin,
+    ),
+    Route {
+        upload: true,
+        ..route("catalog", "/api/v1/products/{id}/images", Policy::Admin)
+    },
+    route(
+        "catalog",
+        "/api/v1/products/{id}/images/{name}",
+        Policy::Public,
+    ),
+    route(
+        "catalog",
+        "/api/v1/categories",
+        Policy::ReadPublicWriteAdmin,
+    ),
 ];
 
 type HttpClient = Client<HttpConnector, Body>;
@@ -109,6 +162,7 @@ enum Upstream {
 struct Gateway {
     client: HttpClient,
     upstreams: Arc<HashMap<&'static str, Upstream>>,
+    verifier: Verifier,
     timeout: Duration,
     openapi: Arc<tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>>,
 }
@@ -119,7 +173,7 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
     let settings = &runtime.settings;
     let own = settings.section::<GatewaySettings>();
     let mut upstreams = HashMap::new();
-    for (service, _, _) in ROUTES {
+    for Route { service, .. } in ROUTES {
         if upstreams.contains_key(service) {
             continue;
         }
@@ -142,16 +196,29 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
     let gateway = Gateway {
         client,
         upstreams: Arc::new(upstreams),
+        verifier: runtime.verifier.clone(),
         timeout: Duration::from_millis(settings.http.request_timeout_ms),
         openapi: Arc::default(),
     };
     let body_limit = settings.http.body_limit_bytes;
     let upload_limit = own.upload_limit_bytes.max(body_limit);
     let mut routes = Router::new().route("/api/v1/openapi.json", get(openapi));
-    for (service, path, upload) in ROUTES {
-        let limit = if *upload { upload_limit } else { body_limit };
-        let service: &'static str = service;
-        routes = routes.route(path, any(move |s, c, r| proxy(s, c, r, service, limit)));
+    for route in ROUTES {
+        let pass = Pass {
+            service: route.service,
+            policy: route.policy,
+            limit: if route.upload {
+                upload_limit
+            } else {
+                body_limit
+            },
+            timeout: if route.upload {
+                gateway.timeout * 4
+            } else {
+                gateway.timeout
+            },
+        };
+        routes = routes.route(route.path, any(move |s, c, r| proxy(s, c, r, pass)));
     }
     let routes = routes.with_state(gateway.clone());
     let checks: Vec<Check> = gateway
@@ -304,14 +371,58 @@ const HOP_BY_HOP: &[&str] = &[
     "host",
 ];
 
+/// What one route asks of a request on its way through.
+#[derive(Clone, Copy)]
+struct Pass {
+    service: &'static str,
+    policy: Policy,
+    limit: usize,
+    timeout: Duration,
+}
+
+/// The header that names the verified caller to the service behind; any
+/// value a client sent is dropped.
+const USER_HEADER: &str = "x-emporium-user";
+
+/// The verified caller's id, or the problem that turns the request away.
+async fn admit(
+    verifier: &Verifier,
+    policy: Policy,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Option<String>, Problem> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let claims = match policy {
+        Policy::Public => None,
+        Policy::ReadPublicWriteAdmin if read => None,
+        Policy::Customer => Some(verifier.authenticate(authorization).await?),
+        Policy::Admin | Policy::ReadPublicWriteAdmin => {
+            Some(verifier.authorize_admin(authorization).await?)
+        }
+    };
+    Ok(claims.map(|c| c.sub))
+}
+
 async fn proxy(
     State(gateway): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
-    service: &'static str,
-    limit: usize,
+    pass: Pass,
 ) -> Response {
+    let Pass {
+        service,
+        policy,
+        limit,
+        timeout,
+    } = pass;
     let (parts, body) = request.into_parts();
+    let user = match admit(&gateway.verifier, policy, &parts.method, &parts.headers).await {
+        Ok(user) => user,
+        Err(problem) => return problem.into_response(),
+    };
     let Some(body) = read_limited(body, limit).await else {
         return Problem::new(
             ErrorCode::PayloadTooLarge,
@@ -326,6 +437,10 @@ async fn proxy(
         .unwrap_or("/")
         .to_owned();
     let mut headers = forwarded_headers(&parts.headers, peer);
+    headers.remove(USER_HEADER);
+    if let Some(user) = user.and_then(|u| HeaderValue::from_str(&u).ok()) {
+        headers.insert(USER_HEADER, user);
+    }
     emporium_platform::telemetry::inject_current(&mut headers);
     let pool = match gateway.upstreams.get(service) {
         Some(Upstream::Replicas(pool)) => pool,
@@ -338,8 +453,7 @@ async fn proxy(
             *local.uri_mut() = uri;
             *local.headers_mut() = headers;
             local.extensions_mut().insert(ConnectInfo(peer));
-            return match tokio::time::timeout(gateway.timeout, router.clone().oneshot(local)).await
-            {
+            return match tokio::time::timeout(timeout, router.clone().oneshot(local)).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(never)) => match never {},
                 Err(_) => Problem::new(
@@ -359,7 +473,7 @@ async fn proxy(
         *upstream.method_mut() = parts.method.clone();
         *upstream.uri_mut() = uri;
         *upstream.headers_mut() = headers.clone();
-        match tokio::time::timeout(gateway.timeout, gateway.client.request(upstream)).await {
+        match tokio::time::timeout(timeout, gateway.client.request(upstream)).await {
             Ok(Ok(response)) => {
                 let status = response.status();
                 if matches!(

@@ -2,7 +2,6 @@
 //! service, and the signing half for whoever issues them.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -26,42 +25,59 @@ pub enum Role {
     Admin,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
-    pub role: Role,
+    pub roles: Vec<Role>,
     pub iss: String,
+    pub aud: String,
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
 }
 
-/// Checks signature, expiry and issuer of access tokens.
+impl Claims {
+    pub fn is_admin(&self) -> bool {
+        self.roles.contains(&Role::Admin)
+    }
+}
+
+type Keys = HashMap<String, DecodingKey>;
+
+/// Checks signature, expiry, issuer and audience of access tokens against
+/// two key sets: the configured one (`auth.jwks_file`) and the published
+/// one, fetched from `auth.jwks_url` or handed over by an identity service
+/// in the same process.
 #[derive(Clone)]
 pub struct Verifier {
     inner: Arc<VerifierInner>,
 }
 
 struct VerifierInner {
-    keys: RwLock<HashMap<String, DecodingKey>>,
+    configured: Keys,
+    published: RwLock<Keys>,
     jwks_url: Option<String>,
     issuer: String,
+    audience: String,
+    refetch_after: Duration,
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Verifier {
-    /// Keys from `auth.jwks_file` or `auth.jwks_url`; with neither, every
-    /// token is refused.
+    /// Keys from `auth.jwks_file` and `auth.jwks_url`.
     pub async fn from_settings(settings: &AuthSettings) -> anyhow::Result<Self> {
-        let verifier = Self::empty(&settings.issuer, settings.jwks_url.clone());
-        if let Some(path) = &settings.jwks_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                anyhow::anyhow!("configuration: auth.jwks_file {}: {e}", path.display())
-            })?;
-            verifier.load_jwks(&text).map_err(|e| {
-                anyhow::anyhow!("configuration: auth.jwks_file {}: {e}", path.display())
-            })?;
-        }
+        let configured = match &settings.jwks_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("configuration: auth.jwks_file {}: {e}", path.display())
+                })?;
+                parse_jwks(&text).map_err(|e| {
+                    anyhow::anyhow!("configuration: auth.jwks_file {}: {e}", path.display())
+                })?
+            }
+            None => Keys::new(),
+        };
+        let verifier = Self::new(settings, configured);
         if verifier.inner.jwks_url.is_some()
             && let Err(e) = verifier.refresh().await
         {
@@ -71,52 +87,54 @@ impl Verifier {
         Ok(verifier)
     }
 
-    pub fn from_jwks(issuer: &str, jwks: &str) -> anyhow::Result<Self> {
-        let verifier = Self::empty(issuer, None);
-        verifier.load_jwks(jwks)?;
-        Ok(verifier)
+    /// Trusts exactly the keys of `jwks`.
+    pub fn from_jwks(settings: &AuthSettings, jwks: &str) -> anyhow::Result<Self> {
+        Ok(Self::new(
+            &AuthSettings {
+                jwks_url: None,
+                ..settings.clone()
+            },
+            parse_jwks(jwks)?,
+        ))
     }
 
-    fn empty(issuer: &str, jwks_url: Option<String>) -> Self {
+    fn new(settings: &AuthSettings, configured: Keys) -> Self {
         Self {
             inner: Arc::new(VerifierInner {
-                keys: RwLock::new(HashMap::new()),
-                jwks_url,
-                issuer: issuer.to_owned(),
+                configured,
+                published: RwLock::new(Keys::new()),
+                jwks_url: settings.jwks_url.clone(),
+                issuer: settings.issuer.clone(),
+                audience: settings.audience.clone(),
+                refetch_after: Duration::from_secs(settings.jwks_refetch_secs),
                 last_fetch: tokio::sync::Mutex::new(None),
             }),
         }
     }
 
-    fn load_jwks(&self, text: &str) -> anyhow::Result<()> {
-        let set: JwkSet = serde_json::from_str(text)?;
-        let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            let Some(kid) = &jwk.common.key_id else {
-                continue;
-            };
-            keys.insert(kid.clone(), DecodingKey::from_jwk(jwk)?);
-        }
-        if keys.is_empty() {
-            anyhow::bail!("no usable key with a kid");
-        }
+    /// Replaces the published key set: what identity publishes now.
+    pub fn publish(&self, jwks: &str) -> anyhow::Result<()> {
+        let keys = parse_jwks(jwks)?;
         *self
             .inner
-            .keys
+            .published
             .write()
             .map_err(|_| anyhow::anyhow!("key lock poisoned"))? = keys;
         Ok(())
     }
 
+    /// Fetches the published set, at most once per `jwks_refetch_secs`
+    /// whatever the tokens presented: a made-up `kid` costs no fetch.
     async fn refresh(&self) -> anyhow::Result<()> {
         let Some(url) = &self.inner.jwks_url else {
             return Ok(());
         };
         let mut last = self.inner.last_fetch.lock().await;
-        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+        if last.is_some_and(|t| t.elapsed() < self.inner.refetch_after) {
             return Ok(());
         }
         *last = Some(Instant::now());
+        metrics::counter!("jwks_fetches_total").increment(1);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .build()?;
@@ -127,7 +145,16 @@ impl Verifier {
             .error_for_status()?
             .text()
             .await?;
-        self.load_jwks(&text)
+        self.publish(&text)
+    }
+
+    fn key(&self, kid: &str) -> Option<DecodingKey> {
+        self.inner
+            .published
+            .read()
+            .ok()
+            .and_then(|keys| keys.get(kid).cloned())
+            .or_else(|| self.inner.configured.get(kid).cloned())
     }
 
     pub async fn verify(&self, token: &str) -> Result<Claims, Problem> {
@@ -135,22 +162,26 @@ impl Verifier {
             |detail: &str| Problem::new(ErrorCode::Unauthenticated, detail.to_owned());
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| unauthenticated("the token is malformed"))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(unauthenticated("the token is not signed with EdDSA"));
+        }
         let kid = header
             .kid
             .ok_or_else(|| unauthenticated("the token names no key"))?;
-        if !self.has_key(&kid) {
-            let _ = self.refresh().await;
-        }
-        let key = self
-            .inner
-            .keys
-            .read()
-            .ok()
-            .and_then(|keys| keys.get(&kid).cloned())
-            .ok_or_else(|| unauthenticated("the token is signed by an unknown key"))?;
+        let key = match self.key(&kid) {
+            Some(key) => key,
+            None => {
+                if let Err(e) = self.refresh().await {
+                    tracing::warn!(error = %e, "jwks fetch failed");
+                }
+                self.key(&kid)
+                    .ok_or_else(|| unauthenticated("the token is signed by an unknown key"))?
+            }
+        };
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&self.inner.issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.set_audience(&[&self.inner.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
         validation.leeway = 5;
         jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map(|data| data.claims)
@@ -158,17 +189,27 @@ impl Verifier {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     unauthenticated("the token has expired")
                 }
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                    unauthenticated("the token is meant for another audience")
+                }
                 _ => unauthenticated("the token is not valid"),
             })
     }
+}
 
-    fn has_key(&self, kid: &str) -> bool {
-        self.inner
-            .keys
-            .read()
-            .map(|k| k.contains_key(kid))
-            .unwrap_or(false)
+fn parse_jwks(text: &str) -> anyhow::Result<Keys> {
+    let set: JwkSet = serde_json::from_str(text)?;
+    let mut keys = Keys::new();
+    for jwk in &set.keys {
+        let Some(kid) = &jwk.common.key_id else {
+            continue;
+        };
+        keys.insert(kid.clone(), DecodingKey::from_jwk(jwk)?);
     }
+    if keys.is_empty() {
+        anyhow::bail!("no usable key with a kid");
+    }
+    Ok(keys)
 }
 
 /// The authenticated caller; 401 without a valid bearer token.
@@ -239,7 +280,7 @@ impl Verifier {
     /// As [`Verifier::authenticate`], and 403 unless the caller is an admin.
     pub async fn authorize_admin(&self, authorization: Option<&str>) -> Result<Claims, Problem> {
         let claims = self.authenticate(authorization).await?;
-        if claims.role != Role::Admin {
+        if !claims.is_admin() {
             return Err(Problem::new(
                 ErrorCode::Forbidden,
                 "this action needs the admin role",
@@ -249,22 +290,25 @@ impl Verifier {
     }
 }
 
-/// Signs access tokens with an Ed25519 key and publishes its JWKS.
+/// Signs access tokens with one Ed25519 key.
 pub struct Issuer {
     kid: String,
     issuer: String,
+    audience: String,
     encoding: EncodingKey,
     public: Vec<u8>,
 }
 
 impl Issuer {
-    pub fn generate(issuer: &str) -> anyhow::Result<Self> {
+    /// A fresh key pair; the PKCS#8 document is returned for keeping.
+    pub fn generate(settings: &AuthSettings) -> anyhow::Result<(Self, Vec<u8>)> {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
             .map_err(|_| anyhow::anyhow!("cannot generate a signing key"))?;
-        Self::from_pkcs8(issuer, pkcs8.as_ref())
+        let pkcs8 = pkcs8.as_ref().to_vec();
+        Ok((Self::from_pkcs8(settings, &pkcs8)?, pkcs8))
     }
 
-    pub fn from_pkcs8(issuer: &str, pkcs8: &[u8]) -> anyhow::Result<Self> {
+    pub fn from_pkcs8(settings: &AuthSettings, pkcs8: &[u8]) -> anyhow::Result<Self> {
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8)
             .map_err(|_| anyhow::anyhow!("the signing key is not Ed25519 PKCS#8"))?;
         let public = pair.public_key().as_ref().to_vec();
@@ -272,118 +316,221 @@ impl Issuer {
             .encode(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &public).as_ref()[..12]);
         Ok(Self {
             kid,
-            issuer: issuer.to_owned(),
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
             encoding: EncodingKey::from_ed_der(pkcs8),
             public,
         })
     }
 
-    /// Loads the key kept in `dir`, or makes and keeps one; writes the
-    /// matching `jwks.json` beside it. Returns the issuer and the JWKS path.
-    pub fn load_or_create(issuer: &str, dir: &Path) -> anyhow::Result<(Self, std::path::PathBuf)> {
-        std::fs::create_dir_all(dir)?;
-        let key_path = dir.join("signing-key.pk8");
-        let issuer = match std::fs::read(&key_path) {
-            Ok(bytes) => Self::from_pkcs8(issuer, &bytes)?,
-            Err(_) => {
-                let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
-                    .map_err(|_| anyhow::anyhow!("cannot generate a signing key"))?;
-                std::fs::write(&key_path, pkcs8.as_ref())?;
-                Self::from_pkcs8(issuer, pkcs8.as_ref())?
-            }
-        };
-        let jwks_path = dir.join("jwks.json");
-        std::fs::write(&jwks_path, issuer.jwks())?;
-        Ok((issuer, jwks_path))
+    pub fn kid(&self) -> &str {
+        &self.kid
     }
 
-    pub fn jwks(&self) -> String {
+    /// The public half as one JWK.
+    pub fn jwk(&self) -> serde_json::Value {
         serde_json::json!({
-            "keys": [{
-                "kty": "OKP",
-                "crv": "Ed25519",
-                "x": URL_SAFE_NO_PAD.encode(&self.public),
-                "kid": self.kid,
-                "alg": "EdDSA",
-                "use": "sig",
-            }]
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": URL_SAFE_NO_PAD.encode(&self.public),
+            "kid": self.kid,
+            "alg": "EdDSA",
+            "use": "sig",
         })
-        .to_string()
+    }
+
+    /// A JWKS document of this key alone.
+    pub fn jwks(&self) -> String {
+        serde_json::json!({ "keys": [self.jwk()] }).to_string()
     }
 
     pub fn mint(&self, subject: &str, role: Role, ttl: Duration) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
-        let claims = Claims {
+        self.sign(&Claims {
             sub: subject.to_owned(),
-            role,
+            roles: vec![role],
             iss: self.issuer.clone(),
+            aud: self.audience.clone(),
             iat: now,
             exp: now + ttl.as_secs() as i64,
             jti: uuid::Uuid::now_v7().to_string(),
-        };
+        })
+    }
+
+    /// Signs `claims` as they are.
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
-        Ok(jsonwebtoken::encode(&header, &claims, &self.encoding)?)
+        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
     }
 
     /// A verifier that trusts this issuer's key.
     pub fn verifier(&self) -> anyhow::Result<Verifier> {
-        Verifier::from_jwks(&self.issuer, &self.jwks())
+        Verifier::from_jwks(
+            &AuthSettings {
+                issuer: self.issuer.clone(),
+                audience: self.audience.clone(),
+                ..AuthSettings::default()
+            },
+            &self.jwks(),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn issuer() -> Issuer {
+        Issuer::generate(&AuthSettings::default()).unwrap().0
+    }
+
+    fn claims(issuer: &Issuer, exp_offset: i64) -> Claims {
+        let now = chrono::Utc::now().timestamp();
+        Claims {
+            sub: "u".into(),
+            roles: vec![Role::Customer],
+            iss: issuer.issuer.clone(),
+            aud: issuer.audience.clone(),
+            iat: now - 120,
+            exp: now + exp_offset,
+            jti: "j".into(),
+        }
+    }
+
     #[tokio::test]
-    async fn tokens_verify_only_with_the_right_key_issuer_and_time() {
-        let issuer = Issuer::generate("emporium").unwrap();
+    async fn tokens_verify_only_with_the_right_key_issuer_audience_and_time() {
+        let issuer = issuer();
         let verifier = issuer.verifier().unwrap();
         let token = issuer
             .mint("u1", Role::Admin, Duration::from_secs(60))
             .unwrap();
-        let claims = verifier.verify(&token).await.unwrap();
-        assert_eq!(claims.sub, "u1");
-        assert_eq!(claims.role, Role::Admin);
+        let verified = verifier.verify(&token).await.unwrap();
+        assert_eq!(verified.sub, "u1");
+        assert!(verified.is_admin());
+        assert_eq!(verified.aud, "emporium");
 
-        let other = Issuer::generate("emporium").unwrap();
+        let other = self::issuer();
         let forged = other
             .mint("u1", Role::Admin, Duration::from_secs(60))
             .unwrap();
         assert_eq!(
-            verifier.verify(&forged).await.unwrap_err().code,
-            ErrorCode::Unauthenticated
+            verifier.verify(&forged).await.unwrap_err().detail,
+            "the token is signed by an unknown key"
         );
 
-        let wrong_iss = Issuer::from_pkcs8("elsewhere", &[]).err();
-        assert!(wrong_iss.is_some());
+        let mut elsewhere = claims(&issuer, 60);
+        elsewhere.aud = "another-shop".into();
+        assert_eq!(
+            verifier
+                .verify(&issuer.sign(&elsewhere).unwrap())
+                .await
+                .unwrap_err()
+                .detail,
+            "the token is meant for another audience"
+        );
+        let mut foreign = claims(&issuer, 60);
+        foreign.iss = "elsewhere".into();
+        assert!(
+            verifier
+                .verify(&issuer.sign(&foreign).unwrap())
+                .await
+                .is_err()
+        );
 
         let mut tampered = token.clone();
         tampered.replace_range(tampered.len() - 4.., "AAAA");
         assert!(verifier.verify(&tampered).await.is_err());
         assert!(verifier.verify("not-a-token").await.is_err());
+
+        // An HMAC token naming the right kid is refused before any key use.
+        let hs = jsonwebtoken::encode(
+            &Header {
+                kid: Some(issuer.kid.clone()),
+                ..Header::new(Algorithm::HS256)
+            },
+            &claims(&issuer, 60),
+            &EncodingKey::from_secret(&issuer.public),
+        )
+        .unwrap();
+        assert_eq!(
+            verifier.verify(&hs).await.unwrap_err().detail,
+            "the token is not signed with EdDSA"
+        );
     }
 
     #[tokio::test]
     async fn expired_tokens_are_refused() {
-        let issuer = Issuer::generate("emporium").unwrap();
+        let issuer = issuer();
         let verifier = issuer.verifier().unwrap();
-        let now = chrono::Utc::now().timestamp();
-        let claims = Claims {
-            sub: "u".into(),
-            role: Role::Customer,
-            iss: "emporium".into(),
-            iat: now - 120,
-            exp: now - 60,
-            jti: "j".into(),
-        };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(issuer.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &issuer.encoding).unwrap();
+        let token = issuer.sign(&claims(&issuer, -60)).unwrap();
         assert_eq!(
             verifier.verify(&token).await.unwrap_err().detail,
             "the token has expired"
+        );
+    }
+
+    #[tokio::test]
+    async fn published_keys_replace_the_previous_set() {
+        let (old, new) = (issuer(), issuer());
+        let verifier = Verifier::new(&AuthSettings::default(), Keys::new());
+        verifier.publish(&old.jwks()).unwrap();
+        let old_token = old
+            .mint("u", Role::Customer, Duration::from_secs(60))
+            .unwrap();
+        assert!(verifier.verify(&old_token).await.is_ok());
+        verifier.publish(&new.jwks()).unwrap();
+        assert!(verifier.verify(&old_token).await.is_err(), "withdrawn key");
+        let new_token = new
+            .mint("u", Role::Customer, Duration::from_secs(60))
+            .unwrap();
+        assert!(verifier.verify(&new_token).await.is_ok());
+        assert!(verifier.publish("{\"keys\": []}").is_err());
+    }
+
+    #[tokio::test]
+    async fn made_up_key_ids_fetch_the_key_set_once_per_interval() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let issuer = issuer();
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let jwks = issuer.jwks();
+        let counter = fetches.clone();
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let jwks = jwks.clone();
+                async move { jwks }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let verifier = Verifier::from_settings(&AuthSettings {
+            jwks_url: Some(format!("http://{addr}/jwks")),
+            jwks_refetch_secs: 3600,
+            ..AuthSettings::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(fetches.load(Ordering::SeqCst), 1, "fetched at start");
+        let good = issuer
+            .mint("u", Role::Customer, Duration::from_secs(60))
+            .unwrap();
+        assert!(verifier.verify(&good).await.is_ok());
+        let attacker = self::issuer();
+        for n in 0..50 {
+            let mut header = Header::new(Algorithm::EdDSA);
+            header.kid = Some(format!("made-up-{n}"));
+            let token =
+                jsonwebtoken::encode(&header, &claims(&issuer, 60), &attacker.encoding).unwrap();
+            assert!(verifier.verify(&token).await.is_err());
+        }
+        assert_eq!(
+            fetches.load(Ordering::SeqCst),
+            1,
+            "unknown kids within the interval fetch nothing"
         );
     }
 }

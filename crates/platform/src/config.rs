@@ -110,15 +110,35 @@ impl Default for BusSettings {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
-    /// Where the identity service publishes its keys.
+    /// Where the identity service publishes its keys
+    /// (`http://identity:8004/.well-known/jwks.json`). Not needed where
+    /// identity runs in the same process: it hands its keys over directly.
     pub jwks_url: Option<String>,
-    /// A JWKS document on disk; `emporium up` writes a development one.
+    /// Extra keys trusted from a JWKS document on disk (tests, tokens
+    /// minted outside identity).
     pub jwks_file: Option<PathBuf>,
-    /// Expected `iss` claim.
+    /// The `iss` claim identity writes and every service expects.
     pub issuer: String,
+    /// The `aud` claim identity writes and every service expects.
+    pub audience: String,
+    /// Least time between two fetches of `jwks_url`: a token naming an
+    /// unknown key fetches the set at most this often.
+    pub jwks_refetch_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwks_url: None,
+            jwks_file: None,
+            issuer: "emporium".into(),
+            audience: "emporium".into(),
+            jwks_refetch_secs: 10,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -180,6 +200,9 @@ pub struct Plain {
     pub database: Option<Production>,
     /// `REDIS_URL` or `REDIS_*` set this key.
     pub redis: Option<&'static str>,
+    /// Variables that set one key of the section whenever it is loaded,
+    /// alone or not: `("EMPORIUM_ADMIN_EMAIL", "admin_email")`.
+    pub aliases: &'static [(&'static str, &'static str)],
 }
 
 impl Plain {
@@ -188,6 +211,7 @@ impl Plain {
         grpc_port: false,
         database: None,
         redis: None,
+        aliases: &[],
     };
 }
 
@@ -267,10 +291,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             otel: OtelSettings::default(),
             bus: BusSettings::default(),
-            auth: AuthSettings {
-                issuer: "emporium".into(),
-                ..AuthSettings::default()
-            },
+            auth: AuthSettings::default(),
             http: HttpSettings::default(),
             peers: BTreeMap::new(),
             sections: Sections::default(),
@@ -434,7 +455,21 @@ pub fn load(sources: &Sources, services: &[SectionDef]) -> Result<Settings, Conf
         ),
         None => None,
     };
-    let plain = plain_variables(&sources.env, lone);
+    let mut plain = plain_variables(&sources.env, lone);
+    for def in services {
+        for (variable, key) in def.plain.aliases {
+            if let Some(value) = sources.env.get(*variable).filter(|v| !v.is_empty()) {
+                plain.insert(
+                    format!(
+                        "EMPORIUM__{}__{}",
+                        def.name.to_uppercase(),
+                        key.to_uppercase()
+                    ),
+                    value.clone(),
+                );
+            }
+        }
+    }
     let prefixed: HashMap<String, String> = sources
         .env
         .iter()
@@ -635,6 +670,7 @@ mod tests {
             grpc_port: true,
             database: Some(Production::Postgres),
             redis: Some("cache_url"),
+            aliases: &[],
         };
     }
 

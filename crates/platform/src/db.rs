@@ -102,3 +102,56 @@ pub async fn begin_write(
     };
     db.begin_with_options(options).await
 }
+
+/// An error the database raises to break a deadlock or a serialization
+/// conflict (SQLSTATE 40001, 40P01): the transaction was rolled back and
+/// running it again is the expected answer.
+pub trait Conflict {
+    fn is_conflict(&self) -> bool;
+}
+
+impl Conflict for sea_orm::DbErr {
+    fn is_conflict(&self) -> bool {
+        use sea_orm::{DbErr, RuntimeErr};
+        let sqlx = match self {
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+            _ => return false,
+        };
+        sqlx.as_database_error()
+            .and_then(|e| e.code())
+            .is_some_and(|code| code == "40001" || code == "40P01")
+    }
+}
+
+/// Runs `transaction` again (at most five times, with a short growing
+/// pause) while the database aborts it for a conflict with a concurrent
+/// one. Each run must start its own transaction.
+pub async fn retry_conflicts<T, E, F, Fut>(mut transaction: F) -> Result<T, E>
+where
+    E: Conflict,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match transaction().await {
+            Err(e) if e.is_conflict() && attempt < ATTEMPTS => {
+                metrics::counter!("db_transaction_retries_total").increment(1);
+                tokio::time::sleep(Duration::from_millis(
+                    u64::from(attempt) * 5 + u64::from(jitter()),
+                ))
+                .await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// 0 to 9 ms, so that retried transactions do not collide again in step.
+fn jitter() -> u8 {
+    let mut byte = [0u8];
+    let _ = aws_lc_rs::rand::fill(&mut byte);
+    byte[0] % 10
+}

@@ -89,6 +89,47 @@ impl From<QueryRejection> for Problem {
     }
 }
 
+/// The client's address: the direct peer, or, when that peer is a proxy on
+/// a private network or this host (the gateway), the address it forwarded
+/// in `X-Forwarded-For`. A client reaching a service directly cannot choose
+/// its address by sending the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(Self(client_addr(peer, &parts.headers)))
+    }
+}
+
+pub fn client_addr(
+    peer: Option<std::net::IpAddr>,
+    headers: &axum::http::HeaderMap,
+) -> Option<std::net::IpAddr> {
+    let trusted = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local(),
+    };
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok());
+    match peer {
+        Some(ip) if trusted(ip) => forwarded.or(Some(ip)),
+        other => other,
+    }
+}
+
 /// One page of a list, as every list endpoint answers it.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Page<T> {

@@ -44,3 +44,24 @@ pub fn shared_schemas() -> serde_json::Map<String, Value> {
 pub fn problem(description: &str) -> Value {
     json!({ "description": description, "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } })
 }
+
+/// A JSON answer, for a response table.
+pub fn ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+/// A parameter; path parameters are required.
+pub fn param(name: &str, location: &str, description: &str, schema: Value) -> Value {
+    json!({ "name": name, "in": location, "required": location == "path", "description": description, "schema": schema })
+}
+
+/// A service's own document with the shared schemas added.
+pub fn with_shared_schemas(mut doc: Value) -> Value {
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.extend(shared_schemas());
+    }
+    doc
+}

@@ -18,9 +18,16 @@ use crate::bus::{self, Handler, Outbox, SharedTransport};
 use crate::config::{SectionDef, Settings};
 use crate::http::Check;
 
-/// Loads demo data through a service's own use cases; returns how many
-/// records it added (none when they exist already).
-pub type Seeder = Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<u64>> + Send + Sync>;
+/// Loads demo data through a service's own use cases.
+pub type Seeder = Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<Seeded>> + Send + Sync>;
+
+/// What a seeder did: how many records it added (none when they exist
+/// already), and a line for the person starting the shop, shown once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Seeded {
+    pub records: u64,
+    pub notice: Option<String>,
+}
 
 /// What the binary knows of a service: its name and section, and how to
 /// start and migrate it. The binary keeps a list of these, in start-up
@@ -73,7 +80,54 @@ pub struct Runtime {
     relays: TaskTracker,
 }
 
+/// The two faces of a business service: its REST routes with their
+/// readiness checks, and its gRPC services with the names they answer to.
+pub struct Faces {
+    pub name: &'static str,
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub routes: axum::Router,
+    pub checks: Vec<Check>,
+    pub grpc: tonic::service::Routes,
+    pub grpc_names: &'static [&'static str],
+}
+
 impl Runtime {
+    /// Binds both ports and serves until shutdown: the routes with the
+    /// operational routes and middleware every service has, the gRPC
+    /// services with health and reflection. The service adds its seeder.
+    pub async fn serve_faces(&self, faces: Faces) -> anyhow::Result<Started> {
+        let name = faces.name;
+        let http_listener = crate::http::bind(faces.http_addr, &format!("{name} http")).await?;
+        let grpc_listener = crate::http::bind(faces.grpc_addr, &format!("{name} grpc")).await?;
+        let http_addr = http_listener.local_addr()?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let router = crate::http::finish_router(
+            name,
+            faces.routes,
+            faces.checks.clone(),
+            &self.settings.http,
+        );
+        let grpc_router = crate::grpc::router(
+            name,
+            faces.grpc,
+            emporium_proto::DESCRIPTOR_SET,
+            faces.grpc_names,
+            &self.settings.http,
+        )
+        .await?;
+        self.serve(name, http_listener, router.clone());
+        self.serve(name, grpc_listener, grpc_router);
+        Ok(Started {
+            name,
+            http_addr,
+            grpc_addr: Some(grpc_addr),
+            router,
+            checks: faces.checks,
+            seeder: None,
+        })
+    }
+
     /// The event transport and token verifier that the settings name.
     pub async fn new(settings: Settings) -> anyhow::Result<Self> {
         let transport = bus::transport_from_settings(&settings.bus)?;

@@ -17,3 +17,10 @@ pub mod catalog {
         tonic::include_proto!("emporium.catalog.v1");
     }
 }
+
+pub mod identity {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic)]
+        tonic::include_proto!("emporium.identity.v1");
+    }
+}

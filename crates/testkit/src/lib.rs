@@ -219,9 +219,7 @@ pub struct Tokens {
 
 impl Tokens {
     pub fn new() -> Self {
-        Self {
-            issuer: Issuer::generate("emporium").expect("signing key"),
-        }
+        Self { issuer: issuer() }
     }
     pub fn admin(&self) -> String {
         self.issuer
@@ -229,10 +227,20 @@ impl Tokens {
             .expect("mint")
     }
     pub fn customer(&self) -> String {
+        self.user("customer-1", Role::Customer)
+    }
+    pub fn user(&self, subject: &str, role: Role) -> String {
         self.issuer
-            .mint("customer-1", Role::Customer, Duration::from_secs(600))
+            .mint(subject, role, Duration::from_secs(600))
             .expect("mint")
     }
+}
+
+/// A fresh signing key with the default issuer and audience.
+pub fn issuer() -> Issuer {
+    Issuer::generate(&emporium_platform::config::AuthSettings::default())
+        .expect("signing key")
+        .0
 }
 
 impl Default for Tokens {

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 struct TestShop {
     shop: Option<emporium_platform::service::Running>,
-    issuer: Issuer,
+    issuer: std::sync::Arc<Issuer>,
+    notices: Vec<String>,
     http: reqwest::Client,
     base: String,
     _dir: tempfile::TempDir,
@@ -29,7 +30,11 @@ impl TestShop {
     }
 
     async fn start_with(settings: Settings, dir: tempfile::TempDir) -> Self {
-        let (shop, issuer) = emporium::up(settings, true).await.expect("shop starts");
+        let emporium::Up {
+            running: shop,
+            issuer,
+            notices,
+        } = emporium::up(settings, true).await.expect("shop starts");
         let base = shop.url("gateway").unwrap();
         emporium_testkit::wait_ready(&base).await;
         let http = reqwest::Client::builder()
@@ -39,6 +44,7 @@ impl TestShop {
         Self {
             shop: Some(shop),
             issuer,
+            notices,
             http,
             base,
             _dir: dir,
@@ -265,8 +271,7 @@ async fn an_admin_creates_updates_uploads_and_deletes_through_the_gateway() {
 async fn writes_without_an_admin_token_are_refused_and_change_nothing() {
     let shop = TestShop::start().await;
     let customer = shop.token(Role::Customer);
-    let stranger = Issuer::generate("emporium")
-        .unwrap()
+    let stranger = emporium_testkit::issuer()
         .mint("x", Role::Admin, Duration::from_secs(60))
         .unwrap();
     let (_, page) = shop.get("/api/v1/products?per_page=1").await;
@@ -576,11 +581,19 @@ async fn the_gateway_serves_one_openapi_document_for_its_routes() {
         assert!(paths.contains_key(path), "{path} documented");
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
-    // Every documented GET without path parameters answers.
+    // Every documented public GET without path parameters answers; the
+    // others ask for a token.
     for (path, item) in paths {
-        if item.get("get").is_some() && !path.contains('{') {
-            assert_eq!(shop.get(path).await.0, StatusCode::OK, "{path}");
+        let Some(get) = item.get("get") else { continue };
+        if path.contains('{') {
+            continue;
         }
+        let expected = if get.get("security").is_some() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(shop.get(path).await.0, expected, "{path}");
     }
     shop.stop().await;
 }
@@ -771,16 +784,19 @@ async fn the_gateway_routes_around_a_dead_replica() {
     let catalog_dir = tempfile::tempdir().unwrap();
     let catalog = emporium_testkit::spawn(
         shop_settings(catalog_dir.path()),
-        &emporium::select(&["catalog".to_owned()]).unwrap(),
+        &emporium::select(&["identity".to_owned(), "catalog".to_owned()]).unwrap(),
     )
     .await;
     let real_addr = catalog.get("catalog").unwrap().http_addr;
+    let identity_addr = catalog.get("identity").unwrap().http_addr;
     let dead = emporium_testkit::RefusingPort::new();
     let gateway_alone = |replicas: Vec<String>| {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = shop_settings(dir.path());
         settings.update_section::<GatewaySettings>(|g| {
             g.upstreams.insert("catalog".into(), replicas);
+            g.upstreams
+                .insert("identity".into(), vec![format!("http://{identity_addr}")]);
         });
         (settings, dir)
     };
@@ -1090,7 +1106,7 @@ async fn readiness_names_the_database_and_tolerates_a_missing_broker() {
     let db_link = emporium_testkit::Link::to(server_addr(database.url.expose(), 5432).await).await;
     let broker_link = emporium_testkit::Link::to(server_addr(&amqp, 5672).await).await;
     let dir = tempfile::tempdir().unwrap();
-    let issuer = Issuer::generate("emporium").unwrap();
+    let issuer = emporium_testkit::issuer();
     std::fs::write(dir.path().join("jwks.json"), issuer.jwks()).unwrap();
     let mut settings = shop_settings(dir.path());
     settings.update_section::<emporium_catalog::CatalogSettings>(|c| {
@@ -1288,7 +1304,7 @@ async fn sigint_during_a_burst_of_writes_loses_no_event() {
         .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let issuer = Issuer::generate("emporium").unwrap();
+    let issuer = emporium_testkit::issuer();
     std::fs::write(dir.path().join("jwks.json"), issuer.jwks()).unwrap();
     let token = issuer
         .mint("burst", Role::Admin, Duration::from_secs(600))
@@ -1408,4 +1424,426 @@ async fn sigint_during_a_burst_of_writes_loses_no_event() {
         "one product.created on the broker per stored product"
     );
     emporium_testkit::delete_queues(&amqp, &queue).await;
+}
+
+/// The demo admin's email and password, from the notice `up` prints once.
+fn demo_admin(shop: &TestShop) -> (String, String) {
+    let notice = shop
+        .notices
+        .iter()
+        .find(|n| n.starts_with("admin sign-in"))
+        .expect("a generated admin on first start");
+    let mut words = notice.split_whitespace().skip(2);
+    let email = words.next().unwrap().to_owned();
+    assert_eq!(words.next(), Some("/"));
+    (email, words.next().unwrap().to_owned())
+}
+
+async fn login(shop: &TestShop, email: &str, password: &str) -> Value {
+    let (status, body) = shop
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/users/login",
+            None,
+            Some(json!({ "email": email, "password": password })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_registers_signs_in_refreshes_and_signs_out_through_the_gateway() {
+    let shop = TestShop::start().await;
+    let post = |path: &'static str, body: Value| {
+        let shop = &shop;
+        async move {
+            shop.send(reqwest::Method::POST, path, None, Some(body))
+                .await
+        }
+    };
+    let registration = json!({ "email": "Grace@Example.org", "password": "a long enough passphrase", "name": "Grace Hopper" });
+    let response = shop
+        .http
+        .post(shop.url("/api/v1/users/register"))
+        .json(&registration)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let user: Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/api/v1/users/{}", user["id"].as_str().unwrap())
+    );
+    assert_eq!(
+        (user["email"].as_str(), user["role"].as_str()),
+        (Some("grace@example.org"), Some("customer"))
+    );
+    assert!(user.get("password_hash").is_none() && user.get("password").is_none());
+    let (status, body) = post("/api/v1/users/register", registration.clone()).await;
+    assert_eq!(
+        (status, body["status"].as_u64()),
+        (StatusCode::CONFLICT, Some(409))
+    );
+
+    // Wrong password and unknown email answer alike.
+    let (wrong, wrong_body) = post(
+        "/api/v1/users/login",
+        json!({ "email": "grace@example.org", "password": "not the passphrase" }),
+    )
+    .await;
+    let (unknown, unknown_body) = post(
+        "/api/v1/users/login",
+        json!({ "email": "nobody@example.org", "password": "not the passphrase" }),
+    )
+    .await;
+    assert_eq!(
+        (wrong, unknown),
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(wrong_body["detail"], unknown_body["detail"]);
+
+    let response = shop
+        .http
+        .post(shop.url("/api/v1/users/login"))
+        .json(&json!({ "email": "GRACE@example.org", "password": "a long enough passphrase" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let tokens: Value = response.json().await.unwrap();
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 900);
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let (status, me) = shop
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/users/me",
+            Some(&access),
+            None,
+        )
+        .await;
+    assert_eq!((status, &me["id"]), (StatusCode::OK, &user["id"]));
+
+    // The token's key is published, and the catalog accepts the token (a
+    // customer may not write: 403, not 401).
+    let (_, jwks) = shop.get("/.well-known/jwks.json").await;
+    let header = jsonwebtoken_header_kid(&access);
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == header)
+    );
+    let (status, _) = shop
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/categories",
+            Some(&access),
+            Some(json!({ "slug": "x", "name": "X" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Another account is not hers to read; the admin's list is not either.
+    let (_, admin_tokens) = {
+        let (email, password) = demo_admin(&shop);
+        (email.clone(), login(&shop, &email, &password).await)
+    };
+    let admin_id = admin_tokens["user"]["id"].as_str().unwrap().to_owned();
+    let (status, _) = shop
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/v1/users/{admin_id}"),
+            Some(&access),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = shop
+        .send(reqwest::Method::GET, "/api/v1/users", Some(&access), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let admin_access = admin_tokens["access_token"].as_str().unwrap();
+    let (status, page) = shop
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/users?email=grace",
+            Some(admin_access),
+            None,
+        )
+        .await;
+    assert_eq!((status, page["total"].as_u64()), (StatusCode::OK, Some(1)));
+
+    // Refresh rotates; the spent token again ends the session.
+    let first = tokens["refresh_token"].as_str().unwrap();
+    let (status, second) = post("/api/v1/auth/refresh", json!({ "refresh_token": first })).await;
+    assert_eq!(status, StatusCode::OK);
+    let second = second["refresh_token"].as_str().unwrap().to_owned();
+    let (status, _) = post("/api/v1/auth/refresh", json!({ "refresh_token": first })).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = post("/api/v1/auth/refresh", json!({ "refresh_token": second })).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the family ended with the reuse"
+    );
+
+    // Sign out ends a fresh session.
+    let third = login(&shop, "grace@example.org", "a long enough passphrase").await;
+    let refresh = third["refresh_token"].as_str().unwrap();
+    let (status, _) = post("/api/v1/auth/logout", json!({ "refresh_token": refresh })).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = post("/api/v1/auth/refresh", json!({ "refresh_token": refresh })).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    shop.stop().await;
+}
+
+/// The `kid` of a JWT's header.
+fn jsonwebtoken_header_kid(token: &str) -> Value {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    serde_json::from_slice::<Value>(&bytes).unwrap()["kid"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_answers_bad_input_with_problems_and_writes_nothing() {
+    let shop = TestShop::start().await;
+    let (email, password) = demo_admin(&shop);
+    let admin = login(&shop, &email, &password).await;
+    let admin_token = admin["access_token"].as_str().unwrap().to_owned();
+    let admin_id = admin["user"]["id"].as_str().unwrap().to_owned();
+    let users = || async {
+        shop.send(
+            reqwest::Method::GET,
+            "/api/v1/users?per_page=1",
+            Some(&admin_token),
+            None,
+        )
+        .await
+        .1["total"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = users().await;
+    let long = "x".repeat(5000);
+    type Case<'a> = (
+        reqwest::Method,
+        String,
+        Option<&'a str>,
+        Option<&'a str>,
+        u16,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            reqwest::Method::POST,
+            "/api/v1/users/register".into(),
+            None,
+            Some("{"),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/users/register".into(),
+            None,
+            Some("[]"),
+            422,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/users/register".into(),
+            None,
+            Some(r#"{"email": 5}"#),
+            422,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/users/register".into(),
+            None,
+            Some("{}"),
+            422,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/users/register".into(),
+            None,
+            Some(r#"{"email":"a@b.co","password":"short","name":"A"}"#),
+            422,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/users/register".into(),
+            None,
+            Some(r#"{"email":"a@b.co","password":"long enough pass","name":""}"#),
+            422,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/users/register".into(),
+            None,
+            Some(
+                r#"{"email":"a@b.co","password":"long enough pass","name":"A","phone":"call me"}"#,
+            ),
+            422,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/users/login".into(),
+            None,
+            Some("{}"),
+            422,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/users/login".into(),
+            None,
+            Some("nonsense"),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/auth/refresh".into(),
+            None,
+            Some("{}"),
+            422,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/auth/refresh".into(),
+            None,
+            Some(r#"{"refresh_token":"made-up"}"#),
+            401,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/auth/logout".into(),
+            None,
+            Some(r#"{"refresh_token": null}"#),
+            422,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/users/me".into(),
+            None,
+            None,
+            401,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/users/me".into(),
+            Some("Bearer nonsense"),
+            None,
+            401,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/users/not-a-uuid".into(),
+            Some("admin"),
+            None,
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/users/{}", uuid::Uuid::now_v7()),
+            Some("admin"),
+            None,
+            404,
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/v1/users/{admin_id}"),
+            Some("admin"),
+            Some(r#"{"name":""}"#),
+            422,
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/v1/users/{admin_id}"),
+            Some("admin"),
+            Some(r#"{"name":"A","role":"owner"}"#),
+            422,
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/v1/users/{admin_id}"),
+            Some("admin"),
+            Some(r#"{"name":"A","active":false}"#),
+            422,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/users?page=0".into(),
+            Some("admin"),
+            None,
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/users?per_page=abc".into(),
+            Some("admin"),
+            None,
+            400,
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/users/me".into(),
+            Some("admin"),
+            None,
+            405,
+        ),
+    ];
+    for (method, path, auth, body, expected) in cases {
+        let mut request = shop.http.request(method.clone(), shop.url(&path));
+        match auth {
+            Some("admin") => request = request.bearer_auth(&admin_token),
+            Some(other) => request = request.header("authorization", other),
+            None => {}
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(status, expected, "{method} {path} {body:?}");
+        assert_eq!(content_type, "application/problem+json", "{method} {path}");
+    }
+    // A huge name and a huge password are refused before any hashing.
+    for body in [
+        json!({ "email": "huge@example.org", "password": long, "name": "A" }),
+        json!({ "email": "huge@example.org", "password": "long enough pass", "name": long }),
+    ] {
+        let (status, _) = shop
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/users/register",
+                None,
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let (status, _) = shop
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/users/login",
+            None,
+            Some(json!({ "email": "x@example.org", "password": long })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(users().await, before, "nothing was written");
+    shop.stop().await;
 }

@@ -1,0 +1,185 @@
+//! The OpenAPI 3.1 description of identity's public routes; the gateway
+//! merges it into the one document it serves.
+
+use emporium_platform::openapi::{ok, param, problem, with_shared_schemas};
+use serde_json::{Value, json};
+
+pub fn document() -> Value {
+    with_shared_schemas(own_document())
+}
+
+fn body(schema: &str) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
+}
+
+fn own_document() -> Value {
+    let user = json!({ "$ref": "#/components/schemas/User" });
+    let tokens = json!({ "$ref": "#/components/schemas/Tokens" });
+    let id = param(
+        "id",
+        "path",
+        "user id (UUIDv7)",
+        json!({ "type": "string", "format": "uuid" }),
+    );
+    let bearer = json!([{ "bearer": [] }]);
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Emporium identity", "version": "1" },
+        "paths": {
+            "/api/v1/users/register": {
+                "post": {
+                    "operationId": "registerUser", "tags": ["identity"], "summary": "Create a customer account",
+                    "requestBody": body("Registration"),
+                    "responses": {
+                        "201": ok("the new account", user.clone()),
+                        "400": problem("malformed body"), "409": problem("the email has an account"),
+                        "413": problem("body too large"), "415": problem("not JSON"), "422": problem("a field breaks a rule")
+                    }
+                }
+            },
+            "/api/v1/users/login": {
+                "post": {
+                    "operationId": "login", "tags": ["identity"], "summary": "Sign in: an access token and a refresh token",
+                    "requestBody": body("Credentials"),
+                    "responses": {
+                        "200": ok("signed in", tokens.clone()),
+                        "400": problem("malformed body"), "401": problem("wrong email or password"),
+                        "413": problem("body too large"), "415": problem("not JSON"), "422": problem("a field is missing"),
+                        "429": problem("too many failed sign-ins; see Retry-After")
+                    }
+                }
+            },
+            "/api/v1/auth/refresh": {
+                "post": {
+                    "operationId": "refreshSession", "tags": ["identity"], "summary": "Spend a refresh token for a new pair",
+                    "requestBody": body("RefreshToken"),
+                    "responses": {
+                        "200": ok("a new pair; the old refresh token is spent", tokens),
+                        "400": problem("malformed body"), "401": problem("the refresh token is not valid, spent or expired"),
+                        "413": problem("body too large"), "415": problem("not JSON"), "422": problem("the token is missing")
+                    }
+                }
+            },
+            "/api/v1/auth/logout": {
+                "post": {
+                    "operationId": "logout", "tags": ["identity"], "summary": "End the session of a refresh token",
+                    "requestBody": body("RefreshToken"),
+                    "responses": {
+                        "204": { "description": "the session has ended (or never existed)" },
+                        "400": problem("malformed body"), "401": problem("not a refresh token"),
+                        "413": problem("body too large"), "415": problem("not JSON"), "422": problem("the token is missing")
+                    }
+                }
+            },
+            "/api/v1/users/me": {
+                "get": {
+                    "operationId": "getMe", "tags": ["identity"], "summary": "The caller's account", "security": bearer,
+                    "responses": { "200": ok("the account", user.clone()), "401": problem("no valid token"), "404": problem("the account is gone") }
+                }
+            },
+            "/api/v1/users/{id}": {
+                "get": {
+                    "operationId": "getUser", "tags": ["identity"], "summary": "An account (its owner or an admin)", "security": bearer,
+                    "parameters": [id],
+                    "responses": {
+                        "200": ok("the account", user.clone()), "400": problem("bad id"), "401": problem("no valid token"),
+                        "403": problem("another user's account"), "404": problem("no such user")
+                    }
+                },
+                "put": {
+                    "operationId": "updateUser", "tags": ["identity"], "summary": "Change the profile; role and active are for admins", "security": bearer,
+                    "parameters": [id], "requestBody": body("ProfileInput"),
+                    "responses": {
+                        "200": ok("the account", user.clone()), "400": problem("bad id or body"), "401": problem("no valid token"),
+                        "403": problem("another user's account, or role/active without the admin role"), "404": problem("no such user"),
+                        "413": problem("body too large"), "415": problem("not JSON"), "422": problem("a field breaks a rule")
+                    }
+                }
+            },
+            "/api/v1/users": {
+                "get": {
+                    "operationId": "listUsers", "tags": ["identity"], "summary": "Every account, newest first (admin)", "security": bearer,
+                    "parameters": [
+                        param("email", "query", "part of the email address", json!({ "type": "string", "maxLength": 254 })),
+                        param("page", "query", "page number from 1", json!({ "type": "integer", "minimum": 1, "maximum": 1_000_000 })),
+                        param("per_page", "query", "items per page", json!({ "type": "integer", "minimum": 1, "maximum": 100 }))
+                    ],
+                    "responses": {
+                        "200": ok("a page of users", json!({ "$ref": "#/components/schemas/UserPage" })),
+                        "400": problem("a bad parameter"), "401": problem("no valid token"), "403": problem("not an admin")
+                    }
+                }
+            },
+            "/.well-known/jwks.json": {
+                "get": {
+                    "operationId": "getJwks", "tags": ["identity"], "summary": "The public keys that verify access tokens",
+                    "responses": { "200": ok("a JWKS document", json!({ "$ref": "#/components/schemas/Jwks" })) }
+                }
+            }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } },
+            "schemas": {
+                "Registration": {
+                    "type": "object", "required": ["email", "password", "name"],
+                    "properties": {
+                        "email": { "type": "string", "format": "email", "maxLength": 254 },
+                        "password": { "type": "string", "minLength": 10, "maxLength": 128 },
+                        "name": { "type": "string", "minLength": 1, "maxLength": 100 },
+                        "phone": { "type": ["string", "null"], "maxLength": 32 }
+                    }
+                },
+                "Credentials": {
+                    "type": "object", "required": ["email", "password"],
+                    "properties": { "email": { "type": "string" }, "password": { "type": "string", "maxLength": 128 } }
+                },
+                "RefreshToken": {
+                    "type": "object", "required": ["refresh_token"],
+                    "properties": { "refresh_token": { "type": "string" } }
+                },
+                "ProfileInput": {
+                    "type": "object", "required": ["name"],
+                    "properties": {
+                        "name": { "type": "string", "minLength": 1, "maxLength": 100 },
+                        "phone": { "type": ["string", "null"], "maxLength": 32 },
+                        "role": { "type": "string", "enum": ["customer", "admin"] },
+                        "active": { "type": "boolean" }
+                    }
+                },
+                "User": {
+                    "type": "object",
+                    "required": ["id", "email", "name", "role", "active", "created_at", "updated_at"],
+                    "properties": {
+                        "id": { "type": "string", "format": "uuid" }, "email": { "type": "string" }, "name": { "type": "string" },
+                        "phone": { "type": ["string", "null"] }, "role": { "type": "string", "enum": ["customer", "admin"] },
+                        "active": { "type": "boolean" },
+                        "created_at": { "type": "string", "format": "date-time" }, "updated_at": { "type": "string", "format": "date-time" }
+                    }
+                },
+                "UserPage": {
+                    "type": "object",
+                    "properties": {
+                        "items": { "type": "array", "items": { "$ref": "#/components/schemas/User" } },
+                        "page": { "type": "integer" }, "per_page": { "type": "integer" }, "total": { "type": "integer" }
+                    }
+                },
+                "Tokens": {
+                    "type": "object",
+                    "required": ["access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in", "user"],
+                    "properties": {
+                        "access_token": { "type": "string", "description": "an Ed25519-signed JWT" },
+                        "token_type": { "type": "string", "enum": ["Bearer"] },
+                        "expires_in": { "type": "integer", "description": "seconds" },
+                        "refresh_token": { "type": "string", "description": "opaque; spent on use" },
+                        "refresh_expires_in": { "type": "integer", "description": "seconds" },
+                        "user": { "$ref": "#/components/schemas/User" }
+                    }
+                },
+                "Jwks": {
+                    "type": "object", "required": ["keys"],
+                    "properties": { "keys": { "type": "array", "items": { "type": "object" } } }
+                }
+            }
+        }
+    })
+}
