@@ -274,3 +274,56 @@ async fn upkeep(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use emporium_platform::config::{self, Sources};
+
+    use super::*;
+
+    fn load(env: &[(&str, &str)], lone: Option<&'static str>) -> Settings {
+        let sources = Sources {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            lone_service: lone,
+            ..Sources::default()
+        };
+        config::load(&sources, &[SectionDef::of::<IdentitySettings>()]).unwrap()
+    }
+
+    #[test]
+    fn the_first_admin_and_the_seeds_variables_configure_identity() {
+        let env = [
+            ("EMPORIUM_ADMIN_EMAIL", "root@example.org"),
+            ("EMPORIUM_ADMIN_PASSWORD", "a very long secret"),
+            ("PORT", "9004"),
+            ("GRPC_PORT", "9055"),
+            ("DB_HOST", "users-db"),
+            ("DB_PASSWORD", "pw"),
+        ];
+        // In the whole shop, the admin variables apply; PORT and DB_* do not.
+        let shop = load(&env, None);
+        let own = shop.section::<IdentitySettings>();
+        assert_eq!(own.admin_email.as_deref(), Some("root@example.org"));
+        assert_eq!(
+            own.admin_password.as_ref().map(Secret::expose),
+            Some("a very long secret")
+        );
+        assert_eq!(own.http_addr.port(), 8004);
+        assert!(own.database_url.is_none());
+        // Alone, the service takes its port and PostgreSQL from them.
+        let alone = load(&env, Some(NAME));
+        let own = alone.section::<IdentitySettings>();
+        assert_eq!((own.http_addr.port(), own.grpc_addr.port()), (9004, 9055));
+        assert_eq!(
+            own.database_url.as_ref().map(Secret::expose),
+            Some("postgres://postgres:pw@users-db:5432/identity")
+        );
+        let printed = alone.to_masked_toml();
+        assert!(!printed.contains("a very long secret"), "{printed}");
+        assert!(!printed.contains(":pw@"), "{printed}");
+    }
+}

@@ -1847,3 +1847,190 @@ async fn identity_answers_bad_input_with_problems_and_writes_nothing() {
     assert_eq!(users().await, before, "nothing was written");
     shop.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_validates_tokens_over_grpc_and_counts_what_it_does() {
+    use emporium_proto::identity::v1::identity_client::IdentityClient;
+    use emporium_proto::identity::v1::{GetUserRequest, ValidateTokenRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = shop_settings(dir.path());
+    settings.update_section::<emporium_identity::IdentitySettings>(|i| i.upkeep_secs = 1);
+    let shop = TestShop::start_with(settings, dir).await;
+    let (email, password) = demo_admin(&shop);
+    let admin = login(&shop, &email, &password).await;
+    let access = admin["access_token"].as_str().unwrap().to_owned();
+    let admin_id = admin["user"]["id"].as_str().unwrap().to_owned();
+    let identity = shop.shop.as_ref().unwrap().get("identity").unwrap().clone();
+    let channel = emporium_platform::grpc::channel(
+        &format!("http://{}", identity.grpc_addr.unwrap()),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let mut client = IdentityClient::new(channel);
+
+    let valid = client
+        .validate_token(ValidateTokenRequest {
+            token: access.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (valid.user_id.as_str(), valid.roles, valid.email.as_str()),
+        (admin_id.as_str(), vec!["admin".to_owned()], email.as_str())
+    );
+    for (token, code) in [
+        ("garbage", tonic::Code::Unauthenticated),
+        ("", tonic::Code::InvalidArgument),
+    ] {
+        let status = client
+            .validate_token(ValidateTokenRequest {
+                token: token.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), code, "{token:?}");
+    }
+    let status = client
+        .get_user(GetUserRequest {
+            id: admin_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let authorized = |id: &str| {
+        let mut request = tonic::Request::new(GetUserRequest { id: id.to_owned() });
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {access}").parse().unwrap());
+        request
+    };
+    let user = client
+        .get_user(authorized(&admin_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (user.email.as_str(), user.role.as_str()),
+        (email.as_str(), "admin")
+    );
+    let status = client.get_user(authorized("nope")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+    // One failed sign-in, then the metrics.
+    let (status, _) = shop
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/users/login",
+            None,
+            Some(json!({ "email": email, "password": "not the password" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let metrics_url = format!("http://{}/metrics", identity.http_addr);
+    let sample = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let text = emporium_testkit::eventually(Duration::from_secs(10), || async {
+        let text = shop
+            .http
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        sample(&text, "active_sessions_current")
+            .is_some_and(|n| n >= 1.0)
+            .then_some(text)
+    })
+    .await
+    .expect("the session gauge counts the admin's session");
+    assert_eq!(sample(&text, "users_registered_total"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "jwt_tokens_issued_total"), Some(1.0));
+    assert_eq!(
+        sample(&text, "login_attempts_total{status=\"success\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "login_attempts_total{status=\"failure\"}"),
+        Some(1.0)
+    );
+    shop.stop().await;
+}
+
+/// Identity and the catalog in one process, the gateway in another runtime
+/// that knows identity only by its JWKS URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_elsewhere_verifies_identity_tokens_through_the_jwks_url() {
+    use emporium_gateway::GatewaySettings;
+    let services_dir = tempfile::tempdir().unwrap();
+    let services = emporium_testkit::spawn(
+        shop_settings(services_dir.path()),
+        &emporium::select(&["identity".to_owned(), "catalog".to_owned()]).unwrap(),
+    )
+    .await;
+    let identity = format!("http://{}", services.get("identity").unwrap().http_addr);
+    let catalog = format!("http://{}", services.get("catalog").unwrap().http_addr);
+    let gateway_dir = tempfile::tempdir().unwrap();
+    let mut settings = shop_settings(gateway_dir.path());
+    settings.auth.jwks_url = Some(format!("{identity}/.well-known/jwks.json"));
+    settings.update_section::<GatewaySettings>(|g| {
+        g.upstreams
+            .insert("identity".into(), vec![identity.clone()]);
+        g.upstreams.insert("catalog".into(), vec![catalog.clone()]);
+    });
+    let gateway = emporium::start(settings, &["gateway".to_owned()])
+        .await
+        .unwrap();
+    let base = gateway.url("gateway").unwrap();
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{base}/api/v1/users/register"))
+        .json(
+            &json!({ "email": "far@example.org", "password": "a long passphrase", "name": "Far" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let tokens: Value = http
+        .post(format!("{base}/api/v1/users/login"))
+        .json(&json!({ "email": "far@example.org", "password": "a long passphrase" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    let me = http
+        .get(format!("{base}/api/v1/users/me"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    // A token from a key identity never published is turned away at the
+    // gateway, before any service sees it.
+    let forged = emporium_testkit::issuer()
+        .mint(
+            "x",
+            emporium_platform::auth::Role::Admin,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let response = http
+        .get(format!("{base}/api/v1/users"))
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    gateway.stop(Duration::from_secs(5)).await;
+    services.stop(Duration::from_secs(5)).await;
+}
