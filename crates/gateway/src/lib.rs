@@ -2,6 +2,7 @@
 //! request ids and trace context, applies CORS and body limits, and serves
 //! the one OpenAPI document of the whole API.
 
+pub mod ratelimit;
 pub mod upstream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,7 +17,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, he
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use emporium_platform::auth::Verifier;
-use emporium_platform::config::{Plain, Section, SectionDef};
+use emporium_platform::config::{Plain, Secret, Section, SectionDef};
 use emporium_platform::http::{Check, Json};
 use emporium_platform::service::Definition;
 use emporium_platform::{ErrorCode, Problem, Runtime, Started};
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::ratelimit::{Decision, Limiter};
 use crate::upstream::Pool;
 
 pub const NAME: &str = "gateway";
@@ -47,6 +49,19 @@ pub struct GatewaySettings {
     pub eject_after_failures: u32,
     /// How long an ejected replica stays out.
     pub eject_secs: u64,
+    /// Where request counts live: `memory://` (this replica alone) or
+    /// `redis://…` (one budget for every replica).
+    pub rate_limit_url: Secret,
+    /// Prefix of the counters' keys in Redis.
+    pub rate_limit_prefix: String,
+    pub rate_limit_window_secs: u64,
+    /// Requests per window to the sign-in, registration and token routes,
+    /// per client address. 0 turns a limit off.
+    pub auth_per_address: u32,
+    /// Requests per window to every other route, per client address and
+    /// per signed-in user.
+    pub api_per_address: u32,
+    pub api_per_user: u32,
 }
 
 impl Default for GatewaySettings {
@@ -57,6 +72,12 @@ impl Default for GatewaySettings {
             upload_limit_bytes: 5 * 1024 * 1024,
             eject_after_failures: 3,
             eject_secs: 10,
+            rate_limit_url: Secret::new("memory://"),
+            rate_limit_prefix: "emporium:ratelimit".into(),
+            rate_limit_window_secs: 60,
+            auth_per_address: 30,
+            api_per_address: 1200,
+            api_per_user: 600,
         }
     }
 }
@@ -66,6 +87,7 @@ impl Section for GatewaySettings {
     const LIST_KEYS: &'static [&'static str] = &["upstreams.catalog", "upstreams.identity"];
     const PLAIN: Plain = Plain {
         http_port: true,
+        redis: Some("rate_limit_url"),
         ..Plain::NONE
     };
     fn on_free_ports(self) -> Self {
@@ -98,12 +120,31 @@ enum Policy {
     ReadPublicWriteAdmin,
 }
 
-/// One public route: the service behind it, who may pass, and whether it
-/// takes uploads (the larger body limit and a longer timeout).
+/// Which rate limits a route counts against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Group {
+    /// Sign-in, registration and tokens: few per address, whoever asks.
+    Auth,
+    Api,
+}
+
+impl Group {
+    fn name(self) -> &'static str {
+        match self {
+            Group::Auth => "auth",
+            Group::Api => "api",
+        }
+    }
+}
+
+/// One public route: the service behind it, who may pass, its rate-limit
+/// group, and whether it takes uploads (the larger body limit and a longer
+/// timeout).
 struct Route {
     service: &'static str,
     path: &'static str,
     policy: Policy,
+    group: Group,
     upload: bool,
 }
 
@@ -112,16 +153,24 @@ const fn route(service: &'static str, path: &'static str, policy: Policy) -> Rou
         service,
         path,
         policy,
+        group: Group::Api,
         upload: false,
+    }
+}
+
+const fn auth(path: &'static str) -> Route {
+    Route {
+        group: Group::Auth,
+        ..route("identity", path, Policy::Public)
     }
 }
 
 /// Every public route of the shop.
 const ROUTES: &[Route] = &[
-    route("identity", "/api/v1/users/register", Policy::Public),
-    route("identity", "/api/v1/users/login", Policy::Public),
-    route("identity", "/api/v1/auth/refresh", Policy::Public),
-    route("identity", "/api/v1/auth/logout", Policy::Public),
+    auth("/api/v1/users/register"),
+    auth("/api/v1/users/login"),
+    auth("/api/v1/auth/refresh"),
+    auth("/api/v1/auth/logout"),
     route("identity", "/api/v1/users/me", Policy::Customer),
     route("identity", "/api/v1/users/{id}", Policy::Customer),
     route("identity", "/api/v1/users", Policy::Admin),
@@ -163,6 +212,7 @@ struct Gateway {
     client: HttpClient,
     upstreams: Arc<HashMap<&'static str, Upstream>>,
     verifier: Verifier,
+    limits: Limits,
     timeout: Duration,
     openapi: Arc<tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>>,
 }
@@ -197,6 +247,13 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
         client,
         upstreams: Arc::new(upstreams),
         verifier: runtime.verifier.clone(),
+        limits: Limits {
+            limiter: Limiter::from_url(&own.rate_limit_url, &own.rate_limit_prefix).await?,
+            window: Duration::from_secs(own.rate_limit_window_secs.max(1)),
+            auth_per_address: own.auth_per_address,
+            api_per_address: own.api_per_address,
+            api_per_user: own.api_per_user,
+        },
         timeout: Duration::from_millis(settings.http.request_timeout_ms),
         openapi: Arc::default(),
     };
@@ -207,6 +264,7 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
         let pass = Pass {
             service: route.service,
             policy: route.policy,
+            group: route.group,
             limit: if route.upload {
                 upload_limit
             } else {
@@ -376,8 +434,99 @@ const HOP_BY_HOP: &[&str] = &[
 struct Pass {
     service: &'static str,
     policy: Policy,
+    group: Group,
     limit: usize,
     timeout: Duration,
+}
+
+/// The rate limits of every route group, and where they are counted.
+#[derive(Clone)]
+struct Limits {
+    limiter: Limiter,
+    window: Duration,
+    auth_per_address: u32,
+    api_per_address: u32,
+    api_per_user: u32,
+}
+
+impl Limits {
+    async fn by_address(
+        &self,
+        group: Group,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Option<Decision>, Response> {
+        let limit = match group {
+            Group::Auth => self.auth_per_address,
+            Group::Api => self.api_per_address,
+        };
+        let Some(client) = client.filter(|_| limit > 0) else {
+            return Ok(None);
+        };
+        self.count(
+            group,
+            "address",
+            &format!("{}:address:{client}", group.name()),
+            limit,
+        )
+        .await
+    }
+
+    async fn by_user(&self, group: Group, user: &str) -> Result<Option<Decision>, Response> {
+        if group != Group::Api || self.api_per_user == 0 {
+            return Ok(None);
+        }
+        self.count(
+            group,
+            "user",
+            &format!("api:user:{user}"),
+            self.api_per_user,
+        )
+        .await
+    }
+
+    async fn count(
+        &self,
+        group: Group,
+        by: &'static str,
+        key: &str,
+        limit: u32,
+    ) -> Result<Option<Decision>, Response> {
+        let decision = self.limiter.hit(key, limit, self.window).await;
+        if decision.allowed {
+            return Ok(Some(decision));
+        }
+        metrics::counter!("gateway_rate_limited_total", "group" => group.name(), "by" => by)
+            .increment(1);
+        let mut problem = Problem::new(
+            ErrorCode::TooManyRequests,
+            format!("too many requests from this {by}; slow down"),
+        );
+        problem.retry_after_secs = Some(decision.reset.as_secs_f64().ceil().max(1.0) as u64);
+        Err(with_limit_headers(problem.into_response(), Some(decision)))
+    }
+}
+
+/// The decision with the fewest requests left.
+fn tighter(a: Option<Decision>, b: Option<Decision>) -> Option<Decision> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.remaining < a.remaining { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `RateLimit-Limit`, `-Remaining` and `-Reset` (seconds), as in the IETF
+/// draft on rate-limit headers.
+fn with_limit_headers(mut response: Response, decision: Option<Decision>) -> Response {
+    if let Some(decision) = decision {
+        let headers = response.headers_mut();
+        headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
+        headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+        headers.insert(
+            "ratelimit-reset",
+            HeaderValue::from(decision.reset.as_secs_f64().ceil() as u64),
+        );
+    }
+    response
 }
 
 /// The header that names the verified caller to the service behind; any
@@ -415,14 +564,45 @@ async fn proxy(
     let Pass {
         service,
         policy,
+        group,
         limit,
         timeout,
     } = pass;
     let (parts, body) = request.into_parts();
+    let client = emporium_platform::http::client_addr(Some(peer.ip()), &parts.headers);
+    let mut tightest = match gateway.limits.by_address(group, client).await {
+        Ok(decision) => decision,
+        Err(problem) => return problem,
+    };
     let user = match admit(&gateway.verifier, policy, &parts.method, &parts.headers).await {
         Ok(user) => user,
-        Err(problem) => return problem.into_response(),
+        Err(problem) => return with_limit_headers(problem.into_response(), tightest),
     };
+    if let Some(user) = &user {
+        match gateway.limits.by_user(group, user).await {
+            Ok(decision) => tightest = tighter(tightest, decision),
+            Err(problem) => return problem,
+        }
+    }
+    with_limit_headers(
+        forward(&gateway, parts, body, service, user, limit, timeout, peer).await,
+        tightest,
+    )
+}
+
+/// Sends the request on to the service: in this process, or to its
+/// replicas.
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    gateway: &Gateway,
+    parts: axum::http::request::Parts,
+    body: Body,
+    service: &'static str,
+    user: Option<String>,
+    limit: usize,
+    timeout: Duration,
+    peer: SocketAddr,
+) -> Response {
     let Some(body) = read_limited(body, limit).await else {
         return Problem::new(
             ErrorCode::PayloadTooLarge,

@@ -47,15 +47,7 @@ pub async fn from_url(url: &Secret, namespace: &str) -> anyhow::Result<SharedCac
         return Ok(Arc::new(MemoryCache::new(50_000)));
     }
     if raw.starts_with("redis://") || raw.starts_with("rediss://") {
-        let client = redis::Client::open(raw)
-            .map_err(|e| anyhow::anyhow!("configuration: cache url `{}`: {e}", url.masked()))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(3)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
-        let manager = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to cache {}: {e}", url.masked()))?;
+        let manager = redis_connection(url, "cache").await?;
         return Ok(Arc::new(RedisCache {
             manager,
             prefix: format!("{namespace}:"),
@@ -65,6 +57,23 @@ pub async fn from_url(url: &Secret, namespace: &str) -> anyhow::Result<SharedCac
         "configuration: cache url `{}` must be memory:// or redis://",
         url.masked()
     )
+}
+
+/// A Redis connection that reconnects by itself, with short timeouts;
+/// `what` names the setting in errors.
+pub async fn redis_connection(
+    url: &Secret,
+    what: &str,
+) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url.expose())
+        .map_err(|e| anyhow::anyhow!("configuration: {what} url `{}`: {e}", url.masked()))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(3)))
+        .set_response_timeout(Some(Duration::from_secs(2)));
+    client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to {what} {}: {e}", url.masked()))
 }
 
 pub fn check(cache: SharedCache) -> Check {

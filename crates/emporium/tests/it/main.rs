@@ -2034,3 +2034,124 @@ async fn a_gateway_elsewhere_verifies_identity_tokens_through_the_jwks_url() {
     gateway.stop(Duration::from_secs(5)).await;
     services.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_limits_requests_per_address_and_says_when_to_come_back() {
+    use emporium_gateway::GatewaySettings;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = shop_settings(dir.path());
+    settings.update_section::<GatewaySettings>(|g| {
+        g.auth_per_address = 3;
+        g.api_per_address = 1000;
+    });
+    let shop = TestShop::start_with(settings, dir).await;
+    let attempt = || {
+        shop.http
+            .post(shop.url("/api/v1/users/login"))
+            .json(&json!({ "email": "nobody@example.org", "password": "not a password" }))
+            .send()
+    };
+    for left in (0..3).rev() {
+        let response = attempt().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()["ratelimit-limit"], "3");
+        assert_eq!(
+            response.headers()["ratelimit-remaining"],
+            left.to_string().as_str()
+        );
+    }
+    let refused = attempt().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    // Other route groups keep their own budget.
+    let response = shop
+        .http
+        .get(shop.url("/api/v1/categories"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["ratelimit-remaining"], "999");
+    let metrics = shop
+        .http
+        .get(shop.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gateway_rate_limited_total{group=\"auth\",by=\"address\"} 1"),
+        "{metrics}"
+    );
+    shop.stop().await;
+}
+
+/// Two gateway replicas sharing Redis count against one budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_replicas_share_one_budget_through_redis() {
+    use emporium_gateway::GatewaySettings;
+    let Some(redis) = emporium_testkit::server_url(emporium_testkit::REDIS) else {
+        return;
+    };
+    let services_dir = tempfile::tempdir().unwrap();
+    let services = emporium_testkit::spawn(
+        shop_settings(services_dir.path()),
+        &emporium::select(&["identity".to_owned(), "catalog".to_owned()]).unwrap(),
+    )
+    .await;
+    let prefix = format!("test:{}", uuid::Uuid::now_v7().simple());
+    let mut gateways = vec![];
+    let mut dirs = vec![];
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = shop_settings(dir.path());
+        settings.update_section::<GatewaySettings>(|g| {
+            for name in ["identity", "catalog"] {
+                let addr = services.get(name).unwrap().http_addr;
+                g.upstreams
+                    .insert(name.into(), vec![format!("http://{addr}")]);
+            }
+            g.rate_limit_url = emporium_platform::config::Secret::new(redis.clone());
+            g.rate_limit_prefix = prefix.clone();
+            g.api_per_address = 6;
+        });
+        gateways.push(
+            emporium::start(settings, &["gateway".to_owned()])
+                .await
+                .unwrap(),
+        );
+        dirs.push(dir);
+    }
+    let http = reqwest::Client::new();
+    let mut allowed = 0;
+    for n in 0..12 {
+        let base = gateways[n % 2].url("gateway").unwrap();
+        let status = http
+            .get(format!("{base}/api/v1/categories"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        match status {
+            StatusCode::OK => allowed += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(allowed, 6, "one budget across both replicas");
+    for gateway in gateways {
+        gateway.stop(Duration::from_secs(5)).await;
+    }
+    services.stop(Duration::from_secs(5)).await;
+}

@@ -1,0 +1,154 @@
+//! Rate limits: a fixed window per key, counted in this process or in
+//! Redis so that every gateway replica counts against one budget. When
+//! Redis does not answer, the replica counts on its own rather than turn
+//! the shop away.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use emporium_platform::config::Secret;
+
+/// The answer for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Until the window ends.
+    pub reset: Duration,
+}
+
+impl Decision {
+    fn of(count: u64, limit: u32, reset: Duration) -> Self {
+        Self {
+            allowed: count <= u64::from(limit),
+            limit,
+            remaining: u32::try_from(u64::from(limit).saturating_sub(count)).unwrap_or(0),
+            reset,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub enum Limiter {
+    Memory(Arc<Memory>),
+    Redis {
+        connection: redis::aio::ConnectionManager,
+        prefix: String,
+        fallback: Arc<Memory>,
+    },
+}
+
+/// Entries kept before expired ones are swept.
+const SWEEP_AT: usize = 100_000;
+
+#[derive(Default)]
+pub struct Memory {
+    windows: Mutex<HashMap<String, (u64, Instant, Duration)>>,
+}
+
+impl Memory {
+    fn hit(&self, key: &str, limit: u32, window: Duration) -> Decision {
+        let mut windows = match self.windows.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if windows.len() >= SWEEP_AT {
+            windows.retain(|_, (_, since, length)| since.elapsed() < *length);
+        }
+        let entry = windows
+            .entry(key.to_owned())
+            .or_insert((0, Instant::now(), window));
+        if entry.1.elapsed() >= entry.2 {
+            *entry = (0, Instant::now(), window);
+        }
+        entry.0 += 1;
+        Decision::of(entry.0, limit, entry.2.saturating_sub(entry.1.elapsed()))
+    }
+}
+
+/// Counts one hit and makes the window expire with its first hit.
+const SCRIPT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {n, ttl}
+";
+
+impl Limiter {
+    /// `memory://`, or `redis://…` with keys under `prefix`.
+    pub async fn from_url(url: &Secret, prefix: &str) -> anyhow::Result<Self> {
+        let raw = url.expose();
+        if raw.is_empty() || raw == "memory://" {
+            return Ok(Self::Memory(Arc::default()));
+        }
+        if raw.starts_with("redis://") || raw.starts_with("rediss://") {
+            return Ok(Self::Redis {
+                connection: emporium_platform::cache::redis_connection(url, "gateway.rate_limit")
+                    .await?,
+                prefix: prefix.to_owned(),
+                fallback: Arc::default(),
+            });
+        }
+        anyhow::bail!(
+            "configuration: gateway.rate_limit_url `{}` must be memory:// or redis://",
+            url.masked()
+        )
+    }
+
+    pub async fn hit(&self, key: &str, limit: u32, window: Duration) -> Decision {
+        match self {
+            Limiter::Memory(memory) => memory.hit(key, limit, window),
+            Limiter::Redis {
+                connection,
+                prefix,
+                fallback,
+            } => {
+                let mut connection = connection.clone();
+                let millis = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+                let counted: Result<(u64, i64), _> = redis::Script::new(SCRIPT)
+                    .key(format!("{prefix}:{key}"))
+                    .arg(millis)
+                    .invoke_async(&mut connection)
+                    .await;
+                match counted {
+                    Ok((count, ttl)) => Decision::of(
+                        count,
+                        limit,
+                        Duration::from_millis(u64::try_from(ttl).unwrap_or(0)),
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rate limit store unreachable; counting locally");
+                        metrics::counter!("gateway_rate_limit_fallbacks_total").increment(1);
+                        fallback.hit(key, limit, window)
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_window_allows_its_limit_then_refuses_until_it_ends() {
+        let limiter = Limiter::Memory(Arc::default());
+        let window = Duration::from_millis(300);
+        for n in 1..=3u32 {
+            let decision = limiter.hit("a", 3, window).await;
+            assert!(decision.allowed);
+            assert_eq!(decision.remaining, 3 - n);
+        }
+        let refused = limiter.hit("a", 3, window).await;
+        assert!(!refused.allowed);
+        assert_eq!(refused.remaining, 0);
+        assert!(refused.reset <= window);
+        assert!(limiter.hit("b", 3, window).await.allowed, "keys are apart");
+        tokio::time::sleep(window + Duration::from_millis(20)).await;
+        assert!(limiter.hit("a", 3, window).await.allowed, "a new window");
+    }
+}
