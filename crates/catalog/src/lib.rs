@@ -12,11 +12,11 @@ pub mod seed;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use emporium_platform::config::Settings;
 use emporium_platform::config::{Plain, Production, Secret, Section, SectionDef};
-use emporium_platform::service::{Definition, Faces, Seeded, Seeder};
+use emporium_platform::service::{Definition, Faces, Seeded};
 use emporium_platform::{Runtime, Started, bus, cache, db, objects};
 use serde::{Deserialize, Serialize};
 
@@ -95,13 +95,22 @@ pub fn definition() -> Definition {
                 Ok(())
             })
         },
+        seed: Some(|settings| {
+            Box::pin(async move {
+                let (catalog, ..) = open(&settings).await?;
+                Ok(Seeded {
+                    records: seed::seed_demo(&catalog).await? as u64,
+                    notice: None,
+                })
+            })
+        }),
     }
 }
 
-/// Opens the stores, applies migrations, binds both ports and serves until
-/// the runtime shuts down.
-pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
-    let settings = &runtime.settings;
+/// The catalog's stores, migrated, and its use cases over them.
+async fn open(
+    settings: &Settings,
+) -> anyhow::Result<(Catalog, db::Db, cache::SharedCache, bus::Outbox)> {
     let own = settings.section::<CatalogSettings>();
     let db = db::connect(&settings.database_url(NAME, own.database_url.as_ref())).await?;
     db::migrate::<migrations::Migrator>(&db).await?;
@@ -116,7 +125,15 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
         Duration::from_secs(own.cache_ttl_secs),
         own.image_limit_bytes,
     );
+    Ok((catalog, db, cache, outbox))
+}
 
+/// Opens the stores, applies migrations, binds both ports and serves until
+/// the runtime shuts down.
+pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
+    let settings = &runtime.settings;
+    let own = settings.section::<CatalogSettings>();
+    let (catalog, db, cache, outbox) = open(settings).await?;
     let checks = vec![
         db::check(db.clone()),
         cache::check(cache),
@@ -143,17 +160,5 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
         })
         .await?;
     runtime.relay(NAME, outbox, db);
-    let seeder: Seeder = Arc::new(move || {
-        let catalog = catalog.clone();
-        Box::pin(async move {
-            Ok(Seeded {
-                records: seed::seed_demo(&catalog).await? as u64,
-                notice: None,
-            })
-        })
-    });
-    Ok(Started {
-        seeder: Some(seeder),
-        ..started
-    })
+    Ok(started)
 }

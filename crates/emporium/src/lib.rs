@@ -66,23 +66,13 @@ pub struct Up {
 /// first start.
 pub async fn up(settings: Settings, seed: bool) -> anyhow::Result<Up> {
     let issuer = emporium_identity::signing_issuer(&settings).await?;
-    let running = service::start(settings, &services()).await?;
-    let mut notices = vec![];
-    if seed {
-        for started in running.services.iter() {
-            if let Some(seeder) = &started.seeder {
-                let seeded = seeder().await?;
-                if seeded.records > 0 {
-                    tracing::info!(
-                        service = started.name,
-                        records = seeded.records,
-                        "demo data seeded"
-                    );
-                }
-                notices.extend(seeded.notice);
-            }
-        }
-    }
+    let settings = Arc::new(settings);
+    let running = service::start((*settings).clone(), &services()).await?;
+    let notices = if seed {
+        seed_demo(settings, &[]).await?
+    } else {
+        vec![]
+    };
     Ok(Up {
         running,
         issuer,
@@ -90,10 +80,31 @@ pub async fn up(settings: Settings, seed: bool) -> anyhow::Result<Up> {
     })
 }
 
+/// Loads the demo data of the named services (every one when empty) into
+/// their configured stores; returns the lines to show once.
+pub async fn seed_demo(settings: Arc<Settings>, names: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut notices = vec![];
+    for definition in select(names)? {
+        let Some(seed) = definition.seed else {
+            continue;
+        };
+        let seeded = seed(settings.clone()).await?;
+        if seeded.records > 0 {
+            tracing::info!(
+                service = definition.name,
+                records = seeded.records,
+                "demo data seeded"
+            );
+        }
+        notices.extend(seeded.notice);
+    }
+    Ok(notices)
+}
+
 /// Applies the migrations of the named services (every one when empty) to
 /// their configured stores.
 pub async fn migrate(settings: Settings, names: &[String]) -> anyhow::Result<()> {
-    let settings = std::sync::Arc::new(settings);
+    let settings = Arc::new(settings);
     for definition in select(names)? {
         (definition.migrate)(settings.clone()).await?;
     }

@@ -46,6 +46,12 @@ enum Command {
         #[arg(value_parser = parse_service)]
         services: Vec<String>,
     },
+    /// Load the demo data (every service's when none is named) into the
+    /// configured stores; what exists already is kept.
+    Seed {
+        #[arg(value_parser = parse_service)]
+        services: Vec<String>,
+    },
     /// Print the effective configuration, secrets masked.
     Config {
         /// The service that would run alone (its plain variables apply).
@@ -102,7 +108,11 @@ fn settings(cli: &Cli, lone: Option<&'static str>) -> Result<Settings, config::C
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let lone_name = match &cli.command {
-        Command::Serve { services } | Command::Migrate { services } if services.len() == 1 => {
+        Command::Serve { services }
+        | Command::Migrate { services }
+        | Command::Seed { services }
+            if services.len() == 1 =>
+        {
             Some(services[0].as_str())
         }
         Command::Config { service } => service.as_deref(),
@@ -168,6 +178,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate { services } => {
             let _telemetry = emporium_platform::telemetry::init(&settings, "emporium-migrate")?;
             emporium::migrate(settings, &services).await
+        }
+        Command::Seed { services } => {
+            let _telemetry = emporium_platform::telemetry::init(&settings, "emporium-seed")?;
+            for notice in emporium::seed_demo(std::sync::Arc::new(settings), &services).await? {
+                println!("{notice}");
+            }
+            Ok(())
         }
         Command::Serve { services } => {
             let name = services.join("+");

@@ -105,6 +105,7 @@ pub fn definition() -> Definition {
         section: SectionDef::of::<GatewaySettings>(),
         start: |runtime, local| Box::pin(async move { start(&runtime, &local).await }),
         migrate: |_| Box::pin(async { Ok(()) }),
+        seed: None,
     }
 }
 
@@ -305,7 +306,6 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
         grpc_addr: None,
         router,
         checks,
-        seeder: None,
     })
 }
 

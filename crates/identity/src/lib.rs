@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use emporium_platform::auth::{Issuer, Verifier};
 use emporium_platform::config::{Plain, Production, Secret, Section, SectionDef, Settings};
-use emporium_platform::service::{Definition, Faces, Seeded, Seeder};
+use emporium_platform::service::{Definition, Faces, Seeded};
 use emporium_platform::{Runtime, Started, bus, db};
 use serde::{Deserialize, Serialize};
 
@@ -127,6 +127,17 @@ pub fn definition() -> Definition {
                 Ok(())
             })
         },
+        seed: Some(|settings| {
+            Box::pin(async move {
+                let db = open(&settings).await?;
+                let keys = key_ring(db.clone(), &settings, None).await?;
+                let verifier = Verifier::from_jwks(&settings.auth, &keys.jwks())?;
+                let own = settings.section::<IdentitySettings>();
+                let identity =
+                    Identity::new(db, bus::Outbox::new(), keys, verifier, own.policy()).await?;
+                seed_admin(&identity).await
+            })
+        }),
     }
 }
 
@@ -218,14 +229,7 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
             runtime.shutdown.clone(),
         ),
     );
-    let seeder: Seeder = Arc::new(move || {
-        let identity = identity.clone();
-        Box::pin(async move { seed_admin(&identity).await })
-    });
-    Ok(Started {
-        seeder: Some(seeder),
-        ..started
-    })
+    Ok(started)
 }
 
 /// Demo data: an admin with a generated password, shown once, when the

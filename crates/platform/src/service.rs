@@ -18,10 +18,10 @@ use crate::bus::{self, Handler, Outbox, SharedTransport};
 use crate::config::{SectionDef, Settings};
 use crate::http::Check;
 
-/// Loads demo data through a service's own use cases.
-pub type Seeder = Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<Seeded>> + Send + Sync>;
+/// Loads a service's demo data; see [`Definition::seed`].
+pub type SeedFn = fn(Arc<Settings>) -> BoxFuture<'static, anyhow::Result<Seeded>>;
 
-/// What a seeder did: how many records it added (none when they exist
+/// What seeding did: how many records it added (none when they exist
 /// already), and a line for the person starting the shop, shown once.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Seeded {
@@ -41,6 +41,9 @@ pub struct Definition {
     pub start: fn(Runtime, Arc<[Started]>) -> BoxFuture<'static, anyhow::Result<Started>>,
     /// Applies the service's migrations to its configured store.
     pub migrate: fn(Arc<Settings>) -> BoxFuture<'static, anyhow::Result<()>>,
+    /// Loads demo data into the configured stores through the service's
+    /// own use cases, adding only what is missing; events go to its outbox.
+    pub seed: Option<SeedFn>,
 }
 
 impl std::fmt::Debug for Definition {
@@ -50,8 +53,7 @@ impl std::fmt::Debug for Definition {
 }
 
 /// A running service: where it listens, its HTTP routes (for a gateway in
-/// the same process to call without a socket), its readiness checks, and
-/// its demo data.
+/// the same process to call without a socket), and its readiness checks.
 #[derive(Clone)]
 pub struct Started {
     pub name: &'static str,
@@ -60,7 +62,6 @@ pub struct Started {
     /// The service's whole HTTP router, as served on `http_addr`.
     pub router: axum::Router,
     pub checks: Vec<Check>,
-    pub seeder: Option<Seeder>,
 }
 
 /// What every service is handed: settings, the shared event transport, the
@@ -95,7 +96,7 @@ pub struct Faces {
 impl Runtime {
     /// Binds both ports and serves until shutdown: the routes with the
     /// operational routes and middleware every service has, the gRPC
-    /// services with health and reflection. The service adds its seeder.
+    /// services with health and reflection.
     pub async fn serve_faces(&self, faces: Faces) -> anyhow::Result<Started> {
         let name = faces.name;
         let http_listener = crate::http::bind(faces.http_addr, &format!("{name} http")).await?;
@@ -124,7 +125,6 @@ impl Runtime {
             grpc_addr: Some(grpc_addr),
             router,
             checks: faces.checks,
-            seeder: None,
         })
     }
 
@@ -307,7 +307,6 @@ mod tests {
             grpc_addr: Some(([127, 0, 0, 1], 50050).into()),
             router: axum::Router::new(),
             checks: vec![],
-            seeder: None,
         }];
         let mut settings = Settings::default();
         assert_eq!(

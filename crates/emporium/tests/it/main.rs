@@ -2155,3 +2155,42 @@ async fn gateway_replicas_share_one_budget_through_redis() {
     }
     services.stop(Duration::from_secs(5)).await;
 }
+
+/// `emporium seed` fills the configured stores once: a second run adds
+/// nothing and shows no new admin password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_loads_the_demo_data_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"))
+            .args(["seed", "--data-dir"])
+            .arg(dir.path())
+            .env("EMPORIUM__LOG__LEVEL", "warn")
+            .output()
+    };
+    let first = seed().await.unwrap();
+    assert!(first.status.success(), "{first:?}");
+    let printed = String::from_utf8(first.stdout).unwrap();
+    assert!(
+        printed.contains("admin sign-in  admin@emporium.local / "),
+        "{printed}"
+    );
+    let second = seed().await.unwrap();
+    assert!(second.status.success());
+    assert_eq!(String::from_utf8(second.stdout).unwrap(), "", "nothing new");
+
+    let shop = emporium_testkit::spawn(
+        shop_settings(dir.path()),
+        &emporium::select(&["identity".to_owned(), "catalog".to_owned()]).unwrap(),
+    )
+    .await;
+    let base = shop.url("catalog").unwrap();
+    let page: Value = reqwest::get(format!("{base}/api/v1/products?per_page=1"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], 40);
+    shop.stop(Duration::from_secs(5)).await;
+}
