@@ -24,6 +24,9 @@ struct Cli {
     /// Where embedded stores keep their files.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// `json`, `pretty`, or `auto`: pretty on a terminal, JSON otherwise.
+    #[arg(long, global = true, value_parser = ["auto", "json", "pretty"])]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,6 +99,11 @@ fn settings(cli: &Cli, lone: Option<&'static str>) -> Result<Settings, config::C
         sources
             .overrides
             .push((key.trim().to_owned(), value.to_owned()));
+    }
+    if let Some(format) = &cli.log_format {
+        sources
+            .overrides
+            .push(("log.format".into(), format.clone()));
     }
     if let Some(dir) = &cli.data_dir {
         sources

@@ -57,7 +57,9 @@ impl<'de> Deserialize<'de> for Secret {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// One short human line each when stdout is a terminal; JSON otherwise.
     #[default]
+    Auto,
     Json,
     Pretty,
 }
@@ -74,7 +76,7 @@ impl Default for LogSettings {
     fn default() -> Self {
         Self {
             level: "info".into(),
-            format: LogFormat::Json,
+            format: LogFormat::Auto,
         }
     }
 }

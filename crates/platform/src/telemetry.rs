@@ -76,8 +76,15 @@ pub fn init(settings: &Settings, process_name: &str) -> anyhow::Result<Telemetry
         .map_err(|e| anyhow::anyhow!("configuration: log.level `{}`: {e}", settings.log.level))?;
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
-    match settings.log.format {
-        LogFormat::Json => {
+    let format = match settings.log.format {
+        LogFormat::Auto if std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
+            LogFormat::Pretty
+        }
+        LogFormat::Auto => LogFormat::Json,
+        chosen => chosen,
+    };
+    match format {
+        LogFormat::Json | LogFormat::Auto => {
             // `emporium-catalog` logs as `catalog`; a line inside a request
             // or task span names the service of that span instead.
             let service = process_name

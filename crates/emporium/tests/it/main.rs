@@ -1856,11 +1856,25 @@ async fn identity_validates_tokens_over_grpc_and_counts_what_it_does() {
     let mut settings = shop_settings(dir.path());
     settings.update_section::<emporium_identity::IdentitySettings>(|i| i.upkeep_secs = 1);
     let shop = TestShop::start_with(settings, dir).await;
+    let identity = shop.shop.as_ref().unwrap().get("identity").unwrap().clone();
+    let metrics_url = format!("http://{}/metrics", identity.http_addr);
+    let scrape = || async {
+        shop.http
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // Counters are the process's: under `cargo test` other tests add to
+    // them at the same time, so this test counts from here and at least.
+    let before = scrape().await;
     let (email, password) = demo_admin(&shop);
     let admin = login(&shop, &email, &password).await;
     let access = admin["access_token"].as_str().unwrap().to_owned();
     let admin_id = admin["user"]["id"].as_str().unwrap().to_owned();
-    let identity = shop.shop.as_ref().unwrap().get("identity").unwrap().clone();
     let channel = emporium_platform::grpc::channel(
         &format!("http://{}", identity.grpc_addr.unwrap()),
         Duration::from_secs(5),
@@ -1927,38 +1941,29 @@ async fn identity_validates_tokens_over_grpc_and_counts_what_it_does() {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let metrics_url = format!("http://{}/metrics", identity.http_addr);
-    let sample = |text: &str, name: &str| -> Option<f64> {
+    let sample = |text: &str, name: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
     };
     let text = emporium_testkit::eventually(Duration::from_secs(10), || async {
-        let text = shop
-            .http
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        sample(&text, "active_sessions_current")
-            .is_some_and(|n| n >= 1.0)
-            .then_some(text)
+        let text = scrape().await;
+        (sample(&text, "active_sessions_current") >= 1.0).then_some(text)
     })
     .await
     .expect("the session gauge counts the admin's session");
-    assert_eq!(sample(&text, "users_registered_total"), Some(1.0), "{text}");
-    assert_eq!(sample(&text, "jwt_tokens_issued_total"), Some(1.0));
-    assert_eq!(
-        sample(&text, "login_attempts_total{status=\"success\"}"),
-        Some(1.0)
+    let grew = |name: &str| sample(&text, name) - sample(&before, name);
+    assert!(sample(&text, "users_registered_total") >= 1.0, "{text}");
+    assert!(grew("jwt_tokens_issued_total") >= 1.0, "{text}");
+    assert!(
+        grew("login_attempts_total{status=\"success\"}") >= 1.0,
+        "{text}"
     );
-    assert_eq!(
-        sample(&text, "login_attempts_total{status=\"failure\"}"),
-        Some(1.0)
+    assert!(
+        grew("login_attempts_total{status=\"failure\"}") >= 1.0,
+        "{text}"
     );
     shop.stop().await;
 }
