@@ -14,8 +14,9 @@ pub mod store;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use emporium_platform::config::Settings;
-use emporium_platform::config::{Plain, Production, Secret, Section, SectionDef};
+use emporium_platform::config::{
+    Plain, Production, Secret, Section, SectionDef, Settings, loopback,
+};
 use emporium_platform::service::{Definition, Faces, Seeded};
 use emporium_platform::{Runtime, Started, bus, cache, db, objects};
 use serde::{Deserialize, Serialize};
@@ -45,8 +46,8 @@ pub struct CatalogSettings {
 impl Default for CatalogSettings {
     fn default() -> Self {
         Self {
-            http_addr: ([127, 0, 0, 1], 8006).into(),
-            grpc_addr: ([127, 0, 0, 1], 50050).into(),
+            http_addr: loopback(8006),
+            grpc_addr: loopback(50050),
             database_url: None,
             cache_url: Secret::new("memory://"),
             cache_ttl_secs: 300,
@@ -66,10 +67,9 @@ impl Section for CatalogSettings {
         aliases: &[],
     };
     fn on_free_ports(self) -> Self {
-        let free: SocketAddr = ([127, 0, 0, 1], 0).into();
         Self {
-            http_addr: free,
-            grpc_addr: free,
+            http_addr: loopback(0),
+            grpc_addr: loopback(0),
             ..self
         }
     }

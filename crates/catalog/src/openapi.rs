@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 description of the catalog's public routes; the gateway
 //! merges it into the one document it serves.
 
-use emporium_platform::openapi::{ok, param, problem, with_shared_schemas};
+use emporium_platform::openapi::{ok, param, problem, with_body_problems, with_shared_schemas};
 use serde_json::{Value, json};
 
 pub fn document() -> Value {
@@ -43,11 +43,10 @@ fn own_document() -> Value {
                 "post": {
                     "operationId": "createProduct", "tags": ["catalog"], "summary": "Create a product (admin)", "security": admin,
                     "requestBody": input,
-                    "responses": {
+                    "responses": with_body_problems(json!({
                         "201": ok("created", product.clone()),
-                        "400": problem("malformed body"), "401": problem("no valid token"), "403": problem("not an admin"),
-                        "409": problem("duplicate SKU"), "413": problem("body too large"), "422": problem("a field breaks a rule")
-                    }
+                        "401": problem("no valid token"), "403": problem("not an admin"), "409": problem("duplicate SKU")
+                    }))
                 }
             },
             "/api/v1/products/{id}": {
@@ -58,11 +57,10 @@ fn own_document() -> Value {
                 "put": {
                     "operationId": "updateProduct", "tags": ["catalog"], "summary": "Replace a product (admin)", "security": admin,
                     "parameters": [id], "requestBody": input,
-                    "responses": {
+                    "responses": with_body_problems(json!({
                         "200": ok("updated", product.clone()), "400": problem("bad id or body"), "401": problem("no valid token"),
-                        "403": problem("not an admin"), "404": problem("no such product"), "409": problem("duplicate SKU"),
-                        "422": problem("a field breaks a rule")
-                    }
+                        "403": problem("not an admin"), "404": problem("no such product"), "409": problem("duplicate SKU")
+                    }))
                 },
                 "delete": {
                     "operationId": "deleteProduct", "tags": ["catalog"], "summary": "Delete a product (admin)", "security": admin,
@@ -96,7 +94,10 @@ fn own_document() -> Value {
                 "post": {
                     "operationId": "createCategory", "tags": ["catalog"], "summary": "Create a category (admin)", "security": admin,
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["slug", "name"], "properties": { "slug": { "type": "string", "pattern": "^[a-z0-9-]{1,64}$" }, "name": { "type": "string", "maxLength": 100 } } } } } },
-                    "responses": { "201": ok("created", json!({ "$ref": "#/components/schemas/Category" })), "409": problem("exists already"), "422": problem("a field breaks a rule") }
+                    "responses": with_body_problems(json!({
+                        "201": ok("created", json!({ "$ref": "#/components/schemas/Category" })), "401": problem("no valid token"),
+                        "403": problem("not an admin"), "409": problem("exists already")
+                    }))
                 }
             }
         },

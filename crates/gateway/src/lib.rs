@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, he
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use emporium_platform::auth::Verifier;
-use emporium_platform::config::{Plain, Secret, Section, SectionDef};
+use emporium_platform::config::{Plain, Secret, Section, SectionDef, loopback};
 use emporium_platform::http::{Check, Json};
 use emporium_platform::service::Definition;
 use emporium_platform::{ErrorCode, Problem, Runtime, Started};
@@ -67,7 +67,7 @@ pub struct GatewaySettings {
 impl Default for GatewaySettings {
     fn default() -> Self {
         Self {
-            http_addr: ([127, 0, 0, 1], 8080).into(),
+            http_addr: loopback(8080),
             upstreams: BTreeMap::new(),
             upload_limit_bytes: 5 * 1024 * 1024,
             eject_after_failures: 3,
@@ -92,7 +92,7 @@ impl Section for GatewaySettings {
     };
     fn on_free_ports(self) -> Self {
         Self {
-            http_addr: ([127, 0, 0, 1], 0).into(),
+            http_addr: loopback(0),
             ..self
         }
     }
@@ -249,8 +249,12 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
         upstreams: Arc::new(upstreams),
         verifier: runtime.verifier.clone(),
         limits: Limits {
-            limiter: Limiter::from_url(&own.rate_limit_url, &own.rate_limit_prefix).await?,
-            window: Duration::from_secs(own.rate_limit_window_secs.max(1)),
+            limiter: Limiter::from_url(
+                &own.rate_limit_url,
+                &own.rate_limit_prefix,
+                Duration::from_secs(own.rate_limit_window_secs.max(1)),
+            )
+            .await?,
             auth_per_address: own.auth_per_address,
             api_per_address: own.api_per_address,
             api_per_user: own.api_per_user,
@@ -443,7 +447,6 @@ struct Pass {
 #[derive(Clone)]
 struct Limits {
     limiter: Limiter,
-    window: Duration,
     auth_per_address: u32,
     api_per_address: u32,
     api_per_user: u32,
@@ -491,7 +494,7 @@ impl Limits {
         key: &str,
         limit: u32,
     ) -> Result<Option<Decision>, Response> {
-        let decision = self.limiter.hit(key, limit, self.window).await;
+        let decision = self.limiter.hit(key, limit).await;
         if decision.allowed {
             return Ok(Some(decision));
         }
@@ -561,13 +564,7 @@ async fn proxy(
     request: Request,
     pass: Pass,
 ) -> Response {
-    let Pass {
-        service,
-        policy,
-        group,
-        limit,
-        timeout,
-    } = pass;
+    let Pass { policy, group, .. } = pass;
     let (parts, body) = request.into_parts();
     let client = emporium_platform::http::client_addr(Some(peer.ip()), &parts.headers);
     let mut tightest = match gateway.limits.by_address(group, client).await {
@@ -585,24 +582,27 @@ async fn proxy(
         }
     }
     with_limit_headers(
-        forward(&gateway, parts, body, service, user, limit, timeout, peer).await,
+        forward(&gateway, pass, parts, body, user, peer).await,
         tightest,
     )
 }
 
 /// Sends the request on to the service: in this process, or to its
 /// replicas.
-#[allow(clippy::too_many_arguments)]
 async fn forward(
     gateway: &Gateway,
+    pass: Pass,
     parts: axum::http::request::Parts,
     body: Body,
-    service: &'static str,
     user: Option<String>,
-    limit: usize,
-    timeout: Duration,
     peer: SocketAddr,
 ) -> Response {
+    let Pass {
+        service,
+        limit,
+        timeout,
+        ..
+    } = pass;
     let Some(body) = read_limited(body, limit).await else {
         return Problem::new(
             ErrorCode::PayloadTooLarge,
@@ -779,7 +779,37 @@ pub fn merge_documents(
             }
         }
     }
+    add_edge_answers(&mut merged);
     Ok(merged)
+}
+
+/// What the gateway itself may answer on any route: 429 over a rate limit,
+/// 503 when no replica of the service answers, 504 when it answers late.
+fn add_edge_answers(merged: &mut serde_json::Value) {
+    let Some(paths) = merged.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+    {
+        let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(|r| r.as_object_mut())
+        else {
+            continue;
+        };
+        for (status, description) in [
+            ("429", "over a rate limit; see Retry-After"),
+            ("503", "the service is unreachable"),
+            ("504", "the service did not answer in time"),
+        ] {
+            responses
+                .entry(status)
+                .or_insert_with(|| emporium_platform::openapi::problem(description));
+        }
+    }
 }
 
 async fn fetch_document(client: &HttpClient, upstream: &Upstream) -> Option<serde_json::Value> {
@@ -827,7 +857,7 @@ mod tests {
         let doc = |path: &str, extra: serde_json::Value| {
             let mut schemas = shared.clone();
             schemas.insert("Extra".into(), extra);
-            json!({ "paths": { path: { "get": {} } }, "components": { "schemas": schemas } })
+            json!({ "paths": { path: { "get": { "responses": {} } } }, "components": { "schemas": schemas } })
         };
         let merged = merge_documents(&[
             ("catalog", doc("/a", json!({ "type": "string" }))),
@@ -835,6 +865,10 @@ mod tests {
         ])
         .unwrap();
         assert!(merged.pointer("/paths/~1a").is_some() && merged.pointer("/paths/~1b").is_some());
+        assert!(
+            merged.pointer("/paths/~1a/get/responses/429").is_some(),
+            "the gateway's own answers are documented on every operation"
+        );
         assert_eq!(
             merged.pointer("/components/schemas/Problem/properties/dependency/type"),
             Some(&json!("string"))

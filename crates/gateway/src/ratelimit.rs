@@ -3,11 +3,11 @@
 //! Redis does not answer, the replica counts on its own rather than turn
 //! the shop away.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use emporium_platform::config::Secret;
+use emporium_platform::ratelimit::Windows;
 
 /// The answer for one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,40 +32,13 @@ impl Decision {
 
 #[derive(Clone)]
 pub enum Limiter {
-    Memory(Arc<Memory>),
+    Memory(Arc<Windows>),
     Redis {
         connection: redis::aio::ConnectionManager,
         prefix: String,
-        fallback: Arc<Memory>,
+        window: Duration,
+        fallback: Arc<Windows>,
     },
-}
-
-/// Entries kept before expired ones are swept.
-const SWEEP_AT: usize = 100_000;
-
-#[derive(Default)]
-pub struct Memory {
-    windows: Mutex<HashMap<String, (u64, Instant, Duration)>>,
-}
-
-impl Memory {
-    fn hit(&self, key: &str, limit: u32, window: Duration) -> Decision {
-        let mut windows = match self.windows.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if windows.len() >= SWEEP_AT {
-            windows.retain(|_, (_, since, length)| since.elapsed() < *length);
-        }
-        let entry = windows
-            .entry(key.to_owned())
-            .or_insert((0, Instant::now(), window));
-        if entry.1.elapsed() >= entry.2 {
-            *entry = (0, Instant::now(), window);
-        }
-        entry.0 += 1;
-        Decision::of(entry.0, limit, entry.2.saturating_sub(entry.1.elapsed()))
-    }
 }
 
 /// Counts one hit and makes the window expire with its first hit.
@@ -78,18 +51,21 @@ return {n, ttl}
 ";
 
 impl Limiter {
-    /// `memory://`, or `redis://…` with keys under `prefix`.
-    pub async fn from_url(url: &Secret, prefix: &str) -> anyhow::Result<Self> {
+    /// `memory://`, or `redis://…` with keys under `prefix`; windows of
+    /// `window`.
+    pub async fn from_url(url: &Secret, prefix: &str, window: Duration) -> anyhow::Result<Self> {
         let raw = url.expose();
+        let local = Arc::new(Windows::new(window));
         if raw.is_empty() || raw == "memory://" {
-            return Ok(Self::Memory(Arc::default()));
+            return Ok(Self::Memory(local));
         }
         if raw.starts_with("redis://") || raw.starts_with("rediss://") {
             return Ok(Self::Redis {
                 connection: emporium_platform::cache::redis_connection(url, "gateway.rate_limit")
                     .await?,
                 prefix: prefix.to_owned(),
-                fallback: Arc::default(),
+                window,
+                fallback: local,
             });
         }
         anyhow::bail!(
@@ -98,12 +74,18 @@ impl Limiter {
         )
     }
 
-    pub async fn hit(&self, key: &str, limit: u32, window: Duration) -> Decision {
+    /// Counts one request for `key` against `limit` in the current window.
+    pub async fn hit(&self, key: &str, limit: u32) -> Decision {
+        let local = |windows: &Windows| {
+            let (count, left) = windows.add(key);
+            Decision::of(count, limit, left)
+        };
         match self {
-            Limiter::Memory(memory) => memory.hit(key, limit, window),
+            Limiter::Memory(windows) => local(windows),
             Limiter::Redis {
                 connection,
                 prefix,
+                window,
                 fallback,
             } => {
                 let mut connection = connection.clone();
@@ -122,7 +104,7 @@ impl Limiter {
                     Err(e) => {
                         tracing::warn!(error = %e, "rate limit store unreachable; counting locally");
                         metrics::counter!("gateway_rate_limit_fallbacks_total").increment(1);
-                        fallback.hit(key, limit, window)
+                        local(fallback)
                     }
                 }
             }
@@ -132,23 +114,26 @@ impl Limiter {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[tokio::test]
     async fn a_window_allows_its_limit_then_refuses_until_it_ends() {
-        let limiter = Limiter::Memory(Arc::default());
         let window = Duration::from_millis(300);
+        let limiter = Limiter::from_url(&Secret::new("memory://"), "t", window)
+            .await
+            .unwrap();
         for n in 1..=3u32 {
-            let decision = limiter.hit("a", 3, window).await;
+            let decision = limiter.hit("a", 3).await;
             assert!(decision.allowed);
             assert_eq!(decision.remaining, 3 - n);
         }
-        let refused = limiter.hit("a", 3, window).await;
+        let refused = limiter.hit("a", 3).await;
         assert!(!refused.allowed);
         assert_eq!(refused.remaining, 0);
         assert!(refused.reset <= window);
-        assert!(limiter.hit("b", 3, window).await.allowed, "keys are apart");
+        assert!(limiter.hit("b", 3).await.allowed, "keys are apart");
         tokio::time::sleep(window + Duration::from_millis(20)).await;
-        assert!(limiter.hit("a", 3, window).await.allowed, "a new window");
+        assert!(limiter.hit("a", 3).await.allowed, "a new window");
     }
 }

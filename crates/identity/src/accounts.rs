@@ -15,6 +15,7 @@ use chrono::Utc;
 use emporium_platform::auth::{Claims, Role, Verifier};
 use emporium_platform::bus::Outbox;
 use emporium_platform::http::Page;
+use emporium_platform::ratelimit::Windows;
 use emporium_platform::{ErrorCode, FieldError, Problem};
 use sea_orm::{DatabaseConnection, DbErr, SqlErr};
 use tokio::sync::Semaphore;
@@ -25,7 +26,6 @@ use crate::domain::{
 use crate::events;
 use crate::keys::KeyRing;
 use crate::store::{self, RefreshRow, UserRow};
-use crate::throttle::Throttle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -121,20 +121,19 @@ pub struct Policy {
 #[derive(Clone)]
 struct Passwords {
     permits: Arc<Semaphore>,
-    /// Verified against when the email is unknown, so that the answer
-    /// takes as long as for a wrong password.
-    decoy: Arc<String>,
 }
 
+/// Verified against when the email is unknown, so that the answer takes as
+/// long as for a wrong password: a hash of a random password nobody knows,
+/// with the parameters of `Argon2::default()` (a test holds them equal).
+const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$6gtm7bfo9vFCGePPhqDzCg$ANLqNAg7C5tsA38Xxydux0ujqZrZVDO0PdCzzEmZ0b0";
+
 impl Passwords {
-    async fn new() -> Result<Self> {
+    fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let mut passwords = Self {
+        Self {
             permits: Arc::new(Semaphore::new(cores)),
-            decoy: Arc::new(String::new()),
-        };
-        passwords.decoy = Arc::new(passwords.hash("decoy password, never matches").await?);
-        Ok(passwords)
+        }
     }
 
     async fn hash(&self, password: &str) -> Result<String> {
@@ -162,7 +161,7 @@ impl Passwords {
             .await
             .map_err(|e| IdentityError::Hashing(e.to_string()))?;
         let known = hash.is_some();
-        let hash = hash.unwrap_or(&self.decoy).to_owned();
+        let hash = hash.unwrap_or(DECOY).to_owned();
         let password = password.to_owned();
         let matched = tokio::task::spawn_blocking(move || {
             let parsed =
@@ -236,34 +235,27 @@ pub struct Identity {
     verifier: Verifier,
     passwords: Passwords,
     policy: Policy,
-    accounts: Arc<Throttle>,
-    addresses: Arc<Throttle>,
+    /// Failed sign-ins per account and per client address.
+    failures: Arc<Windows>,
 }
 
 impl Identity {
-    pub async fn new(
+    pub fn new(
         db: DatabaseConnection,
         outbox: Outbox,
         keys: KeyRing,
         verifier: Verifier,
         policy: Policy,
-    ) -> Result<Self> {
-        Ok(Self {
+    ) -> Self {
+        Self {
             db,
             outbox,
             keys,
             verifier,
-            passwords: Passwords::new().await?,
-            accounts: Arc::new(Throttle::new(
-                policy.failures_per_account,
-                policy.failure_window,
-            )),
-            addresses: Arc::new(Throttle::new(
-                policy.failures_per_address,
-                policy.failure_window,
-            )),
+            passwords: Passwords::new(),
+            failures: Arc::new(Windows::new(policy.failure_window)),
             policy,
-        })
+        }
     }
 
     pub fn keys(&self) -> &KeyRing {
@@ -340,17 +332,28 @@ impl Identity {
         client: Option<IpAddr>,
     ) -> Result<Session> {
         let email = Email::parse(email).ok();
-        let account_key = email.as_ref().map(|e| e.as_str().to_owned());
-        let address_key = client.map(|ip| ip.to_string());
-        let waits = [
-            account_key
-                .as_deref()
-                .and_then(|k| self.accounts.blocked(k)),
-            address_key
-                .as_deref()
-                .and_then(|k| self.addresses.blocked(k)),
-        ];
-        if let Some(wait) = waits.into_iter().flatten().max() {
+        // A wrong password counts against both keys; over either limit,
+        // sign-in waits out the window, whatever the password.
+        let keys: Vec<(String, u32)> = [
+            email.as_ref().map(|e| {
+                (
+                    format!("account:{}", e.as_str()),
+                    self.policy.failures_per_account,
+                )
+            }),
+            client.map(|ip| (format!("address:{ip}"), self.policy.failures_per_address)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let wait = keys
+            .iter()
+            .filter_map(|(key, limit)| {
+                let (count, left) = self.failures.peek(key);
+                (count >= u64::from(*limit)).then_some(left)
+            })
+            .max();
+        if let Some(wait) = wait {
             metrics::counter!("login_attempts_total", "status" => "throttled").increment(1);
             return Err(IdentityError::Throttled(wait));
         }
@@ -365,18 +368,15 @@ impl Identity {
         let row = match row {
             Some(row) if matched && row.active => row,
             _ => {
-                if let Some(key) = &account_key {
-                    self.accounts.fail(key);
-                }
-                if let Some(key) = &address_key {
-                    self.addresses.fail(key);
+                for (key, _) in &keys {
+                    self.failures.add(key);
                 }
                 metrics::counter!("login_attempts_total", "status" => "failure").increment(1);
                 return Err(IdentityError::BadCredentials);
             }
         };
-        if let Some(key) = &account_key {
-            self.accounts.clear(key);
+        if let Some((account, _)) = keys.first().filter(|(k, _)| k.starts_with("account:")) {
+            self.failures.clear(account);
         }
         let user = user_from_row(row)?;
         let family = uuid::Uuid::now_v7().to_string();
@@ -590,5 +590,34 @@ impl Identity {
     /// Sessions that can still be refreshed, for `active_sessions_current`.
     pub async fn active_sessions(&self) -> Result<u64> {
         Ok(store::count_sessions(&self.db, Utc::now()).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn the_decoy_costs_what_a_real_hash_costs_and_matches_nothing() {
+        let passwords = Passwords::new();
+        let real = passwords.hash("a real password").await.unwrap();
+        let params = |phc: &str| {
+            let hash = PasswordHash::new(phc).unwrap();
+            (
+                hash.algorithm.to_string(),
+                hash.version,
+                hash.params.to_string(),
+            )
+        };
+        assert_eq!(params(DECOY), params(&real));
+        assert!(!passwords.verify("a real password", None).await.unwrap());
+        assert!(
+            passwords
+                .verify("a real password", Some(&real))
+                .await
+                .unwrap()
+        );
+        assert!(!passwords.verify("another", Some(&real)).await.unwrap());
     }
 }

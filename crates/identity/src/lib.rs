@@ -10,14 +10,15 @@ pub mod keys;
 pub mod migrations;
 pub mod openapi;
 pub mod store;
-pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use emporium_platform::auth::{Issuer, Verifier};
-use emporium_platform::config::{Plain, Production, Secret, Section, SectionDef, Settings};
+use emporium_platform::config::{
+    Plain, Production, Secret, Section, SectionDef, Settings, loopback,
+};
 use emporium_platform::service::{Definition, Faces, Seeded};
 use emporium_platform::{Runtime, Started, bus, db};
 use serde::{Deserialize, Serialize};
@@ -60,8 +61,8 @@ pub struct IdentitySettings {
 impl Default for IdentitySettings {
     fn default() -> Self {
         Self {
-            http_addr: ([127, 0, 0, 1], 8004).into(),
-            grpc_addr: ([127, 0, 0, 1], 50055).into(),
+            http_addr: loopback(8004),
+            grpc_addr: loopback(50055),
             database_url: None,
             access_ttl_secs: 900,
             refresh_ttl_secs: 30 * 24 * 3600,
@@ -89,10 +90,9 @@ impl Section for IdentitySettings {
         ],
     };
     fn on_free_ports(self) -> Self {
-        let free: SocketAddr = ([127, 0, 0, 1], 0).into();
         Self {
-            http_addr: free,
-            grpc_addr: free,
+            http_addr: loopback(0),
+            grpc_addr: loopback(0),
             ..self
         }
     }
@@ -133,8 +133,7 @@ pub fn definition() -> Definition {
                 let keys = key_ring(db.clone(), &settings, None).await?;
                 let verifier = Verifier::from_jwks(&settings.auth, &keys.jwks())?;
                 let own = settings.section::<IdentitySettings>();
-                let identity =
-                    Identity::new(db, bus::Outbox::new(), keys, verifier, own.policy()).await?;
+                let identity = Identity::new(db, bus::Outbox::new(), keys, verifier, own.policy());
                 seed_admin(&identity).await
             })
         }),
@@ -185,8 +184,7 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
         keys.clone(),
         runtime.verifier.clone(),
         own.policy(),
-    )
-    .await?;
+    );
     if let (Some(email), Some(password)) = (&own.admin_email, &own.admin_password)
         && let Some(admin) = identity
             .ensure_admin(email, password.expose())

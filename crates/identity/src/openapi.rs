@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 description of identity's public routes; the gateway
 //! merges it into the one document it serves.
 
-use emporium_platform::openapi::{ok, param, problem, with_shared_schemas};
+use emporium_platform::openapi::{ok, param, problem, with_body_problems, with_shared_schemas};
 use serde_json::{Value, json};
 
 pub fn document() -> Value {
@@ -30,45 +30,39 @@ fn own_document() -> Value {
                 "post": {
                     "operationId": "registerUser", "tags": ["identity"], "summary": "Create a customer account",
                     "requestBody": body("Registration"),
-                    "responses": {
-                        "201": ok("the new account", user.clone()),
-                        "400": problem("malformed body"), "409": problem("the email has an account"),
-                        "413": problem("body too large"), "415": problem("not JSON"), "422": problem("a field breaks a rule")
-                    }
+                    "responses": with_body_problems(json!({
+                        "201": ok("the new account", user.clone()), "409": problem("the email has an account")
+                    }))
                 }
             },
             "/api/v1/users/login": {
                 "post": {
                     "operationId": "login", "tags": ["identity"], "summary": "Sign in: an access token and a refresh token",
                     "requestBody": body("Credentials"),
-                    "responses": {
-                        "200": ok("signed in", tokens.clone()),
-                        "400": problem("malformed body"), "401": problem("wrong email or password"),
-                        "413": problem("body too large"), "415": problem("not JSON"), "422": problem("a field is missing"),
-                        "429": problem("too many failed sign-ins; see Retry-After")
-                    }
+                    "responses": with_body_problems(json!({
+                        "200": ok("signed in", tokens.clone()), "401": problem("wrong email or password"),
+                        "422": problem("a field is missing or too long"), "429": problem("too many failed sign-ins; see Retry-After")
+                    }))
                 }
             },
             "/api/v1/auth/refresh": {
                 "post": {
                     "operationId": "refreshSession", "tags": ["identity"], "summary": "Spend a refresh token for a new pair",
                     "requestBody": body("RefreshToken"),
-                    "responses": {
+                    "responses": with_body_problems(json!({
                         "200": ok("a new pair; the old refresh token is spent", tokens),
-                        "400": problem("malformed body"), "401": problem("the refresh token is not valid, spent or expired"),
-                        "413": problem("body too large"), "415": problem("not JSON"), "422": problem("the token is missing")
-                    }
+                        "401": problem("the refresh token is not valid, spent or expired"), "422": problem("the token is missing")
+                    }))
                 }
             },
             "/api/v1/auth/logout": {
                 "post": {
                     "operationId": "logout", "tags": ["identity"], "summary": "End the session of a refresh token",
                     "requestBody": body("RefreshToken"),
-                    "responses": {
+                    "responses": with_body_problems(json!({
                         "204": { "description": "the session has ended (or never existed)" },
-                        "400": problem("malformed body"), "401": problem("not a refresh token"),
-                        "413": problem("body too large"), "415": problem("not JSON"), "422": problem("the token is missing")
-                    }
+                        "401": problem("not a refresh token"), "422": problem("the token is missing")
+                    }))
                 }
             },
             "/api/v1/users/me": {
@@ -89,11 +83,11 @@ fn own_document() -> Value {
                 "put": {
                     "operationId": "updateUser", "tags": ["identity"], "summary": "Change the profile; role and active are for admins", "security": bearer,
                     "parameters": [id], "requestBody": body("ProfileInput"),
-                    "responses": {
+                    "responses": with_body_problems(json!({
                         "200": ok("the account", user.clone()), "400": problem("bad id or body"), "401": problem("no valid token"),
                         "403": problem("another user's account, or role/active without the admin role"), "404": problem("no such user"),
-                        "413": problem("body too large"), "415": problem("not JSON"), "422": problem("a field breaks a rule")
-                    }
+                        "422": problem("a field breaks a rule, or an admin demotes or disables themselves")
+                    }))
                 }
             },
             "/api/v1/users": {
@@ -123,27 +117,38 @@ fn own_document() -> Value {
                 "Registration": {
                     "type": "object", "required": ["email", "password", "name"],
                     "properties": {
-                        "email": { "type": "string", "format": "email", "maxLength": 254 },
-                        "password": { "type": "string", "minLength": 10, "maxLength": 128 },
-                        "name": { "type": "string", "minLength": 1, "maxLength": 100 },
-                        "phone": { "type": ["string", "null"], "maxLength": 32 }
+                        "email": { "type": "string", "format": "email", "maxLength": 254, "description": "stored trimmed and lower-cased; unique" },
+                        "password": {
+                            "type": "string", "minLength": 10, "maxLength": 128,
+                            "description": "10 to 128 characters, no control characters, not one character repeated, not the email"
+                        },
+                        "name": { "$ref": "#/components/schemas/PersonName" },
+                        "phone": { "$ref": "#/components/schemas/Phone" }
                     }
+                },
+                "PersonName": {
+                    "type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S",
+                    "description": "trimmed; 1 to 100 characters, not only spaces, no control characters"
+                },
+                "Phone": {
+                    "type": ["string", "null"], "maxLength": 32, "pattern": "^[0-9 +().-]*$",
+                    "description": "6 to 20 digits with + - ( ) . and spaces; empty or null for none"
                 },
                 "Credentials": {
                     "type": "object", "required": ["email", "password"],
-                    "properties": { "email": { "type": "string" }, "password": { "type": "string", "maxLength": 128 } }
+                    "properties": { "email": { "type": "string", "minLength": 1 }, "password": { "type": "string", "minLength": 1, "maxLength": 128 } }
                 },
                 "RefreshToken": {
                     "type": "object", "required": ["refresh_token"],
-                    "properties": { "refresh_token": { "type": "string" } }
+                    "properties": { "refresh_token": { "type": "string", "minLength": 1, "description": "43 characters of base64url" } }
                 },
                 "ProfileInput": {
                     "type": "object", "required": ["name"],
                     "properties": {
-                        "name": { "type": "string", "minLength": 1, "maxLength": 100 },
-                        "phone": { "type": ["string", "null"], "maxLength": 32 },
-                        "role": { "type": "string", "enum": ["customer", "admin"] },
-                        "active": { "type": "boolean" }
+                        "name": { "$ref": "#/components/schemas/PersonName" },
+                        "phone": { "$ref": "#/components/schemas/Phone" },
+                        "role": { "type": "string", "enum": ["customer", "admin"], "description": "admins only" },
+                        "active": { "type": "boolean", "description": "admins only; false ends the account's sessions" }
                     }
                 },
                 "User": {

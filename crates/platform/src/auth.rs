@@ -42,7 +42,8 @@ impl Claims {
     }
 }
 
-type Keys = HashMap<String, DecodingKey>;
+/// Shared, so that a request's lookup copies a pointer, not a key.
+type Keys = HashMap<String, Arc<DecodingKey>>;
 
 /// Checks signature, expiry, issuer and audience of access tokens against
 /// two key sets: the configured one (`auth.jwks_file`) and the published
@@ -148,7 +149,7 @@ impl Verifier {
         self.publish(&text)
     }
 
-    fn key(&self, kid: &str) -> Option<DecodingKey> {
+    fn key(&self, kid: &str) -> Option<Arc<DecodingKey>> {
         self.inner
             .published
             .read()
@@ -204,7 +205,7 @@ fn parse_jwks(text: &str) -> anyhow::Result<Keys> {
         let Some(kid) = &jwk.common.key_id else {
             continue;
         };
-        keys.insert(kid.clone(), DecodingKey::from_jwk(jwk)?);
+        keys.insert(kid.clone(), Arc::new(DecodingKey::from_jwk(jwk)?));
     }
     if keys.is_empty() {
         anyhow::bail!("no usable key with a kid");

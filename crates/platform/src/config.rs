@@ -182,6 +182,12 @@ pub trait Section:
     }
 }
 
+/// `127.0.0.1:port`, where a service listens by default; port 0 asks for
+/// a free one ([`Section::on_free_ports`]).
+pub fn loopback(port: u16) -> std::net::SocketAddr {
+    ([127, 0, 0, 1], port).into()
+}
+
 /// The relational backend a service runs on in production, which the
 /// seeds' `DB_*` variables address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -655,8 +661,8 @@ mod tests {
     impl Default for Shelf {
         fn default() -> Self {
             Self {
-                http_addr: ([127, 0, 0, 1], 8006).into(),
-                grpc_addr: ([127, 0, 0, 1], 50050).into(),
+                http_addr: loopback(8006),
+                grpc_addr: loopback(50050),
                 database_url: None,
                 cache_url: Secret::new("memory://"),
                 tags: vec![],

@@ -11,6 +11,7 @@ pub mod http;
 pub mod money;
 pub mod objects;
 pub mod openapi;
+pub mod ratelimit;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

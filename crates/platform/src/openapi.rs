@@ -65,3 +65,19 @@ pub fn with_shared_schemas(mut doc: Value) -> Value {
     }
     doc
 }
+
+/// `responses` with the answers of any operation that reads a JSON body
+/// added where the service did not word them itself.
+pub fn with_body_problems(mut responses: Value) -> Value {
+    if let Some(map) = responses.as_object_mut() {
+        for (status, description) in [
+            ("400", "malformed JSON"),
+            ("413", "body too large"),
+            ("415", "not JSON"),
+            ("422", "a field breaks a rule"),
+        ] {
+            map.entry(status).or_insert_with(|| problem(description));
+        }
+    }
+    responses
+}

@@ -1820,6 +1820,46 @@ async fn identity_answers_bad_input_with_problems_and_writes_nothing() {
         assert_eq!(status, expected, "{method} {path} {body:?}");
         assert_eq!(content_type, "application/problem+json", "{method} {path}");
     }
+    // A body that is not declared JSON, on every JSON route.
+    for (method, path) in [
+        (reqwest::Method::POST, "/api/v1/users/register".to_owned()),
+        (reqwest::Method::POST, "/api/v1/users/login".to_owned()),
+        (reqwest::Method::POST, "/api/v1/auth/refresh".to_owned()),
+        (reqwest::Method::POST, "/api/v1/auth/logout".to_owned()),
+        (reqwest::Method::PUT, format!("/api/v1/users/{admin_id}")),
+    ] {
+        let response = shop
+            .http
+            .request(method.clone(), shop.url(&path))
+            .bearer_auth(&admin_token)
+            .header("content-type", "text/plain")
+            .body(r#"{"name":"A"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{method} {path}"
+        );
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+    let (status, _) = shop
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/users/login",
+            None,
+            Some(json!({ "email": "x@example.org", "password": 12345678901u64 })),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a number is not a password"
+    );
     // A huge name and a huge password are refused before any hashing.
     for body in [
         json!({ "email": "huge@example.org", "password": long, "name": "A" }),

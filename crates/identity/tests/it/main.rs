@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use emporium_identity::Identity;
-use emporium_identity::accounts::{IdentityError, Policy};
+use emporium_identity::accounts::{IdentityError, Policy, Session};
 use emporium_identity::domain::{ProfileChange, Registration, RegistrationInput, UserId};
 use emporium_identity::keys::KeyRing;
 use emporium_platform::auth::{Role, Verifier};
@@ -57,15 +57,26 @@ async fn fixture(backend: Backend) -> Option<Fixture> {
         .await
         .unwrap();
     let keys = ring(&db, Some(verifier.clone())).await;
-    let identity = Identity::new(db.clone(), Outbox::new(), keys, verifier.clone(), policy())
-        .await
-        .unwrap();
+    let identity = Identity::new(db.clone(), Outbox::new(), keys, verifier.clone(), policy());
     Some(Fixture {
         identity,
         verifier,
         db,
         _guard: guard,
     })
+}
+
+impl Fixture {
+    async fn register(&self, email: &str) -> emporium_identity::domain::User {
+        self.identity.register(&registration(email)).await.unwrap()
+    }
+
+    /// Signs in with the password every registration here uses.
+    async fn login(&self, email: &str) -> Result<Session, IdentityError> {
+        self.identity
+            .login(email, "correct horse battery", None)
+            .await
+    }
 }
 
 fn registration(email: &str) -> Registration {
@@ -139,11 +150,7 @@ async fn contract_register_and_sign_in(backend: Backend) {
         let err = f.identity.login(email, password, None).await.unwrap_err();
         assert_eq!(err.to_string(), "the email or password is wrong");
     }
-    let session = f
-        .identity
-        .login("ADA@example.org", "correct horse battery", None)
-        .await
-        .unwrap();
+    let session = f.login("ADA@example.org").await.unwrap();
     let claims = f.verifier.verify(&session.access_token).await.unwrap();
     assert_eq!(claims.sub, user.id.to_string());
     assert_eq!(claims.roles, vec![Role::Customer]);
@@ -158,14 +165,8 @@ async fn contract_refresh_rotates_and_reuse_ends_the_session(backend: Backend) {
     let Some(f) = fixture(backend).await else {
         return;
     };
-    f.identity
-        .register(&registration("ada@example.org"))
-        .await
-        .unwrap();
-    let login = || {
-        f.identity
-            .login("ada@example.org", "correct horse battery", None)
-    };
+    f.register("ada@example.org").await;
+    let login = || f.login("ada@example.org");
     let first = login().await.unwrap();
     let second = f.identity.refresh(&first.refresh_token).await.unwrap();
     assert_ne!(first.refresh_token, second.refresh_token);
@@ -203,15 +204,8 @@ async fn contract_concurrent_refreshes_spend_a_token_once(backend: Backend) {
     let Some(f) = fixture(backend).await else {
         return;
     };
-    f.identity
-        .register(&registration("ada@example.org"))
-        .await
-        .unwrap();
-    let session = f
-        .identity
-        .login("ada@example.org", "correct horse battery", None)
-        .await
-        .unwrap();
+    f.register("ada@example.org").await;
+    let session = f.login("ada@example.org").await.unwrap();
     let attempts = (0..12).map(|_| {
         let identity = f.identity.clone();
         let token = session.refresh_token.clone();
@@ -239,14 +233,8 @@ async fn contract_sign_in_is_throttled(backend: Backend) {
     let Some(f) = fixture(backend).await else {
         return;
     };
-    f.identity
-        .register(&registration("ada@example.org"))
-        .await
-        .unwrap();
-    f.identity
-        .register(&registration("bob@example.org"))
-        .await
-        .unwrap();
+    f.register("ada@example.org").await;
+    f.register("bob@example.org").await;
     let client = Some("203.0.113.7".parse().unwrap());
     for _ in 0..5 {
         let err = f
@@ -257,22 +245,13 @@ async fn contract_sign_in_is_throttled(backend: Backend) {
         assert!(matches!(err, IdentityError::BadCredentials));
     }
     // Even the right password waits out the window now.
-    let err = f
-        .identity
-        .login("ada@example.org", "correct horse battery", None)
-        .await
-        .unwrap_err();
+    let err = f.login("ada@example.org").await.unwrap_err();
     let IdentityError::Throttled(wait) = err else {
         panic!("expected throttling, got {err}");
     };
     assert!(wait > Duration::from_secs(590) && wait <= Duration::from_secs(600));
     // Another account from another address is not held back…
-    assert!(
-        f.identity
-            .login("bob@example.org", "correct horse battery", None)
-            .await
-            .is_ok()
-    );
+    assert!(f.login("bob@example.org").await.is_ok());
     // …but the address that failed eight times is, for every account.
     for _ in 0..3 {
         let _ = f
@@ -302,10 +281,7 @@ async fn contract_profiles_roles_and_listing(backend: Backend) {
         .register(&registration("bob_1@example.org"))
         .await
         .unwrap();
-    f.identity
-        .register(&registration("bobx1@example.org"))
-        .await
-        .unwrap();
+    f.register("bobx1@example.org").await;
     let admin = f
         .identity
         .ensure_admin("root@example.org", "a very long admin secret")
@@ -378,11 +354,7 @@ async fn contract_profiles_roles_and_listing(backend: Backend) {
     ));
 
     // Disabling ends the sessions and refuses sign-in.
-    let session = f
-        .identity
-        .login("bob_1@example.org", "correct horse battery", None)
-        .await
-        .unwrap();
+    let session = f.login("bob_1@example.org").await.unwrap();
     f.identity
         .update(&as_admin, bob.id, &change(None, Some(false)))
         .await
@@ -390,9 +362,7 @@ async fn contract_profiles_roles_and_listing(backend: Backend) {
     assert!(f.identity.refresh(&session.refresh_token).await.is_err());
     assert!(f.identity.validate(&session.access_token).await.is_err());
     assert!(matches!(
-        f.identity
-            .login("bob_1@example.org", "correct horse battery", None)
-            .await,
+        f.login("bob_1@example.org").await,
         Err(IdentityError::BadCredentials)
     ));
 
