@@ -133,7 +133,13 @@ fn bad(field: &str, message: impl Into<String>) -> Problem {
 }
 
 impl ListParams {
-    pub fn parse(self) -> Result<ListQuery, Problem> {
+    pub fn parse(mut self) -> Result<ListQuery, Problem> {
+        // An empty parameter is an absent one, as an HTML form sends it.
+        for value in [&mut self.min_price, &mut self.max_price, &mut self.currency] {
+            if value.as_deref() == Some("") {
+                *value = None;
+            }
+        }
         let (page, per_page) = page_params(self.page.as_deref(), self.per_page.as_deref())?;
         let category = match self.category.as_deref() {
             None | Some("") => None,
@@ -371,6 +377,25 @@ mod tests {
             params(None, None, None, None, Some("price; drop".into()))
                 .parse()
                 .is_err()
+        );
+        let empty = ListParams {
+            min_price: Some(String::new()),
+            max_price: Some(String::new()),
+            currency: Some(String::new()),
+            category: Some(String::new()),
+            ..ListParams::default()
+        }
+        .parse()
+        .unwrap();
+        assert_eq!(
+            (
+                empty.min_price,
+                empty.max_price,
+                empty.currency,
+                empty.category
+            ),
+            (None, None, None, None),
+            "empty means absent"
         );
     }
 

@@ -28,8 +28,8 @@ fn own_document() -> Value {
                     "parameters": [
                         param("category", "query", "category slug", json!({ "type": "string" })),
                         param("q", "query", "full-text search: every word must prefix a word of the name or description", json!({ "type": "string", "maxLength": 200 })),
-                        param("min_price", "query", "lowest price, decimal", json!({ "type": "string" })),
-                        param("max_price", "query", "highest price, decimal", json!({ "type": "string" })),
+                        param("min_price", "query", "lowest price, decimal", json!({ "type": "string", "pattern": "^([0-9]{1,15}(\\.[0-9]{1,4})?)?$" })),
+                        param("max_price", "query", "highest price, decimal", json!({ "type": "string", "pattern": "^([0-9]{1,15}(\\.[0-9]{1,4})?)?$" })),
                         param("currency", "query", "currency of the price bounds (default USD)", json!({ "type": "string" })),
                         param("sort", "query", "order", json!({ "type": "string", "enum": ["name", "-name", "price", "-price", "created_at", "-created_at"] })),
                         param("page", "query", "page number from 1", json!({ "type": "integer", "minimum": 1, "maximum": 1_000_000 })),
@@ -65,7 +65,7 @@ fn own_document() -> Value {
                 "delete": {
                     "operationId": "deleteProduct", "tags": ["catalog"], "summary": "Delete a product (admin)", "security": admin,
                     "parameters": [id],
-                    "responses": { "204": { "description": "deleted" }, "401": problem("no valid token"), "403": problem("not an admin"), "404": problem("no such product") }
+                    "responses": { "204": { "description": "deleted" }, "400": problem("bad id"), "401": problem("no valid token"), "403": problem("not an admin"), "404": problem("no such product") }
                 }
             },
             "/api/v1/products/{id}/images": {
@@ -74,7 +74,7 @@ fn own_document() -> Value {
                     "security": admin, "parameters": [id],
                     "requestBody": { "required": true, "content": { "image/*": { "schema": { "type": "string", "contentEncoding": "binary" } } } },
                     "responses": {
-                        "201": ok("the product with its new image", product.clone()), "401": problem("no valid token"), "403": problem("not an admin"),
+                        "201": ok("the product with its new image", product.clone()), "400": problem("bad id, or no image in the body"), "401": problem("no valid token"), "403": problem("not an admin"),
                         "404": problem("no such product"), "413": problem("image too large"), "415": problem("not an image")
                     }
                 }
@@ -83,7 +83,7 @@ fn own_document() -> Value {
                 "get": {
                     "operationId": "getProductImage", "tags": ["catalog"],
                     "parameters": [id, param("name", "path", "image name", json!({ "type": "string" }))],
-                    "responses": { "200": { "description": "the image", "content": { "image/*": {} } }, "404": problem("no such image") }
+                    "responses": { "200": { "description": "the image", "content": { "image/*": {} } }, "400": problem("bad id or name"), "404": problem("no such image") }
                 }
             },
             "/api/v1/categories": {
@@ -93,7 +93,7 @@ fn own_document() -> Value {
                 },
                 "post": {
                     "operationId": "createCategory", "tags": ["catalog"], "summary": "Create a category (admin)", "security": admin,
-                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["slug", "name"], "properties": { "slug": { "type": "string", "pattern": "^[a-z0-9-]{1,64}$" }, "name": { "type": "string", "maxLength": 100 } } } } } },
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["slug", "name"], "additionalProperties": false, "properties": { "slug": { "type": "string", "pattern": "^[a-z0-9-]{1,64}$" }, "name": { "type": "string", "maxLength": 100 } } } } } },
                     "responses": with_body_problems(json!({
                         "201": ok("created", json!({ "$ref": "#/components/schemas/Category" })), "401": problem("no valid token"),
                         "403": problem("not an admin"), "409": problem("exists already")
@@ -111,7 +111,7 @@ fn own_document() -> Value {
                         "name": { "type": "string", "minLength": 1, "maxLength": 200 },
                         "description": { "type": "string", "maxLength": 5000 },
                         "price": { "$ref": "#/components/schemas/Money" },
-                        "category": { "type": "string" }
+                        "category": { "type": "string", "pattern": "^[a-z0-9-]{1,64}$", "description": "the slug of an existing category" }
                     }
                 },
                 "Product": {

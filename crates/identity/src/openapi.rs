@@ -147,8 +147,8 @@ fn own_document() -> Value {
                     "properties": {
                         "name": { "$ref": "#/components/schemas/PersonName" },
                         "phone": { "$ref": "#/components/schemas/Phone" },
-                        "role": { "type": "string", "enum": ["customer", "admin"], "description": "admins only" },
-                        "active": { "type": "boolean", "description": "admins only; false ends the account's sessions" }
+                        "role": { "type": ["string", "null"], "enum": ["customer", "admin", null], "description": "admins only; null or absent keeps it" },
+                        "active": { "type": ["boolean", "null"], "description": "admins only; false ends the account's sessions; null or absent keeps it" }
                     }
                 },
                 "User": {
