@@ -209,6 +209,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let _telemetry = emporium_platform::telemetry::init(&settings, "emporium")?;
             let stop = emporium_platform::shutdown::signals()?;
             let data_dir = std::path::absolute(&settings.data_dir)?;
+            let https = settings
+                .section::<emporium_gateway::GatewaySettings>()
+                .tls_cert_file
+                .is_some();
             let emporium::Up {
                 running: shop,
                 notices,
@@ -222,6 +226,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 data_dir.display()
             );
             if let Some(url) = shop.url("gateway") {
+                let url = if https {
+                    url.replacen("http://", "https://", 1)
+                } else {
+                    url
+                };
                 println!("  shop API     {url}/api/v1/products");
                 println!("  OpenAPI      {url}/api/v1/openapi.json");
             }

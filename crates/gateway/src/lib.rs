@@ -62,6 +62,10 @@ pub struct GatewaySettings {
     /// per signed-in user.
     pub api_per_address: u32,
     pub api_per_user: u32,
+    /// A PEM certificate chain and its private key: with both, the gateway
+    /// speaks HTTPS only (HTTP/2 and HTTP/1.1 by ALPN).
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    pub tls_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewaySettings {
@@ -78,6 +82,8 @@ impl Default for GatewaySettings {
             auth_per_address: 30,
             api_per_address: 1200,
             api_per_user: 600,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -303,7 +309,16 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
     }
     let listener = emporium_platform::http::bind(own.http_addr, "gateway http").await?;
     let http_addr = listener.local_addr()?;
-    runtime.serve(NAME, listener, router.clone());
+    match (&own.tls_cert_file, &own.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let acceptor = emporium_platform::tls::acceptor(cert, key)?;
+            runtime.serve_tls(NAME, listener, acceptor, router.clone())?;
+        }
+        (None, None) => runtime.serve(NAME, listener, router.clone()),
+        _ => anyhow::bail!(
+            "configuration: gateway.tls_cert_file and gateway.tls_key_file go together"
+        ),
+    }
     Ok(Started {
         name: NAME,
         http_addr,

@@ -61,7 +61,8 @@ struct VerifierInner {
     issuer: String,
     audience: String,
     refetch_after: Duration,
-    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// No fetch before this instant.
+    next_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Verifier {
@@ -108,7 +109,7 @@ impl Verifier {
                 issuer: settings.issuer.clone(),
                 audience: settings.audience.clone(),
                 refetch_after: Duration::from_secs(settings.jwks_refetch_secs),
-                last_fetch: tokio::sync::Mutex::new(None),
+                next_fetch: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -125,28 +126,39 @@ impl Verifier {
     }
 
     /// Fetches the published set, at most once per `jwks_refetch_secs`
-    /// whatever the tokens presented: a made-up `kid` costs no fetch.
+    /// whatever the tokens presented: a made-up `kid` costs no fetch. After
+    /// a failed fetch (identity still starting) the next may come a second
+    /// later, not a whole interval.
     async fn refresh(&self) -> anyhow::Result<()> {
+        const AFTER_FAILURE: Duration = Duration::from_secs(1);
         let Some(url) = &self.inner.jwks_url else {
             return Ok(());
         };
-        let mut last = self.inner.last_fetch.lock().await;
-        if last.is_some_and(|t| t.elapsed() < self.inner.refetch_after) {
+        let mut next = self.inner.next_fetch.lock().await;
+        if next.is_some_and(|at| Instant::now() < at) {
             return Ok(());
         }
-        *last = Some(Instant::now());
         metrics::counter!("jwks_fetches_total").increment(1);
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .build()?;
-        let text = client
-            .get(url)
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?;
-        self.publish(&text)
+        let fetched = async {
+            let text = reqwest::Client::builder()
+                .timeout(Duration::from_secs(3))
+                .build()?
+                .get(url)
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await?;
+            self.publish(&text)
+        }
+        .await;
+        let wait = if fetched.is_ok() {
+            self.inner.refetch_after
+        } else {
+            AFTER_FAILURE.min(self.inner.refetch_after)
+        };
+        *next = Some(Instant::now() + wait);
+        fetched
     }
 
     fn key(&self, kid: &str) -> Option<Arc<DecodingKey>> {
@@ -381,6 +393,8 @@ impl Issuer {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
     use super::*;
 
     fn issuer() -> Issuer {
@@ -490,19 +504,26 @@ mod tests {
         assert!(verifier.publish("{\"keys\": []}").is_err());
     }
 
-    #[tokio::test]
-    async fn made_up_key_ids_fetch_the_key_set_once_per_interval() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let issuer = issuer();
+    /// A key server for `issuer` (answering 503 until `up` is set), and a
+    /// verifier that fetches from it at most hourly; the server counts its
+    /// fetches.
+    async fn fetching_verifier(
+        issuer: &Issuer,
+        up: bool,
+    ) -> (Verifier, Arc<AtomicUsize>, Arc<AtomicBool>) {
         let fetches = Arc::new(AtomicUsize::new(0));
-        let jwks = issuer.jwks();
-        let counter = fetches.clone();
+        let up = Arc::new(AtomicBool::new(up));
+        let (counter, serving, jwks) = (fetches.clone(), up.clone(), issuer.jwks());
         let app = axum::Router::new().route(
             "/jwks",
             axum::routing::get(move || {
                 counter.fetch_add(1, Ordering::SeqCst);
-                let jwks = jwks.clone();
-                async move { jwks }
+                let answer = if serving.load(Ordering::SeqCst) {
+                    Ok(jwks.clone())
+                } else {
+                    Err(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+                };
+                async move { answer }
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -515,6 +536,29 @@ mod tests {
         })
         .await
         .unwrap();
+        (verifier, fetches, up)
+    }
+
+    #[tokio::test]
+    async fn keys_published_after_a_failed_fetch_are_found_a_second_later() {
+        let issuer = issuer();
+        let (verifier, _, up) = fetching_verifier(&issuer, false).await;
+        let token = issuer
+            .mint("u", Role::Customer, Duration::from_secs(60))
+            .unwrap();
+        assert!(verifier.verify(&token).await.is_err(), "identity is not up");
+        up.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(
+            verifier.verify(&token).await.is_ok(),
+            "a failed fetch holds back the next for a second, not an hour"
+        );
+    }
+
+    #[tokio::test]
+    async fn made_up_key_ids_fetch_the_key_set_once_per_interval() {
+        let issuer = issuer();
+        let (verifier, fetches, _) = fetching_verifier(&issuer, true).await;
         assert_eq!(fetches.load(Ordering::SeqCst), 1, "fetched at start");
         let good = issuer
             .mint("u", Role::Customer, Duration::from_secs(60))

@@ -15,6 +15,7 @@ pub mod ratelimit;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use error::{ErrorCode, FieldError, Problem};
 pub use service::{Runtime, Started};

@@ -146,6 +146,26 @@ impl Runtime {
         })
     }
 
+    /// Serves `router` over TLS on `listener` until shutdown, then drains.
+    pub fn serve_tls(
+        &self,
+        service: &'static str,
+        listener: TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+        router: axum::Router,
+    ) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        let (listener, accept) =
+            crate::tls::TlsListener::new(listener, acceptor, shutdown.clone())?;
+        self.spawn(service, "tls accept", accept);
+        self.spawn(service, "server", async move {
+            if let Err(e) = crate::http::serve(listener, router, shutdown).await {
+                tracing::error!(error = %e, "server stopped");
+            }
+        });
+        Ok(())
+    }
+
     /// Serves `router` on `listener` until shutdown, then drains.
     pub fn serve(&self, service: &'static str, listener: TcpListener, router: axum::Router) {
         let shutdown = self.shutdown.clone();

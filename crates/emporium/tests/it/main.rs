@@ -2239,3 +2239,72 @@ async fn seed_loads_the_demo_data_once() {
     assert_eq!(page["total"], 40);
     shop.stop(Duration::from_secs(5)).await;
 }
+
+/// With a certificate and key, the gateway speaks HTTPS (HTTP/2 by ALPN)
+/// and nothing else; a half-set pair stops start-up with one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_https_with_a_configured_certificate() {
+    use emporium_gateway::GatewaySettings;
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let mut settings = shop_settings(dir.path());
+    settings.update_section::<GatewaySettings>(|g| {
+        g.tls_cert_file = Some(cert.clone());
+        g.tls_key_file = Some(key.clone());
+    });
+    let shop = emporium::up(settings, false).await.unwrap().running;
+    let port = shop.get("gateway").unwrap().http_addr.port();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("https://localhost:{port}/api/v1/categories"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.version(), reqwest::Version::HTTP_2, "h2 by ALPN");
+    // Plain HTTP on the same port gets no answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+    // A client that stalls in its handshake holds up no one.
+    let _stalled = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let response = client
+        .get(format!("https://localhost:{port}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    shop.stop(Duration::from_secs(5)).await;
+
+    let mut half = shop_settings(dir.path());
+    half.update_section::<GatewaySettings>(|g| g.tls_cert_file = Some(cert.clone()));
+    let err = emporium::start(
+        half,
+        &[
+            "identity".to_owned(),
+            "catalog".to_owned(),
+            "gateway".to_owned(),
+        ],
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        format!("{err:#}").contains("gateway.tls_cert_file and gateway.tls_key_file go together"),
+        "{err:#}"
+    );
+}
