@@ -1,25 +1,25 @@
-//! Gateway → catalog against a minimal hyper server, on loopback, in one go:
-//! cached `GET /api/v1/products/{id}` and `GET /api/v1/products?q=…`; then,
-//! if the release binary is built, `emporium up`'s time to ready and idle RSS.
+//! The shop as a newcomer runs it (`emporium up`, release build, its own
+//! process) against a bare hyper server answering the same product bytes
+//! (this process), both loaded by wrk (a third process) on loopback:
+//! cached `GET /api/v1/products/{id}` at the catalog's own port and through
+//! the gateway, and a search through the gateway. Also `up`'s time to ready
+//! and idle RSS.
 //!
 //! `cargo build --release -p emporium && cargo bench -p emporium-bench`
-//! (BENCH_SECONDS and BENCH_CONCURRENCY tune the load.)
+//! (BENCH_SECONDS and BENCH_CONNECTIONS tune the load; wrk from apt.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt;
 
 use bytes::Bytes;
-use emporium::load;
-use emporium_platform::config::Settings;
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncBufReadExt;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -29,7 +29,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 }
 
 /// The baseline: hyper answering a fixed body of a product's size.
-async fn minimal_server(body: Bytes) -> SocketAddr {
+async fn bare_server(body: Bytes) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -60,53 +60,132 @@ async fn minimal_server(body: Bytes) -> SocketAddr {
     addr
 }
 
-fn row(name: &str, report: &load::Report, baseline: &load::Report) {
+/// What wrk measured.
+struct Wrk {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: bool,
+}
+
+fn millis(text: &str) -> f64 {
+    let (number, unit) = text
+        .find(|c: char| c.is_alphabetic())
+        .map(|i| text.split_at(i))
+        .unwrap_or((text, "ms"));
+    let value: f64 = number.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => value / 1000.0,
+        "s" => value * 1000.0,
+        _ => value,
+    }
+}
+
+async fn wrk(url: &str, connections: u64, seconds: u64) -> Wrk {
+    let output = tokio::process::Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            url,
+        ])
+        .output()
+        .await
+        .expect("wrk runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or("nan")
+            .to_owned()
+    };
+    Wrk {
+        rps: field("Requests/sec:").parse().unwrap_or(f64::NAN),
+        p50_ms: millis(&field("50%")),
+        p99_ms: millis(&field("99%")),
+        errors: text.contains("Non-2xx") || text.contains("Socket errors"),
+    }
+}
+
+fn row(name: &str, run: &Wrk, baseline: &Wrk) {
     println!(
-        "{name:<34} {report}   throughput {:.2}x of minimal, p50 {:.1}x, p99 {:.1}x",
-        report.rps() / baseline.rps(),
-        report.p50.as_secs_f64() / baseline.p50.as_secs_f64().max(1e-9),
-        report.p99.as_secs_f64() / baseline.p99.as_secs_f64().max(1e-9)
+        "| {name} | {:.0} | {:.2} | {:.2} | {:.2}x |{}",
+        run.rps,
+        run.p50_ms,
+        run.p99_ms,
+        run.rps / baseline.rps,
+        if run.errors { " errors!" } else { "" }
     );
 }
 
-async fn startup() {
-    let Ok(bench) = std::env::current_exe() else {
-        return;
-    };
-    let Some(binary) = bench
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("emporium"))
+fn rss_mib(pid: u32) -> Option<f64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<f64>()
+        .ok()
+        .map(|kib| kib / 1024.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds = env_number("BENCH_SECONDS", 10);
+    let connections = env_number("BENCH_CONNECTIONS", 32);
+    let Some(binary) = std::env::current_exe()
+        .ok()
+        .and_then(|bench| Some(bench.parent()?.parent()?.join("emporium")))
+        .filter(|b| b.exists())
     else {
+        println!("skipped: build the binary first: cargo build --release -p emporium");
         return;
     };
-    if !binary.exists() {
-        println!("start-up: skipped, build the binary first: cargo build --release -p emporium");
+    if std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipped: wrk is not installed (apt-get install wrk)");
         return;
     }
+
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(&binary)
+    let mut shop = tokio::process::Command::new(&binary)
         .args(["up", "--data-dir"])
         .arg(dir.path())
+        .args(["--log-format", "json"])
         .args([
+            "--set",
+            "log.level=warn",
             "--set",
             "gateway.http_addr=127.0.0.1:28080",
             "--set",
             "catalog.http_addr=127.0.0.1:28006",
-        ])
-        .args([
             "--set",
             "catalog.grpc_addr=127.0.0.1:25050",
             "--set",
-            "log.level=warn",
+            "identity.http_addr=127.0.0.1:28004",
+            "--set",
+            "identity.grpc_addr=127.0.0.1:25055",
+            // One client address sends everything here: the per-address
+            // limits would measure 429s, not the shop.
+            "--set",
+            "gateway.api_per_address=0",
+            "--set",
+            "gateway.api_per_user=0",
         ])
         .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    // The banner is printed once every service answers and the demo
-    // catalog is seeded.
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // The banner comes once every service answers and the demo data is in.
+    let mut lines = tokio::io::BufReader::new(shop.stdout.take().unwrap()).lines();
     let mut ready = None;
     while let Ok(Ok(Some(line))) =
         tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await
@@ -116,107 +195,70 @@ async fn startup() {
             break;
         }
     }
-    match ready {
-        Some(t) => println!(
-            "start-up: {} ms from exec to the ready banner (fresh data dir, demo catalog seeded); target < 2000 ms",
-            t.as_millis()
-        ),
-        None => println!("start-up: no ready banner within 30 s"),
-    }
-    let answered = reqwest::get("http://127.0.0.1:28080/api/v1/products?per_page=1")
-        .await
-        .is_ok_and(|r| r.status().is_success());
-    assert!(answered, "the shop answers after its banner");
+    let ready = ready.expect("a ready banner within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_kib = child
-        .id()
-        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(str::to_owned)
-        })
-        .and_then(|line| {
-            line.split_whitespace()
-                .nth(1)
-                .and_then(|n| n.parse::<u64>().ok())
-        });
-    if let Some(kib) = rss_kib {
-        println!(
-            "idle RSS: {:.1} MiB two seconds after the banner; target < 100 MiB",
-            kib as f64 / 1024.0
-        );
-    }
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-}
+    let pid = shop.id().unwrap();
+    let idle = rss_mib(pid);
 
-#[tokio::main]
-async fn main() {
-    let seconds = Duration::from_secs(env_number("BENCH_SECONDS", 5));
-    let concurrency = env_number("BENCH_CONCURRENCY", 16) as usize;
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::ephemeral(dir.path());
-    // One client address sends everything here: the per-address limits
-    // would measure 429s, not the proxy.
-    settings.update_section::<emporium_gateway::GatewaySettings>(|g| {
-        g.api_per_address = 0;
-        g.api_per_user = 0;
-    });
-    let shop = emporium::up(settings, true).await.unwrap().running;
-    let gateway = shop.url("gateway").unwrap();
-
-    let page: serde_json::Value = reqwest::get(format!("{gateway}/api/v1/products?per_page=20"))
+    let gateway = "http://127.0.0.1:28080";
+    let page: serde_json::Value = reqwest::get(format!("{gateway}/api/v1/products?per_page=1"))
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let items = page["items"].as_array().unwrap();
-    let product_urls: Vec<String> = items
-        .iter()
-        .map(|p| format!("{gateway}/api/v1/products/{}", p["id"].as_str().unwrap()))
-        .collect();
-    let sample = serde_json::to_vec(&items[0]).unwrap();
-    let search_urls: Vec<String> = ["coffee", "wool", "cast iron", "bat", "light"]
-        .iter()
-        .map(|q| {
-            format!(
-                "{gateway}/api/v1/products?q={}&per_page=10",
-                q.replace(' ', "%20")
-            )
-        })
-        .collect();
-    let minimal = minimal_server(Bytes::from(sample)).await;
-    let minimal_urls = vec![format!("http://{minimal}/")];
+    let product = &page["items"][0];
+    let id = product["id"].as_str().unwrap();
+    let bare = bare_server(Bytes::from(serde_json::to_vec(product).unwrap())).await;
+    let by_id = format!("/api/v1/products/{id}");
 
-    // Warm-up: fills the product cache and the connection pools.
-    load::run(&product_urls, concurrency, Duration::from_secs(1))
-        .await
-        .unwrap();
-    load::run(&minimal_urls, concurrency, Duration::from_secs(1))
-        .await
-        .unwrap();
-
+    // Warm-up: the product in the cache, the pools full.
+    for url in [format!("{gateway}{by_id}"), format!("http://{bare}/")] {
+        wrk(&url, connections, 2).await;
+    }
     println!(
-        "loopback, {concurrency} connections, {} s per scenario, one process on {} cores",
-        seconds.as_secs(),
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        "wrk -t2 -c{connections} -d{seconds}s on loopback, {} cores; the shop in its own process",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    let baseline = load::run(&minimal_urls, concurrency, seconds)
-        .await
-        .unwrap();
-    row("minimal hyper server", &baseline, &baseline);
-    let cached = load::run(&product_urls, concurrency, seconds)
-        .await
-        .unwrap();
-    row("gateway → catalog, cached get", &cached, &baseline);
-    let search = load::run(&search_urls, concurrency, seconds).await.unwrap();
-    row("gateway → catalog, search q=…", &search, &baseline);
-    shop.stop(Duration::from_secs(5)).await;
-
-    startup().await;
+    println!("| scenario | req/s | p50 ms | p99 ms | of bare |");
+    println!("|---|---|---|---|---|");
+    let baseline = wrk(&format!("http://{bare}/"), connections, seconds).await;
+    row("bare hyper server, same bytes", &baseline, &baseline);
+    let direct = wrk(
+        &format!("http://127.0.0.1:28006{by_id}"),
+        connections,
+        seconds,
+    )
+    .await;
+    row("catalog's own port, cached get by id", &direct, &baseline);
+    let through = wrk(&format!("{gateway}{by_id}"), connections, seconds).await;
+    row(
+        "gateway → catalog in-process, cached get by id",
+        &through,
+        &baseline,
+    );
+    let search = wrk(
+        &format!("{gateway}/api/v1/products?q=coffee&per_page=10"),
+        connections,
+        seconds,
+    )
+    .await;
+    row("gateway → catalog, search q=coffee", &search, &baseline);
+    println!(
+        "gateway cost: {:.0} % of the catalog's own throughput",
+        100.0 * through.rps / direct.rps
+    );
+    println!(
+        "start-up: {} ms from exec to the ready banner (fresh data dir, demo data seeded)",
+        ready.as_millis()
+    );
+    if let Some(mib) = idle {
+        println!("idle RSS: {mib:.1} MiB two seconds after the banner");
+    }
+    if let Some(mib) = rss_mib(pid) {
+        println!("RSS after the load: {mib:.1} MiB");
+    }
+    let _ = shop.start_kill();
+    let _ = shop.wait().await;
 }
