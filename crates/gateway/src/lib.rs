@@ -584,7 +584,7 @@ async fn proxy(
     let client = emporium_platform::http::client_addr(Some(peer.ip()), &parts.headers);
     let mut tightest = match gateway.limits.by_address(group, client).await {
         Ok(decision) => decision,
-        Err(problem) => return problem,
+        Err(refused) => return refused,
     };
     let user = match admit(&gateway.verifier, policy, &parts.method, &parts.headers).await {
         Ok(user) => user,
@@ -593,7 +593,7 @@ async fn proxy(
     if let Some(user) = &user {
         match gateway.limits.by_user(group, user).await {
             Ok(decision) => tightest = tighter(tightest, decision),
-            Err(problem) => return problem,
+            Err(refused) => return refused,
         }
     }
     with_limit_headers(

@@ -334,18 +334,14 @@ impl Identity {
         let email = Email::parse(email).ok();
         // A wrong password counts against both keys; over either limit,
         // sign-in waits out the window, whatever the password.
-        let keys: Vec<(String, u32)> = [
-            email.as_ref().map(|e| {
-                (
-                    format!("account:{}", e.as_str()),
-                    self.policy.failures_per_account,
-                )
-            }),
-            client.map(|ip| (format!("address:{ip}"), self.policy.failures_per_address)),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let account = email.as_ref().map(|e| {
+            (
+                format!("account:{}", e.as_str()),
+                self.policy.failures_per_account,
+            )
+        });
+        let address = client.map(|ip| (format!("address:{ip}"), self.policy.failures_per_address));
+        let keys: Vec<&(String, u32)> = [&account, &address].into_iter().flatten().collect();
         let wait = keys
             .iter()
             .filter_map(|(key, limit)| {
@@ -375,8 +371,8 @@ impl Identity {
                 return Err(IdentityError::BadCredentials);
             }
         };
-        if let Some((account, _)) = keys.first().filter(|(k, _)| k.starts_with("account:")) {
-            self.failures.clear(account);
+        if let Some((key, _)) = &account {
+            self.failures.clear(key);
         }
         let user = user_from_row(row)?;
         let family = uuid::Uuid::now_v7().to_string();
