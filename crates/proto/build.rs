@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/emporium/common/v1/money.proto",
         "proto/emporium/catalog/v1/catalog.proto",
         "proto/emporium/identity/v1/identity.proto",
+        "proto/emporium/inventory/v1/inventory.proto",
+        "proto/emporium/basket/v1/basket.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -70,28 +70,7 @@ pub struct Product {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// A stock-keeping unit: 1 to 64 of `A-Z 0-9 - _ .`, kept upper-case.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct Sku(String);
-
-impl Sku {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let sku = raw.trim().to_ascii_uppercase();
-        if sku.is_empty() || sku.len() > 64 {
-            return Err("must be 1 to 64 characters".into());
-        }
-        if !sku
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err("may hold only letters, digits, '-', '_' and '.'".into());
-        }
-        Ok(Sku(sku))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use emporium_platform::sku::Sku;
 
 /// A category key: 1 to 64 of `a-z 0-9 -`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]

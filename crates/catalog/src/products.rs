@@ -179,42 +179,19 @@ impl Catalog {
     /// Cache-aside: the cached row first, the database on a miss.
     #[tracing::instrument(skip_all, fields(product_id = %id))]
     pub async fn get(&self, id: ProductId) -> Result<Product> {
-        let key = cache_key(id);
-        match self.cache.get(&key).await {
-            Ok(Some(bytes)) => match serde_json::from_slice::<ProductRow>(&bytes) {
-                Ok(row) => {
-                    metrics::counter!("catalog_cache_requests_total", "result" => "hit")
-                        .increment(1);
-                    return product_from_row(row);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cached product unreadable; reading the database")
-                }
+        let row = emporium_platform::cache::read_through(
+            self.cache.as_ref(),
+            &cache_key(id),
+            self.cache_ttl,
+            "catalog_cache_requests_total",
+            || async {
+                store::find_product(&self.db, &id.to_string())
+                    .await?
+                    .ok_or(CatalogError::NotFound)
             },
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "cache read failed; reading the database"),
-        }
-        metrics::counter!("catalog_cache_requests_total", "result" => "miss").increment(1);
-        // Taken before the database read: a write that commits after it
-        // makes this copy too old to cache.
-        let fence = self.cache.fence(&key).await.ok();
-        let row = store::find_product(&self.db, &id.to_string())
-            .await?
-            .ok_or(CatalogError::NotFound)?;
-        let bytes = serde_json::to_vec(&row).map_err(|source| CatalogError::Encode {
-            what: "the cached product",
-            source,
-        })?;
-        let product = product_from_row(row)?;
-        if let Some(fence) = fence
-            && let Err(e) = self
-                .cache
-                .set_fenced(&key, &bytes, self.cache_ttl, fence)
-                .await
-        {
-            tracing::warn!(error = %e, "cache write failed");
-        }
-        Ok(product)
+        )
+        .await?;
+        product_from_row(row)
     }
 
     /// The products that exist among `ids`, in the order asked, and the ids
@@ -396,9 +373,7 @@ impl Catalog {
     }
 
     async fn forget(&self, id: ProductId) {
-        if let Err(e) = self.cache.invalidate(&cache_key(id)).await {
-            tracing::warn!(error = %e, product_id = %id, "cache invalidation failed; entry expires with its ttl");
-        }
+        emporium_platform::cache::invalidate_logged(self.cache.as_ref(), &cache_key(id)).await;
     }
 }
 

@@ -15,6 +15,7 @@ pub fn services() -> Vec<Definition> {
     vec![
         emporium_identity::definition(),
         emporium_catalog::definition(),
+        emporium_inventory::definition(),
         emporium_gateway::definition(),
     ]
 }

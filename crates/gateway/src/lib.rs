@@ -90,7 +90,12 @@ impl Default for GatewaySettings {
 
 impl Section for GatewaySettings {
     const NAME: &'static str = NAME;
-    const LIST_KEYS: &'static [&'static str] = &["upstreams.catalog", "upstreams.identity"];
+    const LIST_KEYS: &'static [&'static str] = &[
+        "upstreams.catalog",
+        "upstreams.identity",
+        "upstreams.inventory",
+        "upstreams.basket",
+    ];
     const PLAIN: Plain = Plain {
         http_port: true,
         redis: Some("rate_limit_url"),
@@ -201,6 +206,17 @@ const ROUTES: &[Route] = &[
         "catalog",
         "/api/v1/categories",
         Policy::ReadPublicWriteAdmin,
+    ),
+    route("inventory", "/api/v1/inventory", Policy::Admin),
+    route("inventory", "/api/v1/inventory/alerts", Policy::Admin),
+    route("inventory", "/api/v1/inventory/adjust", Policy::Admin),
+    route("inventory", "/api/v1/inventory/reserve", Policy::Admin),
+    route("inventory", "/api/v1/inventory/release", Policy::Admin),
+    route("inventory", "/api/v1/inventory/{sku}", Policy::Public),
+    route(
+        "inventory",
+        "/api/v1/inventory/{sku}/movements",
+        Policy::Admin,
     ),
 ];
 

@@ -76,6 +76,59 @@ pub async fn redis_connection(
         .map_err(|e| anyhow::anyhow!("cannot connect to {what} {}: {e}", url.masked()))
 }
 
+/// Cache-aside with the fence: the cached copy of `key` when there is
+/// one, else `load`'s answer, stored unless a writer invalidated the key
+/// while it was read. A failing cache is logged and read around; `metric`
+/// counts hits and misses by `result`.
+pub async fn read_through<T, E, F, Fut>(
+    cache: &dyn Cache,
+    key: &str,
+    ttl: Duration,
+    metric: &'static str,
+    load: F,
+) -> Result<T, E>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    match cache.get(key).await {
+        Ok(Some(bytes)) => match serde_json::from_slice::<T>(&bytes) {
+            Ok(value) => {
+                metrics::counter!(metric, "result" => "hit").increment(1);
+                return Ok(value);
+            }
+            Err(e) => tracing::warn!(error = %e, key, "cached copy unreadable; reading the store"),
+        },
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, key, "cache read failed; reading the store"),
+    }
+    metrics::counter!(metric, "result" => "miss").increment(1);
+    // Taken before the store is read: a write that commits after it makes
+    // this copy too old to cache.
+    let fence = cache.fence(key).await.ok();
+    let value = load().await?;
+    if let Some(fence) = fence {
+        match serde_json::to_vec(&value) {
+            Ok(bytes) => {
+                if let Err(e) = cache.set_fenced(key, &bytes, ttl, fence).await {
+                    tracing::warn!(error = %e, key, "cache write failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, key, "value not cacheable"),
+        }
+    }
+    Ok(value)
+}
+
+/// Drops `key` after a write committed; a failure only leaves the copy to
+/// expire with its ttl.
+pub async fn invalidate_logged(cache: &dyn Cache, key: &str) {
+    if let Err(e) = cache.invalidate(key).await {
+        tracing::warn!(error = %e, key, "cache invalidation failed; entry expires with its ttl");
+    }
+}
+
 pub fn check(cache: SharedCache) -> Check {
     Check::new("cache", move || {
         let cache = cache.clone();

@@ -155,3 +155,19 @@ fn jitter() -> u8 {
     let _ = aws_lc_rs::rand::fill(&mut byte);
     byte[0] % 10
 }
+
+/// A non-null timestamp column to the microsecond on every backend:
+/// MariaDB's plain `timestamp` keeps whole seconds, which would make two
+/// rows written in one second tie.
+pub fn timestamp_column(
+    name: &'static str,
+    backend: DbBackend,
+) -> sea_orm_migration::prelude::ColumnDef {
+    use sea_orm_migration::prelude::{Alias, ColumnDef};
+    let mut column = ColumnDef::new(name);
+    match backend {
+        DbBackend::MySql => column.custom(Alias::new("timestamp(6)")),
+        _ => column.timestamp_with_time_zone(),
+    };
+    column.not_null().to_owned()
+}

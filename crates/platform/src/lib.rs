@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod service;
 pub mod shutdown;
+pub mod sku;
 pub mod telemetry;
 pub mod tls;
 

@@ -24,3 +24,17 @@ pub mod identity {
         tonic::include_proto!("emporium.identity.v1");
     }
 }
+
+pub mod inventory {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic)]
+        tonic::include_proto!("emporium.inventory.v1");
+    }
+}
+
+pub mod basket {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic)]
+        tonic::include_proto!("emporium.basket.v1");
+    }
+}

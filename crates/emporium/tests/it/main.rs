@@ -10,6 +10,8 @@ use emporium_platform::config::Settings;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+mod commerce;
+
 struct TestShop {
     shop: Option<emporium_platform::service::Running>,
     issuer: std::sync::Arc<Issuer>,
@@ -74,6 +76,18 @@ impl TestShop {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        let (status, _, body) = self.call(method, path, token, body).await;
+        (status, body)
+    }
+
+    /// Status, content type and body of one request through the gateway.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, String, Value) {
         let mut request = self.http.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -83,7 +97,13 @@ impl TestShop {
         }
         let response = request.send().await.unwrap();
         let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let kind = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (status, kind, response.json().await.unwrap_or(Value::Null))
     }
 
     async fn total(&self) -> u64 {
@@ -767,6 +787,27 @@ async fn grpc_reads_in_batches_and_guards_writes() {
     shop.stop().await;
 }
 
+/// Every service but the gateway.
+fn backends() -> Vec<emporium_platform::service::Definition> {
+    emporium::services()
+        .into_iter()
+        .filter(|d| d.name != "gateway")
+        .collect()
+}
+
+/// Points a gateway at every service of `running`.
+fn point_at(
+    gateway: &mut emporium_gateway::GatewaySettings,
+    running: &emporium_platform::service::Running,
+) {
+    for service in running.services.iter() {
+        gateway.upstreams.insert(
+            service.name.into(),
+            vec![format!("http://{}", service.http_addr)],
+        );
+    }
+}
+
 fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request
@@ -782,21 +823,15 @@ async fn the_gateway_routes_around_a_dead_replica() {
     use emporium_gateway::GatewaySettings;
     // A catalog on its own, and a port that refuses connections.
     let catalog_dir = tempfile::tempdir().unwrap();
-    let catalog = emporium_testkit::spawn(
-        shop_settings(catalog_dir.path()),
-        &emporium::select(&["identity".to_owned(), "catalog".to_owned()]).unwrap(),
-    )
-    .await;
+    let catalog = emporium_testkit::spawn(shop_settings(catalog_dir.path()), &backends()).await;
     let real_addr = catalog.get("catalog").unwrap().http_addr;
-    let identity_addr = catalog.get("identity").unwrap().http_addr;
     let dead = emporium_testkit::RefusingPort::new();
     let gateway_alone = |replicas: Vec<String>| {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = shop_settings(dir.path());
         settings.update_section::<GatewaySettings>(|g| {
+            point_at(g, &catalog);
             g.upstreams.insert("catalog".into(), replicas);
-            g.upstreams
-                .insert("identity".into(), vec![format!("http://{identity_addr}")]);
         });
         (settings, dir)
     };
@@ -2014,20 +2049,13 @@ async fn identity_validates_tokens_over_grpc_and_counts_what_it_does() {
 async fn a_gateway_elsewhere_verifies_identity_tokens_through_the_jwks_url() {
     use emporium_gateway::GatewaySettings;
     let services_dir = tempfile::tempdir().unwrap();
-    let services = emporium_testkit::spawn(
-        shop_settings(services_dir.path()),
-        &emporium::select(&["identity".to_owned(), "catalog".to_owned()]).unwrap(),
-    )
-    .await;
-    let identity = format!("http://{}", services.get("identity").unwrap().http_addr);
-    let catalog = format!("http://{}", services.get("catalog").unwrap().http_addr);
+    let services = emporium_testkit::spawn(shop_settings(services_dir.path()), &backends()).await;
+    let identity = services.url("identity").unwrap();
     let gateway_dir = tempfile::tempdir().unwrap();
     let mut settings = shop_settings(gateway_dir.path());
     settings.auth.jwks_url = Some(format!("{identity}/.well-known/jwks.json"));
     settings.update_section::<GatewaySettings>(|g| {
-        g.upstreams
-            .insert("identity".into(), vec![identity.clone()]);
-        g.upstreams.insert("catalog".into(), vec![catalog.clone()]);
+        point_at(g, &services);
     });
     let gateway = emporium::start(settings, &["gateway".to_owned()])
         .await
@@ -2150,11 +2178,7 @@ async fn gateway_replicas_share_one_budget_through_redis() {
         return;
     };
     let services_dir = tempfile::tempdir().unwrap();
-    let services = emporium_testkit::spawn(
-        shop_settings(services_dir.path()),
-        &emporium::select(&["identity".to_owned(), "catalog".to_owned()]).unwrap(),
-    )
-    .await;
+    let services = emporium_testkit::spawn(shop_settings(services_dir.path()), &backends()).await;
     let prefix = format!("test:{}", uuid::Uuid::now_v7().simple());
     let mut gateways = vec![];
     let mut dirs = vec![];
@@ -2162,11 +2186,7 @@ async fn gateway_replicas_share_one_budget_through_redis() {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = shop_settings(dir.path());
         settings.update_section::<GatewaySettings>(|g| {
-            for name in ["identity", "catalog"] {
-                let addr = services.get(name).unwrap().http_addr;
-                g.upstreams
-                    .insert(name.into(), vec![format!("http://{addr}")]);
-            }
+            point_at(g, &services);
             g.rate_limit_url = emporium_platform::config::Secret::new(redis.clone());
             g.rate_limit_prefix = prefix.clone();
             g.api_per_address = 6;
@@ -2224,11 +2244,7 @@ async fn seed_loads_the_demo_data_once() {
     assert!(second.status.success());
     assert_eq!(String::from_utf8(second.stdout).unwrap(), "", "nothing new");
 
-    let shop = emporium_testkit::spawn(
-        shop_settings(dir.path()),
-        &emporium::select(&["identity".to_owned(), "catalog".to_owned()]).unwrap(),
-    )
-    .await;
+    let shop = emporium_testkit::spawn(shop_settings(dir.path()), &backends()).await;
     let base = shop.url("catalog").unwrap();
     let page: Value = reqwest::get(format!("{base}/api/v1/products?per_page=1"))
         .await
@@ -2292,17 +2308,7 @@ async fn the_gateway_serves_https_with_a_configured_certificate() {
 
     let mut half = shop_settings(dir.path());
     half.update_section::<GatewaySettings>(|g| g.tls_cert_file = Some(cert.clone()));
-    let err = emporium::start(
-        half,
-        &[
-            "identity".to_owned(),
-            "catalog".to_owned(),
-            "gateway".to_owned(),
-        ],
-    )
-    .await
-    .err()
-    .unwrap();
+    let err = emporium::start(half, &[]).await.err().unwrap();
     assert!(
         format!("{err:#}").contains("gateway.tls_cert_file and gateway.tls_key_file go together"),
         "{err:#}"

@@ -1,4 +1,3 @@
-use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
 
 pub struct Migration;
@@ -9,18 +8,6 @@ impl MigrationName for Migration {
     }
 }
 
-/// A timestamp to the microsecond on every backend: MariaDB's plain
-/// `timestamp` keeps whole seconds, which would make two keys made in one
-/// second tie for "newest".
-fn timestamp(name: &'static str, backend: DbBackend) -> ColumnDef {
-    let mut column = ColumnDef::new(name);
-    match backend {
-        DbBackend::MySql => column.custom(Alias::new("timestamp(6)")),
-        _ => column.timestamp_with_time_zone(),
-    };
-    column.not_null().to_owned()
-}
-
 fn id(name: &'static str) -> ColumnDef {
     ColumnDef::new(name).string_len(36).not_null().to_owned()
 }
@@ -29,7 +16,7 @@ fn id(name: &'static str) -> ColumnDef {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let backend = manager.get_database_backend();
-        let timestamp = |name| timestamp(name, backend);
+        let timestamp = |name| emporium_platform::db::timestamp_column(name, backend);
         manager
             .create_table(
                 Table::create()
