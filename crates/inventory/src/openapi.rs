@@ -40,8 +40,8 @@ fn own_document() -> Value {
     let warehouse = param(
         "warehouse",
         "query",
-        "only this warehouse",
-        warehouse_schema.clone(),
+        "only this warehouse (empty: every one)",
+        json!({ "type": "string", "pattern": "^([a-z0-9-]{1,32})?$" }),
     );
     let [page, per_page] = page_params();
     let bearer = json!([{ "bearer": [] }]);
@@ -54,8 +54,8 @@ fn own_document() -> Value {
                 "get": {
                     "operationId": "listStock", "tags": ["inventory"], "summary": "Stock rows by SKU and warehouse (admin)", "security": bearer,
                     "parameters": [
-                        param("sku", "query", "only this SKU", sku_schema.clone()), warehouse.clone(),
-                        param("low", "query", "only rows below their threshold", json!({ "type": "string", "enum": ["true", "false"] })),
+                        param("sku", "query", "only this SKU (empty: every one)", json!({ "type": "string", "pattern": "^([A-Za-z0-9._-]{1,64})?$" })), warehouse.clone(),
+                        param("low", "query", "only rows below their threshold", json!({ "type": "string", "enum": ["true", "false", ""] })),
                         page.clone(), per_page.clone()
                     ],
                     "responses": {
