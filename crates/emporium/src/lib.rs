@@ -16,6 +16,7 @@ pub fn services() -> Vec<Definition> {
         emporium_identity::definition(),
         emporium_catalog::definition(),
         emporium_inventory::definition(),
+        emporium_basket::definition(),
         emporium_gateway::definition(),
     ]
 }

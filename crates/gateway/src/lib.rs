@@ -218,6 +218,18 @@ const ROUTES: &[Route] = &[
         "/api/v1/inventory/{sku}/movements",
         Policy::Admin,
     ),
+    route("basket", "/api/v1/baskets", Policy::Customer),
+    route("basket", "/api/v1/baskets/{user_id}", Policy::Customer),
+    route(
+        "basket",
+        "/api/v1/baskets/{user_id}/items",
+        Policy::Customer,
+    ),
+    route(
+        "basket",
+        "/api/v1/baskets/{user_id}/items/{product_id}",
+        Policy::Customer,
+    ),
 ];
 
 type HttpClient = Client<HttpConnector, Body>;

@@ -285,14 +285,7 @@ mod tests {
     use super::*;
 
     fn load(env: &[(&str, &str)], lone: Option<&'static str>) -> Settings {
-        let sources = Sources {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            lone_service: lone,
-            ..Sources::default()
-        };
+        let sources = Sources::from_pairs(env, lone);
         config::load(&sources, &[SectionDef::of::<IdentitySettings>()]).unwrap()
     }
 

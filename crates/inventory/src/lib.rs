@@ -249,14 +249,7 @@ mod tests {
     use super::*;
 
     fn load(env: &[(&str, &str)], lone: Option<&'static str>) -> anyhow::Result<Settings> {
-        let sources = Sources {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            lone_service: lone,
-            ..Sources::default()
-        };
+        let sources = Sources::from_pairs(env, lone);
         Ok(config::load(
             &sources,
             &[SectionDef::of::<InventorySettings>()],

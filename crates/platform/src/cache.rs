@@ -221,13 +221,18 @@ impl Cache for RedisCache {
         Ok(())
     }
     async fn check(&self) -> Result<(), String> {
-        let mut conn = self.manager.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        ping(&self.manager).await
     }
+}
+
+/// Readiness of a Redis connection: one PING.
+pub async fn ping(manager: &redis::aio::ConnectionManager) -> Result<(), String> {
+    let mut conn = manager.clone();
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// A value and when it stops being served.

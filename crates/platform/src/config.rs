@@ -422,6 +422,19 @@ impl Sources {
             ..Self::default()
         }
     }
+
+    /// An environment of `pairs` only, for `lone_service` when given: what
+    /// a container of one service sees.
+    pub fn from_pairs(pairs: &[(&str, &str)], lone_service: Option<&'static str>) -> Self {
+        Self {
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            lone_service,
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -139,7 +139,7 @@ where
             Err(e) if e.is_conflict() && attempt < ATTEMPTS => {
                 metrics::counter!("db_transaction_retries_total").increment(1);
                 tokio::time::sleep(Duration::from_millis(
-                    u64::from(attempt) * 5 + u64::from(jitter()),
+                    u64::from(attempt) * 5 + u64::from(jitter(10)),
                 ))
                 .await;
                 attempt += 1;
@@ -149,11 +149,12 @@ where
     }
 }
 
-/// 0 to 9 ms, so that retried transactions do not collide again in step.
-fn jitter() -> u8 {
+/// A random number below `below` (milliseconds of pause), so that writers
+/// that collided do not collide again in step.
+pub fn jitter(below: u8) -> u8 {
     let mut byte = [0u8];
     let _ = aws_lc_rs::rand::fill(&mut byte);
-    byte[0] % 10
+    byte[0] % below.max(1)
 }
 
 /// A non-null timestamp column to the microsecond on every backend:

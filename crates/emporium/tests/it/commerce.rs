@@ -316,3 +316,687 @@ async fn inventory_stocks_the_demo_catalog_and_holds_stock_through_the_gateway()
     }
     shop.stop().await;
 }
+
+/// `(id, price amount)` of the first `n` demo products.
+async fn products(shop: &TestShop, n: usize) -> Vec<(String, String)> {
+    let page = shop.get(&format!("/api/v1/products?per_page={n}")).await.1;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_owned(),
+                p["price"]["amount"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Rows of `event_type` in a service's embedded outbox.
+async fn outbox_rows(dir: &std::path::Path, service: &str, event_type: &str) -> i64 {
+    use sea_orm::ConnectionTrait;
+    let url = format!(
+        "sqlite://{}?mode=ro",
+        dir.join(format!("{service}.db")).display()
+    );
+    let db = sea_orm::Database::connect(&url).await.unwrap();
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            format!("SELECT COUNT(*) AS n FROM outbox WHERE event_type = '{event_type}'"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let n = row.try_get::<i64>("", "n").unwrap();
+    db.close().await.unwrap();
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_fills_and_empties_a_basket_through_the_gateway() {
+    use reqwest::Method;
+    let shop = TestShop::start().await;
+    let ada = shop
+        .issuer
+        .mint("ada", Role::Customer, Duration::from_secs(300))
+        .unwrap();
+    let bob = shop
+        .issuer
+        .mint("bob", Role::Customer, Duration::from_secs(300))
+        .unwrap();
+    let admin = shop.token(Role::Admin);
+    let items = products(&shop, 3).await;
+    let (first, second, third) = (&items[0], &items[1], &items[2]);
+
+    let (status, _, made) = shop
+        .call(Method::POST, "/api/v1/baskets", Some(&ada), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(
+        (made["user_id"].as_str(), made["total"].is_null()),
+        (Some("ada"), true)
+    );
+    let (status, _, _) = shop
+        .call(Method::POST, "/api/v1/baskets", Some(&ada), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "the basket exists already");
+    for (product, quantity) in [(first, 2), (second, 1), (first, 1)] {
+        let (status, _, body) = shop
+            .call(
+                Method::POST,
+                "/api/v1/baskets/ada/items",
+                Some(&ada),
+                Some(json!({ "product_id": product.0, "quantity": quantity })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, _, basket) = shop
+        .call(Method::GET, "/api/v1/baskets/ada", Some(&ada), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(basket["item_count"], 4);
+    assert_eq!(basket["checked"], true);
+    assert_eq!(basket["items"][0]["quantity"], 3);
+    assert!(
+        basket["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["status"] == "current")
+    );
+    let cents = |amount: &str| -> i64 {
+        let (whole, frac) = amount.split_once('.').unwrap_or((amount, "0"));
+        whole.parse::<i64>().unwrap() * 100 + format!("{frac:0<2}")[..2].parse::<i64>().unwrap()
+    };
+    assert_eq!(
+        cents(basket["total"]["amount"].as_str().unwrap()),
+        3 * cents(&first.1) + cents(&second.1)
+    );
+
+    // Another customer's basket is closed; an admin may read it.
+    for method in [Method::GET, Method::DELETE] {
+        let (status, kind, _) = shop
+            .call(method, "/api/v1/baskets/ada", Some(&bob), None)
+            .await;
+        assert_eq!(
+            (status, kind.as_str()),
+            (StatusCode::FORBIDDEN, "application/problem+json")
+        );
+    }
+    let (status, _, _) = shop
+        .call(
+            Method::POST,
+            "/api/v1/baskets/ada/items",
+            Some(&bob),
+            Some(json!({ "product_id": third.0 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, seen) = shop
+        .call(Method::GET, "/api/v1/baskets/ada", Some(&admin), None)
+        .await;
+    assert_eq!(
+        (status, seen["item_count"].as_i64()),
+        (StatusCode::OK, Some(4))
+    );
+    let (status, _, _) = shop
+        .call(Method::GET, "/api/v1/baskets/ada", None, None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Bad input changes nothing.
+    let bad: Vec<(Method, String, Option<Value>, StatusCode)> = vec![
+        (
+            Method::POST,
+            "/api/v1/baskets/ada/items".into(),
+            Some(json!({})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/v1/baskets/ada/items".into(),
+            Some(json!({ "product_id": "nope" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/v1/baskets/ada/items".into(),
+            Some(json!({ "product_id": first.0, "quantity": 0 })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/v1/baskets/ada/items".into(),
+            Some(json!({ "product_id": first.0, "quantity": 97 })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/v1/baskets/ada/items".into(),
+            Some(json!({ "product_id": first.0, "quantity": "2" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/v1/baskets/ada/items".into(),
+            Some(json!({ "product_id": uuid::Uuid::now_v7() })),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/baskets/ada/items/{}", first.0),
+            Some(json!({ "quantity": -1 })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/baskets/ada/items/{}", first.0),
+            Some(json!({ "quantity": 100 })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/baskets/ada/items/{}", first.0),
+            Some(json!({})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/baskets/ada/items/{}", third.0),
+            Some(json!({ "quantity": 1 })),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/baskets/ada/items/not-a-uuid".into(),
+            Some(json!({ "quantity": 1 })),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/baskets/ada/items/{}", third.0),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            "/api/v1/baskets/a%20b".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/api/v1/baskets".into(),
+            Some(json!({ "user_id": "bob" })),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::POST,
+            "/api/v1/baskets".into(),
+            Some(json!({ "user_id": 7 })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ];
+    for (method, path, body, expected) in bad {
+        let (status, kind, problem) = shop
+            .call(method.clone(), &path, Some(&ada), body.clone())
+            .await;
+        assert_eq!(status, expected, "{method} {path} {body:?}: {problem}");
+        assert_eq!(kind, "application/problem+json", "{method} {path}");
+    }
+    let (_, _, unchanged) = shop
+        .call(Method::GET, "/api/v1/baskets/ada", Some(&ada), None)
+        .await;
+    assert_eq!(unchanged["items"], basket["items"]);
+
+    // A price change and a deleted product are reported, not hidden.
+    let (status, _, product) = shop
+        .call(
+            Method::GET,
+            &format!("/api/v1/products/{}", second.0),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut changed = json!({
+        "sku": product["sku"], "name": product["name"], "description": product["description"],
+        "price": { "amount": "999.99", "currency": product["price"]["currency"] }, "category": product["category"]
+    });
+    let (status, _, body) = shop
+        .call(
+            Method::PUT,
+            &format!("/api/v1/products/{}", second.0),
+            Some(&admin),
+            Some(changed.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, _) = shop
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/products/{}", first.0),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, _, checked) = shop
+        .call(Method::GET, "/api/v1/baskets/ada", Some(&ada), None)
+        .await;
+    assert_eq!(checked["items"][0]["status"], "unavailable", "{checked}");
+    assert_eq!(checked["items"][1]["status"], "price_changed");
+    assert_eq!(checked["items"][1]["current_price"]["amount"], "999.99");
+    assert_eq!(
+        checked["items"][1]["unit_price"]["amount"],
+        second.1.as_str(),
+        "the price seen is kept"
+    );
+    changed["price"]["amount"] = json!("1.00");
+
+    // Quantities change and lines go; emptying the basket publishes once.
+    let (status, _, body) = shop
+        .call(
+            Method::PUT,
+            &format!("/api/v1/baskets/ada/items/{}", second.0),
+            Some(&ada),
+            Some(json!({ "quantity": 5 })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["item_count"].as_i64()),
+        (StatusCode::OK, Some(8)),
+        "{body}"
+    );
+    let (status, _, body) = shop
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/baskets/ada/items/{}", first.0),
+            Some(&ada),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["item_count"].as_i64()),
+        (StatusCode::OK, Some(5))
+    );
+    assert_eq!(
+        outbox_rows(shop._dir.path(), "basket", "basket.cleared").await,
+        0
+    );
+    let (status, _, _) = shop
+        .call(Method::DELETE, "/api/v1/baskets/ada", Some(&ada), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, _, empty) = shop
+        .call(Method::GET, "/api/v1/baskets/ada", Some(&ada), None)
+        .await;
+    assert_eq!(
+        (empty["item_count"].as_i64(), empty["total"].is_null()),
+        (Some(0), true)
+    );
+    assert_eq!(
+        outbox_rows(shop._dir.path(), "basket", "basket.cleared").await,
+        1
+    );
+    shop.stop().await;
+}
+
+/// 50 customers' worth of concurrent adds to one basket: none is lost.
+async fn fifty_concurrent_adds(shop: &TestShop) {
+    let ada = shop
+        .issuer
+        .mint("ada", Role::Customer, Duration::from_secs(300))
+        .unwrap();
+    let items = products(shop, 5).await;
+    let adds = (0..50).map(|i| {
+        let (http, url, token) = (
+            shop.http.clone(),
+            shop.url("/api/v1/baskets/ada/items"),
+            ada.clone(),
+        );
+        let product = items[i % 5].0.clone();
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(&json!({ "product_id": product, "quantity": 1 }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    });
+    for status in futures::future::join_all(adds).await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    let (_, _, basket) = shop
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/baskets/ada",
+            Some(&ada),
+            None,
+        )
+        .await;
+    assert_eq!(basket["item_count"], 50, "{basket}");
+    assert!(
+        basket["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["quantity"] == 10)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_adds_to_one_basket_lose_nothing_on_sqlite() {
+    let shop = TestShop::start().await;
+    fifty_concurrent_adds(&shop).await;
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_adds_to_one_basket_lose_nothing_on_redis() {
+    let Some(redis) = emporium_testkit::server_url(emporium_testkit::REDIS) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = shop_settings(dir.path());
+    settings.update_section::<emporium_basket::BasketSettings>(|b| {
+        b.redis_url = Some(emporium_platform::config::Secret::new(redis));
+        b.redis_prefix = format!("test-basket-{}", uuid::Uuid::now_v7().simple());
+    });
+    let shop = TestShop::start_with(settings, dir).await;
+    fifty_concurrent_adds(&shop).await;
+    shop.stop().await;
+}
+
+/// `order.confirmed` empties the buyer's basket once, however often it comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_order_empties_the_basket_once() {
+    use emporium_platform::bus::Envelope;
+    let shop = TestShop::start().await;
+    let ada = shop
+        .issuer
+        .mint("ada", Role::Customer, Duration::from_secs(300))
+        .unwrap();
+    let items = products(&shop, 2).await;
+    let add = |product: String| {
+        let (http, url, token) = (
+            shop.http.clone(),
+            shop.url("/api/v1/baskets/ada/items"),
+            ada.clone(),
+        );
+        async move {
+            let response = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({ "product_id": product }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    };
+    add(items[0].0.clone()).await;
+    let confirmed = Envelope::new(
+        "order.confirmed",
+        "emporium.ordering",
+        "orders/1",
+        json!({ "order_id": "1", "user_id": "ada" }),
+    );
+    let transport = shop.shop.as_ref().unwrap().runtime.transport.clone();
+    transport.publish(&confirmed).await.unwrap();
+    let count = |shop: &TestShop| {
+        let (http, url, token) = (
+            shop.http.clone(),
+            shop.url("/api/v1/baskets/ada"),
+            ada.clone(),
+        );
+        async move {
+            let body: Value = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["item_count"].as_i64().unwrap()
+        }
+    };
+    let emptied = emporium_testkit::eventually(Duration::from_secs(10), || {
+        let probe = count(&shop);
+        async move { (probe.await == 0).then_some(()) }
+    })
+    .await;
+    assert!(
+        emptied.is_some(),
+        "order.confirmed did not empty the basket"
+    );
+    // The same event again does not empty what was added since.
+    add(items[1].0.clone()).await;
+    transport.publish(&confirmed).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&shop).await, 1);
+    assert_eq!(
+        outbox_rows(shop._dir.path(), "basket", "basket.cleared").await,
+        1
+    );
+    shop.stop().await;
+}
+
+/// The catalog alone with the demo products; the ids of the first `n`.
+async fn seeded_catalog(
+    n: usize,
+) -> (
+    emporium_platform::service::Running,
+    tempfile::TempDir,
+    Vec<String>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = shop_settings(dir.path());
+    let catalog = emporium_testkit::spawn(
+        settings.clone(),
+        &emporium::select(&["catalog".to_owned()]).unwrap(),
+    )
+    .await;
+    emporium::seed_demo(std::sync::Arc::new(settings), &["catalog".to_owned()])
+        .await
+        .unwrap();
+    let page: Value = reqwest::get(format!(
+        "{}/api/v1/products?per_page={n}",
+        catalog.url("catalog").unwrap()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let ids = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    (catalog, dir, ids)
+}
+
+/// The basket of `ada` as its owner reads it.
+async fn read_basket(http: &reqwest::Client, base: &str, token: &str) -> Value {
+    http.get(format!("{base}/api/v1/baskets/ada"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A basket alone in its runtime, reaching the catalog (and Redis, when
+/// given) through links the test can cut; it trusts `tokens`.
+async fn lone_basket(
+    catalog_grpc: std::net::SocketAddr,
+    redis: Option<String>,
+    tokens: &emporium_testkit::Tokens,
+    dir: &std::path::Path,
+) -> emporium_platform::service::Running {
+    let mut settings = shop_settings(dir);
+    settings
+        .peers
+        .insert("catalog".into(), catalog_grpc.to_string());
+    settings.update_section::<emporium_basket::BasketSettings>(|b| {
+        b.redis_url = redis.map(emporium_platform::config::Secret::new);
+        b.redis_prefix = format!("test-basket-{}", uuid::Uuid::now_v7().simple());
+        b.catalog_deadline_ms = 500;
+    });
+    let basket = emporium::start(settings, &["basket".to_owned()])
+        .await
+        .unwrap();
+    basket
+        .runtime
+        .verifier
+        .publish(&tokens.issuer.jwks())
+        .unwrap();
+    emporium_testkit::wait_ready(&basket.url("basket").unwrap()).await;
+    basket
+}
+
+/// The catalog away: reads answer from what the basket holds, adds fail
+/// with 503 naming it (at once, once the circuit is open), and all comes
+/// back with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_basket_reads_without_the_catalog_and_adds_again_when_it_returns() {
+    let (catalog, _catalog_dir, ids) = seeded_catalog(2).await;
+    let link = emporium_testkit::Link::to(catalog.get("catalog").unwrap().grpc_addr.unwrap()).await;
+    let tokens = emporium_testkit::Tokens::new();
+    let dir = tempfile::tempdir().unwrap();
+    let basket = lone_basket(link.addr, None, &tokens, dir.path()).await;
+    let base = basket.url("basket").unwrap();
+    let ada = tokens.user("ada", Role::Customer);
+    let http = reqwest::Client::new();
+    let add = |product: &str| {
+        http.post(format!("{base}/api/v1/baskets/ada/items"))
+            .bearer_auth(&ada)
+            .json(&json!({ "product_id": product }))
+            .send()
+    };
+    assert_eq!(add(&ids[0]).await.unwrap().status(), StatusCode::OK);
+
+    link.cut();
+    let read = read_basket(&http, &base, &ada).await;
+    assert_eq!(read["checked"], false, "{read}");
+    assert_eq!(read["items"][0]["status"], "unchecked");
+    assert_eq!(read["item_count"], 1);
+    for _ in 0..6 {
+        let response = add(&ids[1]).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["dependency"], "catalog", "{problem}");
+    }
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("grpc_client_circuit_open{peer=\"catalog\"} 1"),
+        "the circuit is open"
+    );
+    assert!(
+        metrics.contains("code=\"CircuitOpen\""),
+        "calls were refused without trying"
+    );
+
+    link.restore();
+    let back = emporium_testkit::eventually(Duration::from_secs(20), || {
+        let request = add(&ids[1]);
+        async move { (request.await.ok()?.status() == StatusCode::OK).then_some(()) }
+    })
+    .await;
+    assert!(back.is_some(), "adds did not come back with the catalog");
+    let read = read_basket(&http, &base, &ada).await;
+    assert_eq!(
+        (read["checked"].as_bool(), read["item_count"].as_i64()),
+        (Some(true), Some(2))
+    );
+    basket.stop(Duration::from_secs(5)).await;
+    catalog.stop(Duration::from_secs(5)).await;
+}
+
+/// Redis away while a basket is emptied: the client gets 503 and no event
+/// is recorded; its retry, once Redis is back, empties the basket and
+/// records `basket.cleared` once (decision 0007).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emptying_a_basket_while_redis_is_away_is_refused_whole_and_done_on_retry() {
+    let Some(redis) = emporium_testkit::server_url(emporium_testkit::REDIS) else {
+        return;
+    };
+    let (catalog, _catalog_dir, ids) = seeded_catalog(1).await;
+    let product = ids[0].clone();
+    let redis_addr = server_addr(&redis, 6379).await;
+    let redis_link = emporium_testkit::Link::to(redis_addr).await;
+    let tokens = emporium_testkit::Tokens::new();
+    let dir = tempfile::tempdir().unwrap();
+    let basket = lone_basket(
+        catalog.get("catalog").unwrap().grpc_addr.unwrap(),
+        Some(through(&redis_link, &redis)),
+        &tokens,
+        dir.path(),
+    )
+    .await;
+    let base = basket.url("basket").unwrap();
+    let ada = tokens.user("ada", Role::Customer);
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{base}/api/v1/baskets/ada/items"))
+        .bearer_auth(&ada)
+        .json(&json!({ "product_id": product, "quantity": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    redis_link.cut();
+    let response = http
+        .delete(format!("{base}/api/v1/baskets/ada"))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["dependency"], "redis", "{problem}");
+    assert_eq!(outbox_rows(dir.path(), "basket", "basket.cleared").await, 0);
+    let ready = reqwest::get(format!("{base}/ready")).await.unwrap();
+    assert_eq!(
+        ready.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Redis is required"
+    );
+
+    redis_link.restore();
+    let emptied = emporium_testkit::eventually(Duration::from_secs(20), || {
+        let request = http
+            .delete(format!("{base}/api/v1/baskets/ada"))
+            .bearer_auth(&ada)
+            .send();
+        async move { (request.await.ok()?.status() == StatusCode::NO_CONTENT).then_some(()) }
+    })
+    .await;
+    assert!(emptied.is_some(), "the retry did not empty the basket");
+    let read = read_basket(&http, &base, &ada).await;
+    assert_eq!(read["item_count"], 0);
+    assert_eq!(outbox_rows(dir.path(), "basket", "basket.cleared").await, 1);
+    basket.stop(Duration::from_secs(5)).await;
+    catalog.stop(Duration::from_secs(5)).await;
+}
