@@ -1000,3 +1000,159 @@ async fn emptying_a_basket_while_redis_is_away_is_refused_whole_and_done_on_retr
     basket.stop(Duration::from_secs(5)).await;
     catalog.stop(Duration::from_secs(5)).await;
 }
+
+/// The gRPC faces checkout will use: inventory's reservations, idempotent
+/// by id, and the basket read and emptied for its owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_and_basket_answer_over_grpc() {
+    use emporium_proto::basket::v1::BasketRequest;
+    use emporium_proto::basket::v1::baskets_client::BasketsClient;
+    use emporium_proto::inventory::v1::inventory_client::InventoryClient;
+    use emporium_proto::inventory::v1::{
+        GetStockRequest, Line, ReservationRequest, ReserveRequest,
+    };
+    let shop = TestShop::start().await;
+    let running = shop.shop.as_ref().unwrap();
+    let channel = |service: &str| {
+        let addr = running.get(service).unwrap().grpc_addr.unwrap();
+        emporium_platform::grpc::channel(&format!("http://{addr}"), Duration::from_secs(5)).unwrap()
+    };
+    let mut inventory = InventoryClient::new(channel("inventory"));
+    let id = uuid::Uuid::now_v7().to_string();
+    let reserve = ReserveRequest {
+        reservation_id: id.clone(),
+        lines: vec![Line {
+            sku: "kit-003".into(),
+            quantity: 2,
+        }],
+        ttl_secs: 60,
+        reference: "order 1".into(),
+    };
+    let first = inventory
+        .reserve(reserve.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let again = inventory
+        .reserve(reserve.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (first.status.as_str(), first.allocations.len()),
+        ("active", 1)
+    );
+    assert_eq!(first, again);
+    /// (on hand, reserved) of KIT-003 over its warehouses.
+    async fn stock(inventory: &mut InventoryClient<tonic::transport::Channel>) -> (i64, i64) {
+        let levels = inventory
+            .get_stock(GetStockRequest {
+                skus: vec!["KIT-003".into()],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .levels;
+        levels
+            .iter()
+            .map(|l| (l.on_hand, l.reserved))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+    let before = stock(&mut inventory).await;
+    assert_eq!(before.1, 2);
+    for _ in 0..2 {
+        let committed = inventory
+            .commit(ReservationRequest {
+                reservation_id: id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(committed.status, "committed");
+    }
+    let after = stock(&mut inventory).await;
+    assert_eq!(after, (before.0 - 2, 0));
+    let refused = inventory
+        .release(ReservationRequest {
+            reservation_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::AlreadyExists, "{refused:?}");
+    let bad = inventory
+        .reserve(ReserveRequest {
+            lines: vec![Line {
+                sku: "no sku".into(),
+                quantity: 0,
+            }],
+            ..reserve
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let forged = authorized(ReservationRequest { reservation_id: id }, "not-a-token");
+    assert_eq!(
+        inventory.commit(forged).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+
+    let ada = shop
+        .issuer
+        .mint("ada", Role::Customer, Duration::from_secs(300))
+        .unwrap();
+    let bob = shop
+        .issuer
+        .mint("bob", Role::Customer, Duration::from_secs(300))
+        .unwrap();
+    let product = products(&shop, 1).await.remove(0).0;
+    let (status, _, _) = shop
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/baskets/ada/items",
+            Some(&ada),
+            Some(json!({ "product_id": product, "quantity": 3 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut baskets = BasketsClient::new(channel("basket"));
+    let held = baskets
+        .get_basket(authorized(
+            BasketRequest {
+                user_id: "ada".into(),
+            },
+            &ada,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((held.items.len(), held.items[0].quantity), (1, 3));
+    assert_eq!(
+        held.total.unwrap().amount_minor,
+        3 * held.items[0].unit_price.clone().unwrap().amount_minor
+    );
+    let denied = baskets
+        .get_basket(authorized(
+            BasketRequest {
+                user_id: "ada".into(),
+            },
+            &bob,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    baskets
+        .clear_basket(BasketRequest {
+            user_id: "ada".into(),
+        })
+        .await
+        .unwrap();
+    let emptied = baskets
+        .get_basket(BasketRequest {
+            user_id: "ada".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(emptied.items.is_empty() && emptied.total.is_none());
+    shop.stop().await;
+}
