@@ -31,6 +31,10 @@ pub const UP: &[&str] = &[
     "basket.http_addr=127.0.0.1:28007",
     "--set",
     "basket.grpc_addr=127.0.0.1:25051",
+    "--set",
+    "payment.http_addr=127.0.0.1:28003",
+    "--set",
+    "payment.grpc_addr=127.0.0.1:25052",
 ];
 
 pub fn env_number(name: &str, default: u64) -> u64 {

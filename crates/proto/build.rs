@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/emporium/identity/v1/identity.proto",
         "proto/emporium/inventory/v1/inventory.proto",
         "proto/emporium/basket/v1/basket.proto",
+        "proto/emporium/payment/v1/payment.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

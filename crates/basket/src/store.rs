@@ -11,8 +11,7 @@ use emporium_platform::Problem;
 use emporium_platform::config::Secret;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter,
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
 };
 
 use crate::domain::Stored;
@@ -252,10 +251,6 @@ impl BasketStore for SqlStore {
     }
 
     async fn check(&self) -> Result<(), String> {
-        self.db
-            .execute_unprepared("SELECT 1")
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        emporium_platform::db::ping(&self.db).await
     }
 }

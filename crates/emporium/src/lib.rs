@@ -17,6 +17,7 @@ pub fn services() -> Vec<Definition> {
         emporium_catalog::definition(),
         emporium_inventory::definition(),
         emporium_basket::definition(),
+        emporium_payment::definition(),
         emporium_gateway::definition(),
     ]
 }

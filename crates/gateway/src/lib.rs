@@ -95,6 +95,7 @@ impl Section for GatewaySettings {
         "upstreams.identity",
         "upstreams.inventory",
         "upstreams.basket",
+        "upstreams.payment",
     ];
     const PLAIN: Plain = Plain {
         http_port: true,
@@ -230,6 +231,18 @@ const ROUTES: &[Route] = &[
         "/api/v1/baskets/{user_id}/items/{product_id}",
         Policy::Customer,
     ),
+    route("payment", "/api/v1/payments", Policy::Customer),
+    route("payment", "/api/v1/payments/provider", Policy::Admin),
+    route(
+        "payment",
+        "/api/v1/payments/order/{order_id}",
+        Policy::Customer,
+    ),
+    route("payment", "/api/v1/payments/{id}", Policy::Customer),
+    route("payment", "/api/v1/payments/{id}/process", Policy::Customer),
+    route("payment", "/api/v1/payments/{id}/cancel", Policy::Customer),
+    route("payment", "/api/v1/payments/{id}/refund", Policy::Admin),
+    route("payment", "/api/v1/users/{id}/payments", Policy::Customer),
 ];
 
 type HttpClient = Client<HttpConnector, Body>;

@@ -169,15 +169,10 @@ pub async fn list_users<C: ConnectionTrait>(
             Expr::col(user::Column::Email).like(LikeExpr::new(format!("%{escaped}%")).escape('!')),
         );
     }
-    let total = select.clone().count(conn).await?;
-    let items = select
+    let select = select
         .order_by_desc(user::Column::CreatedAt)
-        .order_by_desc(user::Column::Id)
-        .offset((page - 1) * per_page)
-        .limit(per_page)
-        .all(conn)
-        .await?;
-    Ok((items, total))
+        .order_by_desc(user::Column::Id);
+    emporium_platform::db::paged(conn, select, page, per_page).await
 }
 
 pub async fn insert_refresh<C: ConnectionTrait>(conn: &C, row: RefreshRow) -> Result<(), DbErr> {

@@ -1,7 +1,9 @@
 //! The OpenAPI 3.1 description of inventory's public routes; the gateway
 //! merges it into the one document it serves.
 
-use emporium_platform::openapi::{ok, param, problem, with_body_problems, with_shared_schemas};
+use emporium_platform::openapi::{
+    ok, page_params, param, problem, with_body_problems, with_shared_schemas,
+};
 use serde_json::{Value, json};
 
 pub fn document() -> Value {
@@ -14,23 +16,6 @@ fn body(schema: &str) -> Value {
 
 fn schema(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
-}
-
-fn page_params() -> [Value; 2] {
-    [
-        param(
-            "page",
-            "query",
-            "page number from 1",
-            json!({ "type": "integer", "minimum": 1, "maximum": 1_000_000 }),
-        ),
-        param(
-            "per_page",
-            "query",
-            "items per page",
-            json!({ "type": "integer", "minimum": 1, "maximum": 100 }),
-        ),
-    ]
 }
 
 fn own_document() -> Value {

@@ -360,15 +360,10 @@ pub async fn list_stock<C: ConnectionTrait>(
     if filter.low {
         select = select.filter(low_condition());
     }
-    let total = select.clone().count(conn).await?;
-    let items = select
+    let select = select
         .order_by_asc(stock::Column::Sku)
-        .order_by_asc(stock::Column::Warehouse)
-        .offset((page - 1) * per_page)
-        .limit(per_page)
-        .all(conn)
-        .await?;
-    Ok((items, total))
+        .order_by_asc(stock::Column::Warehouse);
+    emporium_platform::db::paged(conn, select, page, per_page).await
 }
 
 pub async fn rows_of<C: ConnectionTrait>(conn: &C, skus: &[&str]) -> Result<Vec<StockRow>, DbErr> {
@@ -412,12 +407,6 @@ pub async fn movements<C: ConnectionTrait>(
     if let Some(warehouse) = warehouse {
         select = select.filter(movement::Column::Warehouse.eq(warehouse));
     }
-    let total = select.clone().count(conn).await?;
-    let items = select
-        .order_by_desc(movement::Column::Id)
-        .offset((page - 1) * per_page)
-        .limit(per_page)
-        .all(conn)
-        .await?;
-    Ok((items, total))
+    let select = select.order_by_desc(movement::Column::Id);
+    emporium_platform::db::paged(conn, select, page, per_page).await
 }

@@ -67,13 +67,39 @@ pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> anyhow::Resul
 pub fn check(db: DatabaseConnection) -> Check {
     Check::new("database", move || {
         let db = db.clone();
-        async move {
-            db.execute_unprepared("SELECT 1")
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
+        async move { ping(&db).await }
     })
+}
+
+/// One round trip to the database.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), String> {
+    db.execute_unprepared("SELECT 1")
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Page `page` (from 1) of `select`, `per_page` rows, and how many rows the
+/// whole select has. The select carries its own order.
+pub async fn paged<E, C>(
+    conn: &C,
+    select: sea_orm::Select<E>,
+    page: u64,
+    per_page: u64,
+) -> Result<(Vec<E::Model>, u64), sea_orm::DbErr>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: Sync,
+    C: ConnectionTrait,
+{
+    use sea_orm::{PaginatorTrait, QuerySelect};
+    let total = select.clone().count(conn).await?;
+    let items = select
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+        .all(conn)
+        .await?;
+    Ok((items, total))
 }
 
 pub fn backend_name(db: &DatabaseConnection) -> &'static str {

@@ -36,6 +36,18 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// A JSON value read as `T`; a value of the wrong shape is a 422, as the
+/// `Json` extractor answers it (for handlers that keep the raw value, such
+/// as those that fingerprint the body for `Idempotency-Key`).
+pub fn parse_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, Problem> {
+    serde_json::from_value(value).map_err(|e| {
+        Problem::new(
+            ErrorCode::Unprocessable,
+            format!("the body does not match the expected shape: {e}"),
+        )
+    })
+}
+
 /// Path parameters; a malformed one is a 400.
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(Problem))]

@@ -8,6 +8,7 @@ pub mod db;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod idempotency;
 pub mod money;
 pub mod objects;
 pub mod openapi;

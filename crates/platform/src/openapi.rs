@@ -55,6 +55,24 @@ pub fn param(name: &str, location: &str, description: &str, schema: Value) -> Va
     json!({ "name": name, "in": location, "required": location == "path", "description": description, "schema": schema })
 }
 
+/// The `page` and `per_page` query parameters every list takes.
+pub fn page_params() -> [Value; 2] {
+    [
+        param(
+            "page",
+            "query",
+            "page number from 1",
+            json!({ "type": "integer", "minimum": 1, "maximum": 1_000_000 }),
+        ),
+        param(
+            "per_page",
+            "query",
+            "items per page",
+            json!({ "type": "integer", "minimum": 1, "maximum": 100 }),
+        ),
+    ]
+}
+
 /// A service's own document with the shared schemas added.
 pub fn with_shared_schemas(mut doc: Value) -> Value {
     if let Some(schemas) = doc

@@ -38,3 +38,10 @@ pub mod basket {
         tonic::include_proto!("emporium.basket.v1");
     }
 }
+
+pub mod payment {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic)]
+        tonic::include_proto!("emporium.payment.v1");
+    }
+}

@@ -1156,3 +1156,439 @@ async fn inventory_and_basket_answer_over_grpc() {
     assert!(emptied.items.is_empty() && emptied.total.is_none());
     shop.stop().await;
 }
+
+/// A POST with an optional `Idempotency-Key`: status, replayed or not, body.
+async fn post_keyed(
+    shop: &TestShop,
+    path: &str,
+    token: &str,
+    key: Option<&str>,
+    body: Value,
+) -> (StatusCode, bool, Value) {
+    let mut request = shop
+        .http
+        .post(shop.url(path))
+        .bearer_auth(token)
+        .json(&body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let replayed = response.headers().get("idempotent-replayed").is_some();
+    (
+        status,
+        replayed,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_pays_once_per_idempotency_key_through_the_gateway() {
+    use reqwest::Method;
+    let shop = TestShop::start().await;
+    let ada = shop
+        .issuer
+        .mint("ada", Role::Customer, Duration::from_secs(300))
+        .unwrap();
+    let bob = shop
+        .issuer
+        .mint("bob", Role::Customer, Duration::from_secs(300))
+        .unwrap();
+    let admin = shop.token(Role::Admin);
+    let order = |id: &str, card: &str| json!({ "order_id": id, "amount": { "amount": "25.00", "currency": "USD" }, "card_number": card });
+    let good = "4242 4242 4242 4242";
+
+    let (status, replayed, first) = post_keyed(
+        &shop,
+        "/api/v1/payments",
+        &ada,
+        Some("k-1"),
+        order("order-7", good),
+    )
+    .await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, false), "{first}");
+    assert_eq!(
+        (first["status"].as_str(), first["card_last4"].as_str()),
+        (Some("pending"), Some("4242"))
+    );
+    let (status, replayed, again) = post_keyed(
+        &shop,
+        "/api/v1/payments",
+        &ada,
+        Some("k-1"),
+        order("order-7", good),
+    )
+    .await;
+    assert_eq!(
+        (status, replayed, &again["id"]),
+        (StatusCode::CREATED, true, &first["id"])
+    );
+    let (status, _, _) = post_keyed(
+        &shop,
+        "/api/v1/payments",
+        &ada,
+        Some("k-1"),
+        order("order-9", good),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the key was used for another request"
+    );
+    // Bob's k-1 is his own.
+    let (status, replayed, _) = post_keyed(
+        &shop,
+        "/api/v1/payments",
+        &bob,
+        Some("k-1"),
+        order("order-b", good),
+    )
+    .await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, false));
+
+    // The same key eight times at once: one payment.
+    let racers = (0..8).map(|_| {
+        post_keyed(
+            &shop,
+            "/api/v1/payments",
+            &ada,
+            Some("k-2"),
+            order("order-8", good),
+        )
+    });
+    let answers = futures::future::join_all(racers).await;
+    assert!(
+        answers
+            .iter()
+            .all(|(s, _, b)| *s == StatusCode::CREATED && b["id"] == answers[0].2["id"]),
+        "{answers:?}"
+    );
+    let (_, _, of_order) = shop
+        .call(
+            Method::GET,
+            "/api/v1/payments/order/order-8",
+            Some(&ada),
+            None,
+        )
+        .await;
+    assert_eq!(of_order["total"], 1);
+
+    // Processing, once per key; without a key a second time is refused.
+    let id = first["id"].as_str().unwrap();
+    let process = format!("/api/v1/payments/{id}/process");
+    let (status, _, captured) = post_keyed(&shop, &process, &ada, Some("p-1"), json!(null)).await;
+    assert_eq!(
+        (status, captured["status"].as_str()),
+        (StatusCode::OK, Some("captured")),
+        "{captured}"
+    );
+    let (status, replayed, _) = post_keyed(&shop, &process, &ada, Some("p-1"), json!(null)).await;
+    assert_eq!((status, replayed), (StatusCode::OK, true));
+    let (status, _, _) = post_keyed(&shop, &process, &ada, None, json!(null)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Who sees what.
+    let path = format!("/api/v1/payments/{id}");
+    assert_eq!(
+        shop.call(Method::GET, &path, Some(&bob), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        shop.call(Method::GET, &path, Some(&ada), None).await.0,
+        StatusCode::OK
+    );
+    let (_, _, mine) = shop
+        .call(Method::GET, "/api/v1/users/ada/payments", Some(&ada), None)
+        .await;
+    assert_eq!(mine["total"], 2);
+    assert_eq!(
+        shop.call(Method::GET, "/api/v1/users/ada/payments", Some(&bob), None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        shop.call(Method::GET, "/api/v1/payments", Some(&ada), None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Refunds are for admins, and bounded by the capture.
+    let refund = format!("/api/v1/payments/{id}/refund");
+    let (status, _, _) = post_keyed(&shop, &refund, &ada, None, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, part) = post_keyed(
+        &shop,
+        &refund,
+        &admin,
+        None,
+        json!({ "amount": { "amount": "10.00", "currency": "USD" } }),
+    )
+    .await;
+    assert_eq!(
+        (status, part["status"].as_str()),
+        (StatusCode::OK, Some("partially_refunded")),
+        "{part}"
+    );
+    let (status, _, _) = post_keyed(
+        &shop,
+        &refund,
+        &admin,
+        None,
+        json!({ "amount": { "amount": "15.01", "currency": "USD" } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A declined card, and the mock told to fail every call.
+    let (_, _, declined) = post_keyed(
+        &shop,
+        "/api/v1/payments",
+        &ada,
+        None,
+        order("order-d", "4000000000000002"),
+    )
+    .await;
+    let (status, _, failed) = post_keyed(
+        &shop,
+        &format!(
+            "/api/v1/payments/{}/process",
+            declined["id"].as_str().unwrap()
+        ),
+        &ada,
+        None,
+        json!(null),
+    )
+    .await;
+    assert_eq!(
+        (
+            status,
+            failed["status"].as_str(),
+            failed["failure_reason"].as_str()
+        ),
+        (StatusCode::OK, Some("failed"), Some("card_declined"))
+    );
+    let (status, _, behaviour) = shop
+        .call(
+            Method::PUT,
+            "/api/v1/payments/provider",
+            Some(&admin),
+            Some(json!({ "failure_rate": 1.0 })),
+        )
+        .await;
+    assert_eq!(
+        (status, behaviour["failure_rate"].as_f64()),
+        (StatusCode::OK, Some(1.0))
+    );
+    let (_, _, doomed) = post_keyed(
+        &shop,
+        "/api/v1/payments",
+        &ada,
+        None,
+        order("order-f", good),
+    )
+    .await;
+    let (_, _, failed) = post_keyed(
+        &shop,
+        &format!(
+            "/api/v1/payments/{}/process",
+            doomed["id"].as_str().unwrap()
+        ),
+        &ada,
+        None,
+        json!(null),
+    )
+    .await;
+    assert_eq!(failed["status"], "failed");
+
+    // Bad input: a problem, and no payment more.
+    let (_, _, before) = shop
+        .call(
+            Method::GET,
+            "/api/v1/payments?per_page=1",
+            Some(&admin),
+            None,
+        )
+        .await;
+    let long_key = "k".repeat(300);
+    type Case<'a> = (Method, String, Option<&'a str>, Option<Value>, StatusCode);
+    let bad: Vec<Case> = vec![
+        (
+            Method::POST,
+            "/api/v1/payments".into(),
+            None,
+            Some(json!({})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/v1/payments".into(),
+            None,
+            Some(order("order 1", good)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/v1/payments".into(),
+            None,
+            Some(order("o", "4242424242424241")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/v1/payments".into(),
+            None,
+            Some(
+                json!({ "order_id": "o", "amount": { "amount": "0", "currency": "USD" }, "card_number": good }),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/v1/payments".into(),
+            None,
+            Some(
+                json!({ "order_id": "o", "amount": { "amount": "1.00", "currency": "XXX" }, "card_number": good }),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/v1/payments".into(),
+            None,
+            Some(
+                json!({ "order_id": "o", "amount": { "amount": "1.001", "currency": "USD" }, "card_number": good }),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/v1/payments".into(),
+            None,
+            Some(json!({ "order_id": "o", "amount": "1.00", "card_number": good })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/v1/payments".into(),
+            None,
+            Some(
+                json!({ "order_id": "o", "amount": { "amount": "1.00", "currency": "USD" }, "card_number": good, "metadata": [1] }),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/v1/payments".into(),
+            None,
+            Some(
+                json!({ "order_id": "o", "amount": { "amount": "1.00", "currency": "USD" }, "card_number": good, "user_id": "bob" }),
+            ),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::POST,
+            "/api/v1/payments".into(),
+            Some(long_key.as_str()),
+            Some(order("o", good)),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/api/v1/payments/nope/process".into(),
+            None,
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/payments/{}/process", uuid::Uuid::now_v7()),
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/payments/{id}/cancel"),
+            None,
+            None,
+            StatusCode::CONFLICT,
+        ),
+        (
+            Method::GET,
+            "/api/v1/payments/order/bad%20order".into(),
+            None,
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/api/v1/users/ada/payments?status=lost".into(),
+            None,
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/api/v1/users/ada/payments?page=0".into(),
+            None,
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (method, path, key, body, expected) in bad {
+        let mut request = shop
+            .http
+            .request(method.clone(), shop.url(&path))
+            .bearer_auth(&ada);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), expected, "{method} {path} {body:?}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{method} {path}"
+        );
+    }
+    for (body, expected) in [
+        (
+            json!({ "failure_rate": 2 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "latency_ms": -1 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let (status, kind, _) = shop
+            .call(
+                Method::PUT,
+                "/api/v1/payments/provider",
+                Some(&admin),
+                Some(body),
+            )
+            .await;
+        assert_eq!(
+            (status, kind.as_str()),
+            (expected, "application/problem+json")
+        );
+    }
+    let (_, _, after) = shop
+        .call(
+            Method::GET,
+            "/api/v1/payments?per_page=1",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(after["total"], before["total"]);
+    shop.stop().await;
+}

@@ -1,0 +1,255 @@
+//! The card processor behind a trait, and the built-in mock that behaves
+//! like one: test card numbers that decline, error or hang, a failure rate
+//! and a latency that an admin changes at run time, idempotency by payment
+//! id, and a record of every call it was asked.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use emporium_platform::money::Money;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The card was refused; retrying will not help.
+    #[error("declined: {0}")]
+    Declined(String),
+    /// The processor failed or did not answer in time; nothing was taken.
+    #[error("processor unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A card processor. Every call carries the payment id as its idempotency
+/// key: asking twice for the same payment takes the money once.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// A token for the card, kept instead of its number.
+    fn tokenize(&self, digits: &str) -> String;
+    /// Holds `amount` on the card; the authorization id.
+    async fn authorize(
+        &self,
+        payment: Uuid,
+        amount: Money,
+        token: &str,
+    ) -> Result<String, ProviderError>;
+    async fn capture(&self, payment: Uuid, authorization: &str) -> Result<(), ProviderError>;
+    /// Releases an authorization that was not captured.
+    async fn void(&self, payment: Uuid, authorization: &str) -> Result<(), ProviderError>;
+    /// Gives back `amount` of a capture; `refund` names this refund.
+    async fn refund(&self, payment: Uuid, refund: Uuid, amount: Money)
+    -> Result<(), ProviderError>;
+}
+
+/// What the mock is told to do, changeable at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockBehaviour {
+    /// The share of calls (0 to 1) that fail as if the processor were down.
+    pub failure_rate: f64,
+    /// Added to every call.
+    pub latency_ms: u64,
+}
+
+impl Default for MockBehaviour {
+    fn default() -> Self {
+        Self {
+            failure_rate: 0.0,
+            latency_ms: 0,
+        }
+    }
+}
+
+/// Test cards: these decline, fail or hang; every other valid number is
+/// approved.
+pub const DECLINED: &str = "4000000000000002";
+pub const INSUFFICIENT_FUNDS: &str = "4000000000009995";
+pub const PROCESSOR_ERROR: &str = "4000000000000119";
+pub const HANGS: &str = "4000000000000101";
+
+/// One call the mock was asked, for tests and for the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub operation: &'static str,
+    pub payment: Uuid,
+    pub amount_minor: i64,
+    /// Whether the call moved money (a repeat of a done call did not).
+    pub effective: bool,
+}
+
+#[derive(Default)]
+struct Ledger {
+    authorized: HashMap<Uuid, (String, i64)>,
+    captured: HashMap<Uuid, i64>,
+    voided: HashMap<Uuid, bool>,
+    refunds: HashMap<Uuid, i64>,
+    calls: Vec<Call>,
+}
+
+#[derive(Clone)]
+pub struct MockProvider {
+    behaviour: Arc<Mutex<MockBehaviour>>,
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+impl MockProvider {
+    pub fn new(behaviour: MockBehaviour) -> Self {
+        Self {
+            behaviour: Arc::new(Mutex::new(behaviour)),
+            ledger: Arc::default(),
+        }
+    }
+
+    pub fn behaviour(&self) -> MockBehaviour {
+        *self.behaviour.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_behaviour(&self, behaviour: MockBehaviour) {
+        *self.behaviour.lock().unwrap_or_else(|e| e.into_inner()) = behaviour;
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .calls
+            .clone()
+    }
+
+    /// Minor units captured and not refunded, over every payment.
+    pub fn taken(&self) -> i64 {
+        let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        ledger.captured.values().sum::<i64>() - ledger.refunds.values().sum::<i64>()
+    }
+
+    /// Latency, then a failure at the configured rate.
+    async fn weather(&self) -> Result<(), ProviderError> {
+        let behaviour = self.behaviour();
+        if behaviour.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(behaviour.latency_ms)).await;
+        }
+        let mut bytes = [0u8; 4];
+        let _ = aws_lc_rs::rand::fill(&mut bytes);
+        let draw = f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX);
+        if draw < behaviour.failure_rate {
+            return Err(ProviderError::Unavailable("injected failure".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Provider for MockProvider {
+    fn name(&self) -> &'static str {
+        "mock"
+    }
+
+    fn tokenize(&self, digits: &str) -> String {
+        let kind = match digits {
+            DECLINED => "declined",
+            INSUFFICIENT_FUNDS => "insufficient",
+            PROCESSOR_ERROR => "error",
+            HANGS => "hang",
+            _ => "ok",
+        };
+        format!("tok_{kind}_{}", &digits[digits.len().saturating_sub(4)..])
+    }
+
+    async fn authorize(
+        &self,
+        payment: Uuid,
+        amount: Money,
+        token: &str,
+    ) -> Result<String, ProviderError> {
+        if token.starts_with("tok_hang_") {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        self.weather().await?;
+        match token.split('_').nth(1) {
+            Some("declined") => return Err(ProviderError::Declined("card_declined".into())),
+            Some("insufficient") => {
+                return Err(ProviderError::Declined("insufficient_funds".into()));
+            }
+            Some("error") => return Err(ProviderError::Unavailable("processing_error".into())),
+            _ => {}
+        }
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = !ledger.authorized.contains_key(&payment);
+        let id = ledger
+            .authorized
+            .entry(payment)
+            .or_insert_with(|| (format!("auth_{}", Uuid::now_v7().simple()), amount.minor))
+            .0
+            .clone();
+        ledger.calls.push(Call {
+            operation: "authorize",
+            payment,
+            amount_minor: amount.minor,
+            effective: fresh,
+        });
+        Ok(id)
+    }
+
+    async fn capture(&self, payment: Uuid, authorization: &str) -> Result<(), ProviderError> {
+        self.weather().await?;
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((id, amount)) = ledger.authorized.get(&payment).cloned() else {
+            return Err(ProviderError::Declined("no_authorization".into()));
+        };
+        if id != authorization || ledger.voided.contains_key(&payment) {
+            return Err(ProviderError::Declined(
+                "authorization_not_capturable".into(),
+            ));
+        }
+        let fresh = !ledger.captured.contains_key(&payment);
+        ledger.captured.insert(payment, amount);
+        ledger.calls.push(Call {
+            operation: "capture",
+            payment,
+            amount_minor: amount,
+            effective: fresh,
+        });
+        Ok(())
+    }
+
+    async fn void(&self, payment: Uuid, _authorization: &str) -> Result<(), ProviderError> {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        if ledger.captured.contains_key(&payment) {
+            return Err(ProviderError::Declined("already_captured".into()));
+        }
+        let fresh = ledger.voided.insert(payment, true).is_none();
+        ledger.calls.push(Call {
+            operation: "void",
+            payment,
+            amount_minor: 0,
+            effective: fresh,
+        });
+        Ok(())
+    }
+
+    async fn refund(
+        &self,
+        payment: Uuid,
+        refund: Uuid,
+        amount: Money,
+    ) -> Result<(), ProviderError> {
+        self.weather().await?;
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        if !ledger.captured.contains_key(&payment) {
+            return Err(ProviderError::Declined("nothing_captured".into()));
+        }
+        let fresh = !ledger.refunds.contains_key(&refund);
+        ledger.refunds.entry(refund).or_insert(amount.minor);
+        ledger.calls.push(Call {
+            operation: "refund",
+            payment,
+            amount_minor: amount.minor,
+            effective: fresh,
+        });
+        Ok(())
+    }
+}

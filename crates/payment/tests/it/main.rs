@@ -1,0 +1,324 @@
+//! Payment's store contract, on SQLite always and on PostgreSQL and MariaDB
+//! when their URLs are set: the state machine against the mock processor,
+//! nothing taken twice under concurrency, refunds bounded by the capture,
+//! and idempotency keys (also on Redis).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use emporium_payment::Payments;
+use emporium_payment::domain::{PaymentDraft, PaymentInput, Refusal};
+use emporium_payment::payments::{PaymentError, Policy};
+use emporium_payment::provider::{self, MockBehaviour, MockProvider};
+use emporium_platform::bus::Outbox;
+use emporium_platform::idempotency::{Claim, IdempotencyStore, Recorded, SqlKeys};
+use emporium_platform::money::{Money, MoneyJson};
+use emporium_testkit::{Backend, TestDatabase, on_every_backend};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use uuid::Uuid;
+
+struct Fixture {
+    payments: Payments,
+    mock: MockProvider,
+    db: DatabaseConnection,
+    _guard: TestDatabase,
+}
+
+async fn fixture(backend: Backend) -> Option<Fixture> {
+    let guard = TestDatabase::fresh(backend).await?;
+    let db = emporium_platform::db::connect(&guard.url).await.unwrap();
+    emporium_platform::db::migrate::<emporium_payment::migrations::Migrator>(&db)
+        .await
+        .unwrap();
+    let mock = MockProvider::new(MockBehaviour::default());
+    let payments = Payments::new(
+        db.clone(),
+        Outbox::new(),
+        Arc::new(mock.clone()),
+        Policy {
+            provider_timeout: Duration::from_millis(300),
+            payment_ttl: Duration::from_secs(600),
+        },
+    );
+    Some(Fixture {
+        payments,
+        mock,
+        db,
+        _guard: guard,
+    })
+}
+
+fn draft(card: &str, amount: &str) -> PaymentDraft {
+    PaymentDraft::parse(&PaymentInput {
+        order_id: Some("order-1".into()),
+        amount: Some(MoneyJson {
+            amount: amount.into(),
+            currency: "USD".into(),
+        }),
+        card_number: Some(card.into()),
+        ..PaymentInput::default()
+    })
+    .unwrap()
+}
+
+const GOOD: &str = "4242424242424242";
+
+impl Fixture {
+    async fn pay(&self, card: &str, amount: &str) -> Uuid {
+        let view = self
+            .payments
+            .create(&draft(card, amount), "ada")
+            .await
+            .unwrap();
+        Uuid::parse_str(&view.id).unwrap()
+    }
+
+    async fn events(&self, kind: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                format!("SELECT COUNT(*) AS n FROM outbox WHERE event_type = '{kind}'"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    }
+
+    fn effective(&self, operation: &str) -> usize {
+        self.mock
+            .calls()
+            .iter()
+            .filter(|c| c.operation == operation && c.effective)
+            .count()
+    }
+}
+
+fn usd(amount: &str) -> Money {
+    Money::parse(amount, "USD").unwrap()
+}
+
+async fn contract_a_payment_is_captured_then_refunded_within_bounds(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let id = f.pay(GOOD, "100.00").await;
+    let pending = f.payments.get(id).await.unwrap();
+    assert_eq!(
+        (pending.status.as_str(), pending.card_last4.as_str()),
+        ("pending", "4242")
+    );
+    assert!(
+        !pending.card_token.contains("424242424242"),
+        "the number is not kept"
+    );
+    let captured = f.payments.process(id).await.unwrap();
+    assert_eq!(captured.status, "captured");
+    assert!(captured.provider_id.is_some() && captured.processed_at.is_some());
+    assert_eq!(f.mock.taken(), 10_000);
+    assert!(matches!(
+        f.payments.process(id).await,
+        Err(PaymentError::Refused(Refusal::Transition { .. }))
+    ));
+    assert!(matches!(
+        f.payments.cancel(id).await,
+        Err(PaymentError::Refused(Refusal::Transition { .. }))
+    ));
+    let part = f.payments.refund(id, Some(usd("30.00"))).await.unwrap();
+    assert_eq!(
+        (part.status.as_str(), part.refunded.amount.as_str()),
+        ("partially_refunded", "30.00")
+    );
+    assert!(matches!(
+        f.payments.refund(id, Some(usd("70.01"))).await,
+        Err(PaymentError::Refused(Refusal::TooMuch { left: 7000 }))
+    ));
+    assert!(matches!(
+        f.payments
+            .refund(id, Some(Money::parse("1.00", "EUR").unwrap()))
+            .await,
+        Err(PaymentError::Currency(..))
+    ));
+    let rest = f.payments.refund(id, None).await.unwrap();
+    assert_eq!(
+        (rest.status.as_str(), rest.refunded.amount.as_str()),
+        ("refunded", "100.00")
+    );
+    assert_eq!(f.mock.taken(), 0);
+    assert!(f.payments.refund(id, None).await.is_err());
+    assert_eq!(f.events("payment.completed").await, 1);
+    assert_eq!(f.events("payment.refunded").await, 2);
+}
+
+async fn contract_declines_errors_and_timeouts_fail_without_taking(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    for (card, reason) in [
+        (provider::DECLINED, "card_declined"),
+        (provider::INSUFFICIENT_FUNDS, "insufficient_funds"),
+        (
+            provider::PROCESSOR_ERROR,
+            "processor_unavailable: processing_error",
+        ),
+        (provider::HANGS, "processor_unavailable: timed out"),
+    ] {
+        let id = f.pay(card, "12.00").await;
+        let failed = f.payments.process(id).await.unwrap();
+        assert_eq!(failed.status, "failed", "{card}");
+        assert_eq!(failed.failure_reason.as_deref(), Some(reason));
+        assert!(matches!(
+            f.payments.process(id).await,
+            Err(PaymentError::Refused(_))
+        ));
+    }
+    // The processor down for every call: the payment fails, nothing taken.
+    f.mock.set_behaviour(MockBehaviour {
+        failure_rate: 1.0,
+        latency_ms: 0,
+    });
+    let id = f.pay(GOOD, "5.00").await;
+    assert_eq!(f.payments.process(id).await.unwrap().status, "failed");
+    assert_eq!(f.mock.taken(), 0);
+    assert_eq!(f.events("payment.failed").await, 5);
+    assert_eq!(f.events("payment.completed").await, 0);
+}
+
+async fn contract_concurrent_processing_takes_the_money_once(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    f.mock.set_behaviour(MockBehaviour {
+        failure_rate: 0.0,
+        latency_ms: 5,
+    });
+    let id = f.pay(GOOD, "40.00").await;
+    let calls = (0..8).map(|_| {
+        let payments = f.payments.clone();
+        tokio::spawn(async move { payments.process(id).await })
+    });
+    let mut captured = 0;
+    for outcome in futures::future::join_all(calls).await {
+        match outcome.unwrap() {
+            Ok(view) => {
+                assert_eq!(view.status, "captured");
+                captured += 1;
+            }
+            Err(PaymentError::Refused(_) | PaymentError::Raced) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(captured >= 1);
+    assert_eq!(f.effective("capture"), 1);
+    assert_eq!(f.mock.taken(), 4000);
+    assert_eq!(f.events("payment.completed").await, 1);
+
+    // Ten refunds of 15.00 at once against 40.00: two land, never more.
+    let refunds = (0..10).map(|_| {
+        let payments = f.payments.clone();
+        tokio::spawn(async move { payments.refund(id, Some(usd("15.00"))).await })
+    });
+    let landed = futures::future::join_all(refunds)
+        .await
+        .into_iter()
+        .filter(|o| matches!(o, Ok(Ok(_))))
+        .count();
+    let row = f.payments.get(id).await.unwrap();
+    assert!((1..=2).contains(&landed), "{landed}");
+    assert_eq!(row.refunded_minor, 1500 * landed as i64);
+    assert_eq!(f.mock.taken(), 4000 - row.refunded_minor);
+}
+
+async fn contract_cancellation_and_expiry(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let id = f.pay(GOOD, "9.99").await;
+    assert_eq!(f.payments.cancel(id).await.unwrap().status, "cancelled");
+    assert!(f.payments.cancel(id).await.is_err());
+    assert!(f.payments.process(id).await.is_err());
+    assert_eq!(f.mock.taken(), 0);
+    assert!(matches!(
+        f.payments.get(Uuid::now_v7()).await,
+        Err(PaymentError::NotFound)
+    ));
+    let short = Payments::new(
+        f.db.clone(),
+        Outbox::new(),
+        Arc::new(f.mock.clone()),
+        Policy {
+            provider_timeout: Duration::from_millis(300),
+            payment_ttl: Duration::from_millis(50),
+        },
+    );
+    let late = short.create(&draft(GOOD, "1.00"), "ada").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let late = Uuid::parse_str(&late.id).unwrap();
+    assert!(matches!(
+        short.process(late).await,
+        Err(PaymentError::Expired)
+    ));
+    assert_eq!(short.get(late).await.unwrap().status, "cancelled");
+}
+
+async fn keys_contract(store: &dyn IdempotencyStore) {
+    let key = format!("ada:{}", Uuid::now_v7());
+    let ttl = Duration::from_secs(60);
+    assert_eq!(store.claim(&key, "fp-1", ttl).await.unwrap(), Claim::New);
+    assert_eq!(
+        store.claim(&key, "fp-1", ttl).await.unwrap(),
+        Claim::InFlight
+    );
+    assert_eq!(
+        store.claim(&key, "fp-2", ttl).await.unwrap(),
+        Claim::Mismatch
+    );
+    let answer = Recorded {
+        status: 201,
+        body: "{\"id\":1}".into(),
+    };
+    store.complete(&key, &answer, ttl).await.unwrap();
+    assert_eq!(
+        store.claim(&key, "fp-1", ttl).await.unwrap(),
+        Claim::Replay(answer)
+    );
+    let other = format!("ada:{}", Uuid::now_v7());
+    assert_eq!(store.claim(&other, "fp", ttl).await.unwrap(), Claim::New);
+    store.release(&other).await.unwrap();
+    assert_eq!(store.claim(&other, "fp", ttl).await.unwrap(), Claim::New);
+}
+
+async fn contract_idempotency_keys_in_sql(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    keys_contract(&SqlKeys::new(f.db.clone())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_in_redis() {
+    let Some(url) = emporium_testkit::server_url(emporium_testkit::REDIS) else {
+        return;
+    };
+    let guard = TestDatabase::fresh(Backend::Sqlite).await.unwrap();
+    let db = emporium_platform::db::connect(&guard.url).await.unwrap();
+    let store = emporium_platform::idempotency::from_settings(
+        Some(&emporium_platform::config::Secret::new(url)),
+        &format!("test-{}", Uuid::now_v7().simple()),
+        &db,
+    )
+    .await
+    .unwrap();
+    keys_contract(store.as_ref()).await;
+}
+
+on_every_backend!(
+    contract_a_payment_is_captured_then_refunded_within_bounds,
+    contract_declines_errors_and_timeouts_fail_without_taking,
+    contract_concurrent_processing_takes_the_money_once,
+    contract_cancellation_and_expiry,
+    contract_idempotency_keys_in_sql,
+);
