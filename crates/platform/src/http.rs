@@ -25,10 +25,31 @@ use crate::telemetry;
 
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// JSON in and out; a body that does not parse is a problem+json 4xx.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(Problem))]
+/// JSON in and out; a body that does not parse is a problem+json 4xx. A
+/// request body must be a JSON object: serde would otherwise read an array
+/// as a struct's fields in order.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let axum::Json(value) =
+            axum::Json::<serde_json::Value>::from_request(request, state).await?;
+        if !value.is_object() {
+            return Err(Problem::new(
+                ErrorCode::Unprocessable,
+                "the body must be a JSON object",
+            ));
+        }
+        parse_value(value).map(Json)
+    }
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {

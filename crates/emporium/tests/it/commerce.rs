@@ -505,6 +505,12 @@ async fn a_customer_fills_and_empties_a_basket_through_the_gateway() {
         ),
         (
             Method::PUT,
+            format!("/api/v1/baskets/ada/items/{}", first.0),
+            Some(json!([5])),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::PUT,
             format!("/api/v1/baskets/ada/items/{}", third.0),
             Some(json!({ "quantity": 1 })),
             StatusCode::NOT_FOUND,
@@ -1559,6 +1565,7 @@ async fn a_customer_pays_once_per_idempotency_key_through_the_gateway() {
         );
     }
     for (body, expected) in [
+        (json!([null, null]), StatusCode::UNPROCESSABLE_ENTITY),
         (
             json!({ "failure_rate": 2 }),
             StatusCode::UNPROCESSABLE_ENTITY,
