@@ -35,6 +35,10 @@ pub const UP: &[&str] = &[
     "payment.http_addr=127.0.0.1:28003",
     "--set",
     "payment.grpc_addr=127.0.0.1:25052",
+    "--set",
+    "ordering.http_addr=127.0.0.1:28001",
+    "--set",
+    "ordering.grpc_addr=127.0.0.1:25053",
 ];
 
 pub fn env_number(name: &str, default: u64) -> u64 {

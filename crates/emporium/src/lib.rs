@@ -18,6 +18,7 @@ pub fn services() -> Vec<Definition> {
         emporium_inventory::definition(),
         emporium_basket::definition(),
         emporium_payment::definition(),
+        emporium_ordering::definition(),
         emporium_gateway::definition(),
     ]
 }

@@ -96,6 +96,7 @@ impl Section for GatewaySettings {
         "upstreams.inventory",
         "upstreams.basket",
         "upstreams.payment",
+        "upstreams.ordering",
     ];
     const PLAIN: Plain = Plain {
         http_port: true,
@@ -243,6 +244,8 @@ const ROUTES: &[Route] = &[
     route("payment", "/api/v1/payments/{id}/cancel", Policy::Customer),
     route("payment", "/api/v1/payments/{id}/refund", Policy::Admin),
     route("payment", "/api/v1/users/{id}/payments", Policy::Customer),
+    route("ordering", "/api/v1/orders", Policy::Customer),
+    route("ordering", "/api/v1/orders/{id}", Policy::Customer),
 ];
 
 type HttpClient = Client<HttpConnector, Body>;

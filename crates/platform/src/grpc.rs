@@ -52,6 +52,18 @@ pub fn channel(url: &str, deadline: Duration) -> anyhow::Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
+/// A channel whose every call carries the current trace.
+pub type Traced = tonic::service::interceptor::InterceptedService<
+    Channel,
+    fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
+>;
+
+/// `channel` with [`propagate_trace`] on every call; generated clients take
+/// it: `InventoryClient::new(traced(channel))`.
+pub fn traced(channel: Channel) -> Traced {
+    tonic::service::interceptor::InterceptedService::new(channel, propagate_trace as _)
+}
+
 /// Interceptor that carries the current trace to the callee.
 pub fn propagate_trace(
     mut request: tonic::Request<()>,

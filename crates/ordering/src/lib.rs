@@ -1,0 +1,199 @@
+//! The ordering service: orders, the checkout saga that makes them, and
+//! their way from confirmed to delivered (or cancelled).
+
+pub mod checkout;
+pub mod domain;
+pub mod events;
+pub mod http;
+pub mod migrations;
+pub mod openapi;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use emporium_platform::config::{
+    Plain, Production, Secret, Section, SectionDef, Settings, loopback,
+};
+use emporium_platform::grpc::{Peer, PeerPolicy};
+use emporium_platform::service::{self, Definition, Faces};
+use emporium_platform::{Runtime, Started, bus, db, idempotency};
+use serde::{Deserialize, Serialize};
+
+pub use checkout::Orders;
+
+use crate::checkout::Peers;
+
+pub const NAME: &str = "ordering";
+
+/// The `[ordering]` section of the configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrderingSettings {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    /// `sqlite://…`, `postgres://…` or `mysql://…`; embedded SQLite when unset.
+    pub database_url: Option<Secret>,
+    /// Where `Idempotency-Key`s live in production; the database otherwise.
+    pub redis_url: Option<Secret>,
+    pub redis_prefix: String,
+    pub idempotency_ttl_secs: u64,
+    /// How long inventory holds a checkout's stock.
+    pub reservation_ttl_secs: i64,
+    /// Deadline of each call to another service.
+    pub peer_deadline_ms: u64,
+    /// A checkout left unfinished this long is resumed (or undone).
+    pub resume_after_secs: u64,
+    /// How often unfinished checkouts are looked for.
+    pub resume_every_secs: u64,
+}
+
+impl Default for OrderingSettings {
+    fn default() -> Self {
+        Self {
+            http_addr: loopback(8001),
+            grpc_addr: loopback(50053),
+            database_url: None,
+            redis_url: None,
+            redis_prefix: "ordering".into(),
+            idempotency_ttl_secs: 24 * 3600,
+            reservation_ttl_secs: 900,
+            peer_deadline_ms: 3000,
+            resume_after_secs: 30,
+            resume_every_secs: 5,
+        }
+    }
+}
+
+impl Section for OrderingSettings {
+    const NAME: &'static str = NAME;
+    const PLAIN: Plain = Plain {
+        http_port: true,
+        grpc_port: true,
+        database: Some(Production::Postgres),
+        redis: Some("redis_url"),
+        aliases: &[],
+    };
+    fn on_free_ports(self) -> Self {
+        Self {
+            http_addr: loopback(0),
+            grpc_addr: loopback(0),
+            ..self
+        }
+    }
+}
+
+/// How the binary knows ordering.
+pub fn definition() -> Definition {
+    Definition {
+        name: NAME,
+        section: SectionDef::of::<OrderingSettings>(),
+        start: |runtime, local| Box::pin(async move { start(&runtime, &local).await }),
+        migrate: |settings| {
+            Box::pin(async move {
+                let db = migrated(&settings).await?;
+                tracing::info!(
+                    service = NAME,
+                    backend = db::backend_name(&db),
+                    "migrations applied"
+                );
+                Ok(())
+            })
+        },
+        seed: None,
+    }
+}
+
+async fn migrated(settings: &Settings) -> anyhow::Result<db::Db> {
+    let own = settings.section::<OrderingSettings>();
+    let db = db::connect(&settings.database_url(NAME, own.database_url.as_ref())).await?;
+    db::migrate::<migrations::Migrator>(&db).await?;
+    Ok(db)
+}
+
+/// Opens the store, reaches its peers, binds both ports, resumes what a
+/// crash left unfinished, and serves.
+pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Started> {
+    let settings = &runtime.settings;
+    let own = settings.section::<OrderingSettings>();
+    let db = migrated(settings).await?;
+    let keys = idempotency::from_settings(own.redis_url.as_ref(), &own.redis_prefix, &db).await?;
+    let policy = PeerPolicy {
+        deadline: Duration::from_millis(own.peer_deadline_ms.max(1)),
+        ..PeerPolicy::default()
+    };
+    let peer = |name: &'static str| -> anyhow::Result<Peer> {
+        Peer::new(name, &service::peer_url(settings, local, name)?, policy)
+    };
+    let peers = Peers {
+        catalog: peer("catalog")?,
+        inventory: peer("inventory")?,
+        payment: peer("payment")?,
+        basket: peer("basket")?,
+    };
+    let outbox = bus::Outbox::new();
+    let orders = Orders::new(
+        db.clone(),
+        outbox.clone(),
+        peers,
+        own.reservation_ttl_secs.max(1),
+    );
+    let checks = vec![
+        db::check(db.clone()),
+        idempotency::check(keys.clone(), "idempotency store"),
+        bus::check(runtime.transport.clone()),
+    ];
+    let state = http::AppState {
+        orders: orders.clone(),
+        verifier: runtime.verifier.clone(),
+        keys,
+        key_ttl: Duration::from_secs(own.idempotency_ttl_secs.max(60)),
+    };
+    let started = runtime
+        .serve_faces(Faces {
+            name: NAME,
+            http_addr: own.http_addr,
+            grpc_addr: own.grpc_addr,
+            routes: http::router(state),
+            checks,
+            grpc: tonic::service::Routes::default(),
+            grpc_names: &[],
+        })
+        .await?;
+    runtime.relay(NAME, outbox, db);
+    runtime.spawn(
+        NAME,
+        "resumer",
+        resumer(
+            orders,
+            Duration::from_secs(own.resume_after_secs),
+            Duration::from_secs(own.resume_every_secs.max(1)),
+            runtime.shutdown.clone(),
+        ),
+    );
+    Ok(started)
+}
+
+/// Settles checkouts a crash or an absent peer left unfinished, and keeps
+/// `orders_by_status` current, until shutdown.
+async fn resumer(
+    orders: Orders,
+    grace: Duration,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        match orders.resume(grace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(orders = n, "unfinished checkouts settled"),
+            Err(e) => tracing::warn!(error = %e, "unfinished checkouts not read"),
+        }
+        if let Err(e) = orders.count().await {
+            tracing::warn!(error = %e, "orders not counted");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
