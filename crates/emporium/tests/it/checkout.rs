@@ -463,3 +463,441 @@ async fn a_declined_or_hanging_payment_releases_the_stock() {
     assert_eq!(captured["total"], 0);
     shop.stop().await;
 }
+
+/// `emporium serve ordering` in its own process, its peers in this one;
+/// its address once it listens.
+async fn ordering_process(
+    dir: &std::path::Path,
+    peers: &emporium_platform::service::Running,
+    jwks: &std::path::Path,
+) -> (tokio::process::Child, String) {
+    let grpc = |name: &str| peers.get(name).unwrap().grpc_addr.unwrap().to_string();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args(["serve", "ordering", "--data-dir"])
+        .arg(dir)
+        .args(["--log-format", "json"])
+        .env("PORT", "0")
+        .env("GRPC_PORT", "0")
+        .env("PRODUCT_SERVICE_URL", grpc("catalog"))
+        .env("INVENTORY_SERVICE_URL", grpc("inventory"))
+        .env("PAYMENT_SERVICE_URL", grpc("payment"))
+        .env("BASKET_SERVICE_URL", grpc("basket"))
+        .env("EMPORIUM__AUTH__JWKS_FILE", jwks)
+        .env("EMPORIUM__ORDERING__RESUME_AFTER_SECS", "1")
+        .env("EMPORIUM__ORDERING__RESUME_EVERY_SECS", "1")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let (addr, _) = listening_addr(&mut stdout, "ordering").await;
+    tokio::spawn(async move {
+        let mut sink = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut sink).await;
+    });
+    let base = format!("http://{addr}");
+    emporium_testkit::wait_ready(&base).await;
+    (child, base)
+}
+
+/// The ordering process killed (SIGKILL) while the payment is being taken,
+/// then started again: the order ends confirmed, or failed with its stock
+/// released and nothing captured; never pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_killed_mid_payment_is_settled_when_ordering_restarts() {
+    let tokens = emporium_testkit::Tokens::new();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, tokens.issuer.jwks()).unwrap();
+    let mut settings = shop_settings(dir.path());
+    settings.update_section::<emporium_payment::PaymentSettings>(|p| {
+        p.mock.latency_ms = 700;
+        p.provider_timeout_ms = 5000;
+    });
+    let names: Vec<String> = ["catalog", "inventory", "basket", "payment"]
+        .map(String::from)
+        .to_vec();
+    let peers = emporium_testkit::spawn(settings.clone(), &emporium::select(&names).unwrap()).await;
+    peers
+        .runtime
+        .verifier
+        .publish(&tokens.issuer.jwks())
+        .unwrap();
+    emporium::seed_demo(std::sync::Arc::new(settings), &names)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let catalog = peers.url("catalog").unwrap();
+    let inventory = peers.url("inventory").unwrap();
+    let page: Value = http
+        .get(format!("{catalog}/api/v1/products?per_page=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (product, sku) = (
+        page["items"][0]["id"].clone(),
+        page["items"][0]["sku"].as_str().unwrap().to_owned(),
+    );
+    let level = |http: reqwest::Client| {
+        let url = format!("{inventory}/api/v1/inventory/{sku}");
+        async move {
+            let body: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            (
+                body["on_hand"].as_i64().unwrap(),
+                body["reserved"].as_i64().unwrap(),
+            )
+        }
+    };
+    let (on_hand, reserved) = level(http.clone()).await;
+    assert_eq!(reserved, 0);
+
+    let ordering_dir = tempfile::tempdir().unwrap();
+    let (mut first, base) = ordering_process(ordering_dir.path(), &peers, &jwks).await;
+    let ada = tokens.user("ada", Role::Customer);
+    let checkout = http
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(&ada)
+        .json(&json!({ "items": [{ "product_id": product, "quantity": 2 }], "card_number": CARD }))
+        .send();
+    let request = tokio::spawn(checkout);
+    // The stock is held: the saga is past reserving and taking the payment.
+    let held = emporium_testkit::eventually(Duration::from_secs(10), || {
+        let probe = level(http.clone());
+        async move { (probe.await.1 == 2).then_some(()) }
+    })
+    .await;
+    assert!(held.is_some(), "the checkout reserved its stock");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    assert!(
+        request.await.unwrap().is_err(),
+        "the request died with the process"
+    );
+
+    let (_second, base) = ordering_process(ordering_dir.path(), &peers, &jwks).await;
+    let settled = emporium_testkit::eventually(Duration::from_secs(30), || {
+        let request = http
+            .get(format!("{base}/api/v1/orders"))
+            .bearer_auth(&ada)
+            .send();
+        async move {
+            let page: Value = request.await.ok()?.json().await.ok()?;
+            let order = page["items"][0].clone();
+            (order["status"] != "pending" && !order.is_null()).then_some(order)
+        }
+    })
+    .await
+    .expect("the order is settled after the restart");
+    let payments: Value = http
+        .get(format!(
+            "{}/api/v1/payments/order/{}",
+            peers.url("payment").unwrap(),
+            settled["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let captured = payments["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"] == "captured")
+        .count();
+    match settled["status"].as_str().unwrap() {
+        "confirmed" => {
+            assert_eq!(captured, 1, "{payments}");
+            assert_eq!(level(http.clone()).await, (on_hand - 2, 0));
+        }
+        "failed" => {
+            assert_eq!(captured, 0, "{payments}");
+            assert_eq!(level(http.clone()).await, (on_hand, 0), "released");
+        }
+        other => panic!("settled as {other}: {settled}"),
+    }
+    peers.stop(Duration::from_secs(5)).await;
+}
+
+/// One service in its own `emporium serve` process on the real servers.
+struct Served {
+    child: tokio::process::Child,
+    http: std::net::SocketAddr,
+}
+
+async fn serve(service: &str, env: &[(String, String)], dir: &std::path::Path) -> Served {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"));
+    command
+        .args(["serve", service, "--data-dir"])
+        .arg(dir)
+        .args(["--log-format", "json"])
+        .env("PORT", "0")
+        .env("GRPC_PORT", "0")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let (http, _) = listening_addr(&mut stdout, service).await;
+    // Keep draining the logs, so the process never blocks on a full pipe.
+    tokio::spawn(async move {
+        let mut sink = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut sink).await;
+    });
+    Served { child, http }
+}
+
+/// Every service in its own process on PostgreSQL, MariaDB (payment),
+/// Redis and RabbitMQ, the broker behind a link: a customer registers,
+/// fills a basket and checks out through the gateway; with the broker cut
+/// the order still confirms, and the basket empties once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away() {
+    use emporium_testkit::{AMQP, Backend, REDIS, TestDatabase, server_url};
+    let (Some(amqp), Some(redis)) = (server_url(AMQP), server_url(REDIS)) else {
+        return;
+    };
+    let mut databases = std::collections::HashMap::new();
+    for (service, backend) in [
+        ("identity", Backend::Postgres),
+        ("catalog", Backend::Postgres),
+        ("inventory", Backend::Postgres),
+        ("basket", Backend::Postgres),
+        ("ordering", Backend::Postgres),
+        ("payment", Backend::MySql),
+    ] {
+        let Some(db) = TestDatabase::fresh(backend).await else {
+            return;
+        };
+        databases.insert(service, db);
+    }
+    for queue in ["inventory", "basket"] {
+        emporium_testkit::delete_queues(&amqp, queue).await;
+    }
+    let broker = emporium_testkit::Link::to(server_addr(&amqp, 5672).await).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
+    let env = |service: &str, extra: Vec<(String, String)>| {
+        let mut env = vec![
+            (
+                "DATABASE_URL".to_owned(),
+                databases[service].url.expose().to_owned(),
+            ),
+            ("REDIS_URL".to_owned(), redis.clone()),
+            ("AMQP_URL".to_owned(), through(&broker, &amqp)),
+        ];
+        if matches!(service, "basket" | "payment" | "ordering") {
+            env.push((
+                format!("EMPORIUM__{}__REDIS_PREFIX", service.to_uppercase()),
+                prefix.clone(),
+            ));
+        }
+        env.extend(extra);
+        env
+    };
+    let admin_password = "a long admin passphrase";
+    let identity = serve(
+        "identity",
+        &env(
+            "identity",
+            vec![
+                ("EMPORIUM_ADMIN_EMAIL".into(), "admin@example.org".into()),
+                ("EMPORIUM_ADMIN_PASSWORD".into(), admin_password.into()),
+            ],
+        ),
+        dir.path(),
+    )
+    .await;
+    let jwks = (
+        "EMPORIUM__AUTH__JWKS_URL".to_owned(),
+        format!("http://{}/.well-known/jwks.json", identity.http),
+    );
+    let mut served = vec![("identity", identity)];
+    let mut grpc = std::collections::HashMap::new();
+    for service in ["catalog", "inventory", "basket", "payment", "ordering"] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        grpc.insert(service, format!("127.0.0.1:{port}"));
+    }
+    let peers = |grpc: &std::collections::HashMap<&str, String>| {
+        vec![
+            ("PRODUCT_SERVICE_URL".to_owned(), grpc["catalog"].clone()),
+            (
+                "INVENTORY_SERVICE_URL".to_owned(),
+                grpc["inventory"].clone(),
+            ),
+            ("BASKET_SERVICE_URL".to_owned(), grpc["basket"].clone()),
+            ("PAYMENT_SERVICE_URL".to_owned(), grpc["payment"].clone()),
+        ]
+    };
+    for service in ["catalog", "inventory", "basket", "payment", "ordering"] {
+        let mut extra = vec![jwks.clone()];
+        extra.extend(peers(&grpc));
+        extra.push((
+            "GRPC_PORT".to_owned(),
+            grpc[service].rsplit(':').next().unwrap().to_owned(),
+        ));
+        let process = serve(service, &env(service, extra), dir.path()).await;
+        served.push((service, process));
+    }
+    let mut gateway_env = vec![jwks.clone(), ("REDIS_URL".to_owned(), redis.clone())];
+    for (service, process) in &served {
+        gateway_env.push((
+            format!("EMPORIUM__GATEWAY__UPSTREAMS__{}", service.to_uppercase()),
+            format!("http://{}", process.http),
+        ));
+    }
+    gateway_env.push((
+        "EMPORIUM__GATEWAY__RATE_LIMIT_PREFIX".to_owned(),
+        prefix.clone(),
+    ));
+    let gateway = serve("gateway", &gateway_env, dir.path()).await;
+    let base = format!("http://{}", gateway.http);
+    for (_, process) in &served {
+        emporium_testkit::wait_ready(&format!("http://{}", process.http)).await;
+    }
+    emporium_testkit::wait_ready(&base).await;
+
+    // Demo data through the services' own commands.
+    for service in ["catalog", "inventory"] {
+        let seeded = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"))
+            .args(["seed", service, "--data-dir"])
+            .arg(dir.path())
+            .envs(env(service, vec![]))
+            .output()
+            .await
+            .unwrap();
+        assert!(seeded.status.success(), "{seeded:?}");
+    }
+    let http = reqwest::Client::new();
+    let page: Value = http
+        .get(format!("{base}/api/v1/products?per_page=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let product = page["items"][0]["id"].as_str().unwrap().to_owned();
+    let sku = page["items"][0]["sku"].as_str().unwrap().to_owned();
+    let stock = || {
+        let request = http.get(format!("{base}/api/v1/inventory/{sku}")).send();
+        async move {
+            let body: Value = request.await.unwrap().json().await.unwrap();
+            (
+                body["on_hand"].as_i64().unwrap_or(-1),
+                body["reserved"].as_i64().unwrap_or(-1),
+            )
+        }
+    };
+    let (on_hand, _) = stock().await;
+    assert!(on_hand >= 2, "demo stock in PostgreSQL: {on_hand}");
+
+    // Register, sign in, fill the basket.
+    let response = http
+        .post(format!("{base}/api/v1/users/register"))
+        .json(
+            &json!({ "email": "far@example.org", "password": "a long passphrase", "name": "Far" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let session: Value = http
+        .post(format!("{base}/api/v1/users/login"))
+        .json(&json!({ "email": "far@example.org", "password": "a long passphrase" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let me = session["user"]["id"].as_str().unwrap().to_owned();
+    let basket_count = || {
+        let request = http
+            .get(format!("{base}/api/v1/baskets/{me}"))
+            .bearer_auth(&token)
+            .send();
+        async move {
+            let body: Value = request.await.unwrap().json().await.unwrap();
+            body["item_count"].as_i64().unwrap()
+        }
+    };
+    let added = http
+        .post(format!("{base}/api/v1/baskets/{me}/items"))
+        .bearer_auth(&token)
+        .json(&json!({ "product_id": product, "quantity": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), StatusCode::OK);
+
+    // The broker away: the checkout still confirms, paid and committed.
+    broker.cut();
+    let order: Value = http
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "distributed-1")
+        .json(&json!({ "card_number": CARD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["status"], "confirmed", "{order}");
+    let payments: Value = http
+        .get(format!(
+            "{base}/api/v1/payments/order/{}",
+            order["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        payments["items"][0]["status"], "captured",
+        "payment on MariaDB: {payments}"
+    );
+    assert_eq!(stock().await, (on_hand - 2, 0));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        basket_count().await,
+        2,
+        "order.confirmed waits in the outbox"
+    );
+
+    broker.restore();
+    let emptied = emporium_testkit::eventually(Duration::from_secs(30), || {
+        let probe = basket_count();
+        async move { (probe.await == 0).then_some(()) }
+    })
+    .await;
+    assert!(
+        emptied.is_some(),
+        "order.confirmed arrived once the broker was back"
+    );
+    for (_, mut process) in served {
+        let _ = process.child.start_kill();
+    }
+    let mut gateway = gateway;
+    let _ = gateway.child.start_kill();
+    for queue in ["inventory", "basket"] {
+        emporium_testkit::delete_queues(&amqp, queue).await;
+    }
+}
