@@ -120,6 +120,18 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
         "one order per key"
     );
     let id = confirmed["id"].as_str().unwrap();
+    // Five at once with a new key and the same items: one order.
+    let racers = (0..5).map(|_| {
+        let body = json!({ "items": [{ "product_id": first }], "card_number": CARD });
+        order(&shop, &ada, Some("checkout-2"), body)
+    });
+    let raced = futures::future::join_all(racers).await;
+    assert!(
+        raced
+            .iter()
+            .all(|(s, o)| *s == StatusCode::CREATED && o["id"] == raced[0].1["id"]),
+        "{raced:?}"
+    );
 
     // Paid once, stock committed, basket emptied by the event.
     let (_, _, payments) = shop
@@ -133,7 +145,7 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
     assert_eq!(payments["total"], 1);
     assert_eq!(payments["items"][0]["status"], "captured");
     assert_eq!(payments["items"][0]["amount"], confirmed["total"]);
-    assert_eq!(stock(&shop, &sku).await, (on_hand - 3, 0, on_hand - 3));
+    assert_eq!(stock(&shop, &sku).await, (on_hand - 4, 0, on_hand - 4));
     let emptied = emporium_testkit::eventually(Duration::from_secs(10), || {
         let call = shop.call(Method::GET, "/api/v1/baskets/ada", Some(&ada), None);
         async move { (call.await.2["item_count"] == 0).then_some(()) }
@@ -143,7 +155,7 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
     let (_, _, mine) = shop
         .call(Method::GET, "/api/v1/orders", Some(&ada), None)
         .await;
-    assert_eq!(mine["total"], 1);
+    assert_eq!(mine["total"], 2);
     let bob = customer(&shop, "bob");
     assert_eq!(
         shop.call(
@@ -199,7 +211,7 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
     assert_eq!(payments["items"][0]["status"], "refunded");
     let restocked = emporium_testkit::eventually(Duration::from_secs(10), || {
         let probe = stock(&shop, &sku);
-        async move { (probe.await.0 == on_hand).then_some(()) }
+        async move { (probe.await.0 == on_hand - 1).then_some(()) }
     })
     .await;
     assert!(restocked.is_some(), "order.cancelled puts the stock back");
