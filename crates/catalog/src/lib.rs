@@ -95,7 +95,7 @@ pub fn definition() -> Definition {
                 Ok(())
             })
         },
-        seed: Some(|settings| {
+        seed: Some(|settings, _local| {
             Box::pin(async move {
                 let (catalog, ..) = open(&settings).await?;
                 Ok(Seeded {

@@ -73,7 +73,7 @@ pub async fn up(settings: Settings, seed: bool) -> anyhow::Result<Up> {
     let settings = Arc::new(settings);
     let running = service::start((*settings).clone(), &services()).await?;
     let notices = if seed {
-        seed_demo(settings, &[]).await?
+        seed_demo(settings, &[], running.services.clone()).await?
     } else {
         vec![]
     };
@@ -86,13 +86,19 @@ pub async fn up(settings: Settings, seed: bool) -> anyhow::Result<Up> {
 
 /// Loads the demo data of the named services (every one when empty) into
 /// their configured stores; returns the lines to show once.
-pub async fn seed_demo(settings: Arc<Settings>, names: &[String]) -> anyhow::Result<Vec<String>> {
+/// `local` are the services running in this process, which demo data made
+/// through several services (past orders) needs.
+pub async fn seed_demo(
+    settings: Arc<Settings>,
+    names: &[String],
+    local: Arc<[emporium_platform::Started]>,
+) -> anyhow::Result<Vec<String>> {
     let mut notices = vec![];
     for definition in select(names)? {
         let Some(seed) = definition.seed else {
             continue;
         };
-        let seeded = seed(settings.clone()).await?;
+        let seeded = seed(settings.clone(), local.clone()).await?;
         if seeded.records > 0 {
             tracing::info!(
                 service = definition.name,

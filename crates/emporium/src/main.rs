@@ -189,7 +189,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Seed { services } => {
             let _telemetry = emporium_platform::telemetry::init(&settings, "emporium-seed")?;
-            for notice in emporium::seed_demo(std::sync::Arc::new(settings), &services).await? {
+            for notice in
+                emporium::seed_demo(std::sync::Arc::new(settings), &services, Vec::new().into())
+                    .await?
+            {
                 println!("{notice}");
             }
             Ok(())

@@ -127,7 +127,7 @@ pub fn definition() -> Definition {
                 Ok(())
             })
         },
-        seed: Some(|settings| {
+        seed: Some(|settings, _local| {
             Box::pin(async move {
                 let db = open(&settings).await?;
                 let keys = key_ring(db.clone(), &settings, None).await?;

@@ -130,7 +130,7 @@ pub fn definition() -> Definition {
                 Ok(())
             })
         },
-        seed: Some(|settings| {
+        seed: Some(|settings, _local| {
             Box::pin(async move {
                 let (inventory, ..) = open(&settings).await?;
                 Ok(Seeded {

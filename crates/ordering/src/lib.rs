@@ -16,7 +16,7 @@ use emporium_platform::config::{
     Plain, Production, Secret, Section, SectionDef, Settings, loopback,
 };
 use emporium_platform::grpc::{Peer, PeerPolicy};
-use emporium_platform::service::{self, Definition, Faces};
+use emporium_platform::service::{self, Definition, Faces, Seeded};
 use emporium_platform::{Runtime, Started, bus, db, idempotency};
 use serde::{Deserialize, Serialize};
 
@@ -100,8 +100,105 @@ pub fn definition() -> Definition {
                 Ok(())
             })
         },
-        seed: None,
+        seed: Some(|settings, local| Box::pin(async move { seed(&settings, &local).await })),
     }
+}
+
+/// Orders on `db`, reaching the peers the settings name or that run here.
+fn orders(
+    settings: &Settings,
+    local: &[Started],
+    db: &db::Db,
+    outbox: &bus::Outbox,
+) -> anyhow::Result<Orders> {
+    let own = settings.section::<OrderingSettings>();
+    let policy = PeerPolicy {
+        deadline: Duration::from_millis(own.peer_deadline_ms.max(1)),
+        ..PeerPolicy::default()
+    };
+    let peer = |name: &'static str| -> anyhow::Result<Peer> {
+        Peer::new(name, &service::peer_url(settings, local, name)?, policy)
+    };
+    let peers = Peers {
+        catalog: peer("catalog")?,
+        inventory: peer("inventory")?,
+        payment: peer("payment")?,
+        basket: peer("basket")?,
+    };
+    Ok(Orders::new(
+        db.clone(),
+        outbox.clone(),
+        peers,
+        own.reservation_ttl_secs.max(1),
+    ))
+}
+
+/// A few past orders of a demo customer, made through the real checkout
+/// (so payments, stock and events agree): one delivered, one shipped, one
+/// confirmed. Only when the shop has no order yet and the catalog runs in
+/// this process (`emporium up`), since the products are listed through it.
+async fn seed(settings: &Settings, local: &[Started]) -> anyhow::Result<Seeded> {
+    let Some(catalog) = local.iter().find(|s| s.name == "catalog") else {
+        tracing::info!("past orders are seeded by `emporium up`, with the shop running");
+        return Ok(Seeded::default());
+    };
+    let db = migrated(settings).await?;
+    let outbox = bus::Outbox::new();
+    let orders = match orders(settings, local, &db, &outbox) {
+        Ok(orders) => orders,
+        Err(e) => {
+            tracing::info!(error = %e, "past orders not seeded");
+            return Ok(Seeded::default());
+        }
+    };
+    if orders.list(None, None, 1, 1).await?.total > 0 {
+        return Ok(Seeded::default());
+    }
+    use tower::ServiceExt;
+    let request = axum::http::Request::get("/api/v1/products?per_page=3&sort=price")
+        .body(axum::body::Body::empty())?;
+    let response = catalog.router.clone().oneshot(request).await?;
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
+    let page: serde_json::Value = serde_json::from_slice(&bytes)?;
+    let ids: Vec<uuid::Uuid> = page["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|p| {
+                    p["id"]
+                        .as_str()
+                        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut made = 0;
+    for (index, id) in ids.into_iter().enumerate() {
+        let checkout = domain::Checkout {
+            items: Some(vec![(id, 1)]),
+            card_number: "4242424242424242".into(),
+        };
+        let order = orders.checkout("demo-customer", &checkout).await?;
+        let id = uuid::Uuid::parse_str(&order.id)?;
+        let steps: &[domain::Status] = match index {
+            0 => &[
+                domain::Status::Processing,
+                domain::Status::Shipped,
+                domain::Status::Delivered,
+            ],
+            1 => &[domain::Status::Processing, domain::Status::Shipped],
+            _ => &[],
+        };
+        for step in steps {
+            orders.fulfil(id, *step).await?;
+        }
+        made += 1;
+    }
+    Ok(Seeded {
+        records: made,
+        notice: None,
+    })
 }
 
 async fn migrated(settings: &Settings) -> anyhow::Result<db::Db> {

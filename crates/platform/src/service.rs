@@ -18,8 +18,10 @@ use crate::bus::{self, Handler, Outbox, SharedTransport};
 use crate::config::{SectionDef, Settings};
 use crate::http::Check;
 
-/// Loads a service's demo data; see [`Definition::seed`].
-pub type SeedFn = fn(Arc<Settings>) -> BoxFuture<'static, anyhow::Result<Seeded>>;
+/// Loads a service's demo data; see [`Definition::seed`]. It is handed the
+/// services running in this process (none for `emporium seed`), for demo
+/// data made through other services.
+pub type SeedFn = fn(Arc<Settings>, Arc<[Started]>) -> BoxFuture<'static, anyhow::Result<Seeded>>;
 
 /// What seeding did: how many records it added (none when they exist
 /// already), and a line for the person starting the shop, shown once.
