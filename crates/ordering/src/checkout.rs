@@ -325,6 +325,7 @@ impl Orders {
         let done = self.run(row, Some(&checkout.card_number)).await?;
         metrics::histogram!("order_processing_duration_seconds", "status" => done.status.clone())
             .record(started.elapsed().as_secs_f64());
+        self.count_logged().await;
         view(&done, &lines)
     }
 
@@ -740,6 +741,7 @@ impl Orders {
             )
             .await?
             .ok_or_else(|| OrderError::State("the order changed while it was cancelled".into()))?;
+        self.count_logged().await;
         view(
             &cancelled,
             &store::lines(&self.inner.db, &cancelled.id).await?,
@@ -768,7 +770,14 @@ impl Orders {
             .advance(&row, (next, "done"), Change::default(), event)
             .await?
             .ok_or_else(|| OrderError::State("the order changed meanwhile".into()))?;
+        self.count_logged().await;
         view(&moved, &store::lines(&self.inner.db, &moved.id).await?)
+    }
+
+    pub async fn count_logged(&self) {
+        if let Err(e) = self.count().await {
+            tracing::warn!(error = %e, "orders not counted");
+        }
     }
 
     /// Sets `orders_by_status` from the store.

@@ -285,9 +285,7 @@ async fn resumer(
             Ok(n) => tracing::info!(orders = n, "unfinished checkouts settled"),
             Err(e) => tracing::warn!(error = %e, "unfinished checkouts not read"),
         }
-        if let Err(e) = orders.count().await {
-            tracing::warn!(error = %e, "orders not counted");
-        }
+        orders.count_logged().await;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}

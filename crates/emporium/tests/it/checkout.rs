@@ -400,6 +400,37 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
         .call(Method::GET, "/api/v1/orders?per_page=1", Some(&admin), None)
         .await;
     assert_eq!(after["total"], before["total"]);
+    // The business metrics of the checkout are exported.
+    let running = shop.shop.as_ref().unwrap();
+    for (service, names) in [
+        (
+            "ordering",
+            &[
+                "orders_created_total",
+                "orders_by_status{",
+                "order_processing_duration_seconds_bucket{",
+            ][..],
+        ),
+        (
+            "payment",
+            &[
+                "payments_processed_total{",
+                "payment_amount_total{",
+                "refunds_processed_total",
+                "payment_gateway_latency_seconds_bucket{",
+            ][..],
+        ),
+    ] {
+        let text = reqwest::get(format!("{}/metrics", running.url(service).unwrap()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for name in names {
+            assert!(text.contains(name), "{service}: {name} missing");
+        }
+    }
     shop.stop().await;
 }
 
