@@ -929,10 +929,9 @@ async fn the_basket_reads_without_the_catalog_and_adds_again_when_it_returns() {
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains("grpc_client_circuit_open{peer=\"catalog\"} 1"),
-        "the circuit is open"
-    );
+    // Counted, not read from the gauge: under `cargo test` every test of
+    // this binary shares one recorder, and another basket's calls to its
+    // own catalog set `grpc_client_circuit_open{peer="catalog"}` too.
     assert!(
         metrics.contains("code=\"CircuitOpen\""),
         "calls were refused without trying"
