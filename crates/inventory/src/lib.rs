@@ -217,7 +217,7 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
     Ok(started)
 }
 
-/// Releases expired reservations until shutdown.
+/// Releases expired reservations and counts low-stock rows until shutdown.
 async fn sweeper(
     inventory: Inventory,
     every: Duration,
@@ -237,6 +237,9 @@ async fn sweeper(
                     break;
                 }
             }
+        }
+        if let Err(e) = inventory.count_low().await {
+            tracing::warn!(error = %e, "low stock not counted");
         }
     }
 }

@@ -564,6 +564,11 @@ impl Inventory {
         for row in store::all_rows(&self.inner.db, 10_000).await? {
             gauge(&row);
         }
+        self.count_low().await
+    }
+
+    /// Sets `inventory_low_stock_items`.
+    pub async fn count_low(&self) -> Result<()> {
         metrics::gauge!("inventory_low_stock_items")
             .set(store::count_low(&self.inner.db).await? as f64);
         Ok(())
@@ -589,8 +594,9 @@ impl Inventory {
         Ok(())
     }
 
-    /// Drops cached copies of what changed, updates the gauges and wakes
-    /// the relay.
+    /// Drops cached copies of what changed, updates the rows' gauges and
+    /// wakes the relay (the low-stock count is the sweeper's, off the
+    /// request path).
     pub(crate) async fn after_commit(&self, Pending(effects): Pending) {
         let mut skus: Vec<&str> = effects.touched.keys().map(|(s, _)| s.as_str()).collect();
         skus.dedup();
@@ -602,11 +608,6 @@ impl Inventory {
         }
         if !effects.events.is_empty() {
             self.inner.outbox.wake();
-        }
-        if !effects.touched.is_empty()
-            && let Ok(low) = store::count_low(&self.inner.db).await
-        {
-            metrics::gauge!("inventory_low_stock_items").set(low as f64);
         }
     }
 }

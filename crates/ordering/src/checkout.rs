@@ -325,7 +325,6 @@ impl Orders {
         let done = self.run(row, Some(&checkout.card_number)).await?;
         metrics::histogram!("order_processing_duration_seconds", "status" => done.status.clone())
             .record(started.elapsed().as_secs_f64());
-        self.count_logged().await;
         view(&done, &lines)
     }
 
@@ -741,7 +740,6 @@ impl Orders {
             )
             .await?
             .ok_or_else(|| OrderError::State("the order changed while it was cancelled".into()))?;
-        self.count_logged().await;
         view(
             &cancelled,
             &store::lines(&self.inner.db, &cancelled.id).await?,
@@ -770,7 +768,6 @@ impl Orders {
             .advance(&row, (next, "done"), Change::default(), event)
             .await?
             .ok_or_else(|| OrderError::State("the order changed meanwhile".into()))?;
-        self.count_logged().await;
         view(&moved, &store::lines(&self.inner.db, &moved.id).await?)
     }
 

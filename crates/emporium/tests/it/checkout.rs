@@ -407,7 +407,6 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
             "ordering",
             &[
                 "orders_created_total",
-                "orders_by_status{",
                 "order_processing_duration_seconds_bucket{",
             ][..],
         ),
@@ -431,6 +430,18 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
             assert!(text.contains(name), "{service}: {name} missing");
         }
     }
+    // `orders_by_status` is counted by the resumer, off the request path.
+    let ordering = running.url("ordering").unwrap();
+    let counted = emporium_testkit::eventually(Duration::from_secs(15), || {
+        let request = reqwest::get(format!("{ordering}/metrics"));
+        async move {
+            let text = request.await.ok()?.text().await.ok()?;
+            text.contains("orders_by_status{status=\"confirmed\"}")
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(counted.is_some(), "orders_by_status is exported");
     shop.stop().await;
 }
 
