@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use emporium_platform::bus::{Envelope, Outbox};
 use emporium_platform::db::{self, Db};
-use emporium_platform::grpc::{Peer, PeerError, propagate_trace};
+use emporium_platform::grpc::{Peer, PeerError};
 use emporium_platform::money::{Money, MoneyJson};
 use emporium_platform::sku::Sku;
 use emporium_platform::{FieldError, Problem};
@@ -189,12 +189,9 @@ impl Baskets {
             .call("GetProducts", true, |channel| {
                 let request = request.clone();
                 async move {
-                    catalog::catalog_client::CatalogClient::with_interceptor(
-                        channel,
-                        propagate_trace,
-                    )
-                    .get_products(request)
-                    .await
+                    catalog::catalog_client::CatalogClient::new(channel)
+                        .get_products(request)
+                        .await
                 }
             })
             .await?;

@@ -1,7 +1,7 @@
 //! The gRPC face of the same use cases, for the services of a checkout.
 
 use emporium_platform::Problem;
-use emporium_platform::auth::Verifier;
+use emporium_platform::grpc::{Admission, Callers};
 use emporium_platform::money::Money;
 use emporium_proto::basket::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -9,9 +9,20 @@ use tonic::{Request, Response, Status};
 use crate::baskets::Baskets;
 use crate::domain::{Basket, Owner};
 
+/// The checkout reads and empties a basket; the storefront reads one.
+pub const ADMISSION: Admission = &[
+    (
+        "/emporium.basket.v1.Baskets/GetBasket",
+        Callers::Services(&["ordering", "storefront"]),
+    ),
+    (
+        "/emporium.basket.v1.Baskets/ClearBasket",
+        Callers::Services(&["ordering"]),
+    ),
+];
+
 pub struct BasketGrpc {
     pub baskets: Baskets,
-    pub verifier: Verifier,
 }
 
 fn to_pb(owner: &Owner, basket: Basket) -> pb::Basket {
@@ -38,21 +49,11 @@ fn to_pb(owner: &Owner, basket: Basket) -> pb::Basket {
 }
 
 impl BasketGrpc {
-    /// The basket named by the request; a token, when sent, must be its
-    /// owner's or an admin's.
-    async fn owner(&self, request: &Request<pb::BasketRequest>) -> Result<Owner, Status> {
-        let raw = &request.get_ref().user_id;
-        match request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(header) => {
-                let claims = self.verifier.authenticate(Some(header)).await?;
-                Ok(crate::http::owner(&claims, raw)?)
-            }
-            None => Owner::parse(raw).map_err(|m| Status::invalid_argument(format!("user_id {m}"))),
-        }
+    /// The basket named by the request: the gRPC gate has admitted the
+    /// calling service, which acts for that user.
+    fn owner(request: &Request<pb::BasketRequest>) -> Result<Owner, Status> {
+        Owner::parse(&request.get_ref().user_id)
+            .map_err(|m| Status::invalid_argument(format!("user_id {m}")))
     }
 }
 
@@ -62,7 +63,7 @@ impl pb::baskets_server::Baskets for BasketGrpc {
         &self,
         request: Request<pb::BasketRequest>,
     ) -> Result<Response<pb::Basket>, Status> {
-        let owner = self.owner(&request).await?;
+        let owner = Self::owner(&request)?;
         let basket = self.baskets.held(&owner).await.map_err(Problem::from)?;
         Ok(Response::new(to_pb(&owner, basket)))
     }
@@ -71,7 +72,7 @@ impl pb::baskets_server::Baskets for BasketGrpc {
         &self,
         request: Request<pb::BasketRequest>,
     ) -> Result<Response<pb::ClearBasketResponse>, Status> {
-        let owner = self.owner(&request).await?;
+        let owner = Self::owner(&request)?;
         self.baskets
             .clear(&owner, "cleared")
             .await

@@ -18,9 +18,9 @@ use std::time::Duration;
 use emporium_platform::config::{
     Plain, Production, Secret, Section, SectionDef, Settings, loopback,
 };
-use emporium_platform::grpc::{Peer, PeerPolicy};
+use emporium_platform::grpc::{Peer, PeerPolicy, ServiceCredentials};
 use emporium_platform::http::Check;
-use emporium_platform::service::{self, Definition, Faces};
+use emporium_platform::service::{Definition, Faces};
 use emporium_platform::{Runtime, Started, bus, db};
 use serde::{Deserialize, Serialize};
 
@@ -132,13 +132,15 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
     let own = settings.section::<BasketSettings>();
     let db = migrated(settings).await?;
     let (store, store_name) = open_store(&own, &db).await?;
-    let catalog = Peer::new(
+    let catalog = Peer::of(
         "catalog",
-        &service::peer_url(settings, local, "catalog")?,
+        settings,
+        local,
         PeerPolicy {
             deadline: Duration::from_millis(own.catalog_deadline_ms.max(1)),
             ..PeerPolicy::default()
         },
+        &ServiceCredentials::for_service(settings, local, NAME)?,
     )?;
     let outbox = bus::Outbox::new();
     let baskets = Baskets::new(store.clone(), db.clone(), outbox.clone(), catalog);
@@ -166,7 +168,6 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
     let grpc_service =
         emporium_proto::basket::v1::baskets_server::BasketsServer::new(grpc::BasketGrpc {
             baskets,
-            verifier: runtime.verifier.clone(),
         });
     let started = runtime
         .serve_faces(Faces {
@@ -177,6 +178,7 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
             checks,
             grpc: tonic::service::Routes::new(grpc_service),
             grpc_names: &["emporium.basket.v1.Baskets"],
+            admission: grpc::ADMISSION,
         })
         .await?;
     runtime.relay(NAME, outbox, db);
@@ -220,7 +222,7 @@ mod tests {
             Some("postgres://postgres@basket-db:5432/basket")
         );
         assert_eq!(
-            service::peer_url(&alone, &[], "catalog").unwrap(),
+            emporium_platform::service::peer_url(&alone, &[], "catalog").unwrap(),
             "http://localhost:50050"
         );
         let printed = alone.to_masked_toml();

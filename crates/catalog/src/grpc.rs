@@ -2,6 +2,7 @@
 
 use emporium_platform::Problem;
 use emporium_platform::auth::Verifier;
+use emporium_platform::grpc::{Admission, Callers};
 use emporium_platform::money::Money;
 use emporium_proto::catalog::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -9,6 +10,41 @@ use tonic::{Request, Response, Status};
 use crate::domain::{Product, ProductDraft, ProductId, ProductInput};
 use crate::http::product_id;
 use crate::products::Catalog;
+
+/// Services that read products.
+const READERS: &[&str] = &[
+    "basket",
+    "ordering",
+    "inventory",
+    "storefront",
+    "recommendation",
+];
+/// Writes come from the storefront's admin pages, with the admin's own
+/// token beside the storefront's (`user-authorization`).
+const WRITERS: &[&str] = &["storefront"];
+
+pub const ADMISSION: Admission = &[
+    (
+        "/emporium.catalog.v1.Catalog/GetProduct",
+        Callers::Services(READERS),
+    ),
+    (
+        "/emporium.catalog.v1.Catalog/GetProducts",
+        Callers::Services(READERS),
+    ),
+    (
+        "/emporium.catalog.v1.Catalog/CreateProduct",
+        Callers::Services(WRITERS),
+    ),
+    (
+        "/emporium.catalog.v1.Catalog/UpdateProduct",
+        Callers::Services(WRITERS),
+    ),
+    (
+        "/emporium.catalog.v1.Catalog/DeleteProduct",
+        Callers::Services(WRITERS),
+    ),
+];
 
 pub struct CatalogGrpc {
     pub catalog: Catalog,
@@ -46,10 +82,13 @@ fn draft(fields: Option<pb::ProductFields>) -> Result<ProductDraft, Status> {
 }
 
 impl CatalogGrpc {
+    /// The user on whose behalf an admitted service writes must be an admin:
+    /// the service's own token (`authorization`) says who calls, the user's
+    /// (`user-authorization`) for whom.
     async fn require_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let header = request
             .metadata()
-            .get("authorization")
+            .get("user-authorization")
             .and_then(|v| v.to_str().ok());
         self.verifier.authorize_admin(header).await?;
         Ok(())

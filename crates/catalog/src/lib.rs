@@ -157,6 +157,7 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
             checks,
             grpc: tonic::service::Routes::new(grpc_service),
             grpc_names: &["emporium.catalog.v1.Catalog"],
+            admission: grpc::ADMISSION,
         })
         .await?;
     runtime.relay(NAME, outbox, db);

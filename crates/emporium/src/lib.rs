@@ -70,9 +70,11 @@ pub struct Up {
 /// first start.
 pub async fn up(settings: Settings, seed: bool) -> anyhow::Result<Up> {
     let issuer = emporium_identity::signing_issuer(&settings).await?;
-    let settings = Arc::new(settings);
-    let running = service::start((*settings).clone(), &services()).await?;
+    let running = service::start(settings, &services()).await?;
     let notices = if seed {
+        // The settings the services run with: they hold the secrets made
+        // at start, with which past orders go through the checkout.
+        let settings = running.runtime.settings.clone();
         seed_demo(settings, &[], running.services.clone()).await?
     } else {
         vec![]

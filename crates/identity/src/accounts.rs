@@ -503,6 +503,14 @@ impl Identity {
         user_from_row(row)
     }
 
+    /// Any account, for a service the gRPC face admits.
+    pub async fn user_for_service(&self, id: UserId) -> Result<User> {
+        let row = store::find_user(&self.db, &id.to_string())
+            .await?
+            .ok_or(IdentityError::NotFound)?;
+        user_from_row(row)
+    }
+
     /// The profile for its owner; role and `active` for an admin only. An
     /// admin cannot demote or disable themselves (the shop would lose its
     /// last admin that way); disabling an account ends its sessions.

@@ -203,7 +203,8 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
     let grpc_service =
         emporium_proto::identity::v1::identity_server::IdentityServer::new(grpc::IdentityGrpc {
             identity: identity.clone(),
-            verifier: runtime.verifier.clone(),
+            service_secrets: settings.auth.service_secrets.clone(),
+            service_token_ttl: Duration::from_secs(settings.auth.service_token_secs.max(60)),
         });
     let started = runtime
         .serve_faces(Faces {
@@ -214,6 +215,7 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
             checks: vec![db::check(db.clone()), bus::check(runtime.transport.clone())],
             grpc: tonic::service::Routes::new(grpc_service),
             grpc_names: &["emporium.identity.v1.Identity"],
+            admission: grpc::ADMISSION,
         })
         .await?;
     runtime.relay(NAME, outbox, db.clone());

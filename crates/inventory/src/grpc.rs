@@ -1,7 +1,7 @@
 //! The gRPC face of the same use cases, for ordering's checkout.
 
 use emporium_platform::Problem;
-use emporium_platform::auth::Verifier;
+use emporium_platform::grpc::{Admission, Callers, CallingService};
 use emporium_proto::inventory::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -9,9 +9,31 @@ use crate::domain::{LineInput, Reservation, ReserveInput, ReserveRequest};
 use crate::http::{reservation_id, sku_param};
 use crate::stock::{Actor, Inventory, Settle};
 
+/// Only the checkout moves stock; readers see it.
+const CHECKOUT: &[&str] = &["ordering"];
+const READERS: &[&str] = &["ordering", "basket", "storefront", "recommendation"];
+
+pub const ADMISSION: Admission = &[
+    (
+        "/emporium.inventory.v1.Inventory/Reserve",
+        Callers::Services(CHECKOUT),
+    ),
+    (
+        "/emporium.inventory.v1.Inventory/Release",
+        Callers::Services(CHECKOUT),
+    ),
+    (
+        "/emporium.inventory.v1.Inventory/Commit",
+        Callers::Services(CHECKOUT),
+    ),
+    (
+        "/emporium.inventory.v1.Inventory/GetStock",
+        Callers::Services(READERS),
+    ),
+];
+
 pub struct InventoryGrpc {
     pub inventory: Inventory,
-    pub verifier: Verifier,
 }
 
 fn to_pb(r: Reservation) -> pb::Reservation {
@@ -33,17 +55,13 @@ fn to_pb(r: Reservation) -> pb::Reservation {
 }
 
 impl InventoryGrpc {
-    /// Who is calling, for the ledger: the token's subject when one is
-    /// sent (it must verify), else the calling service.
-    async fn caller<T>(&self, request: &Request<T>) -> Result<String, Status> {
-        match request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(header) => Ok(self.verifier.authenticate(Some(header)).await?.sub),
-            None => Ok("service".into()),
-        }
+    /// Who is calling, for the ledger: the service the gRPC gate admitted.
+    fn caller<T>(request: &Request<T>) -> Result<String, Status> {
+        request
+            .extensions()
+            .get::<CallingService>()
+            .map(|caller| format!("service:{}", caller.0))
+            .ok_or_else(|| Status::unauthenticated("a service token is required"))
     }
 
     async fn settle(
@@ -52,7 +70,7 @@ impl InventoryGrpc {
         how: Settle,
         why: &str,
     ) -> Result<Response<pb::Reservation>, Status> {
-        let who = self.caller(&request).await?;
+        let who = Self::caller(&request)?;
         let id = reservation_id(&request.get_ref().reservation_id)?;
         let reservation = self
             .inventory
@@ -69,7 +87,7 @@ impl pb::inventory_server::Inventory for InventoryGrpc {
         &self,
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
-        let who = self.caller(&request).await?;
+        let who = Self::caller(&request)?;
         let message = request.into_inner();
         let input = ReserveInput {
             reservation_id: Some(message.reservation_id),

@@ -179,7 +179,6 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
     let grpc_service = emporium_proto::inventory::v1::inventory_server::InventoryServer::new(
         grpc::InventoryGrpc {
             inventory: inventory.clone(),
-            verifier: runtime.verifier.clone(),
         },
     );
     runtime
@@ -199,6 +198,7 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
             checks,
             grpc: tonic::service::Routes::new(grpc_service),
             grpc_names: &["emporium.inventory.v1.Inventory"],
+            admission: grpc::ADMISSION,
         })
         .await?;
     runtime.relay(NAME, outbox, db);

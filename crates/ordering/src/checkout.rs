@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use emporium_platform::bus::Outbox;
 use emporium_platform::db::{self, Db};
-use emporium_platform::grpc::{Peer, PeerError, Traced, propagate_trace, traced};
+use emporium_platform::grpc::{Authorized, Peer, PeerError};
 use emporium_platform::http::Page;
 use emporium_platform::money::{Money, MoneyJson};
 use emporium_platform::{FieldError, Problem};
@@ -22,7 +22,6 @@ use emporium_proto::inventory::v1 as inventory;
 use emporium_proto::payment::v1 as payment;
 use sea_orm::DbErr;
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::domain::{Checkout, Status};
@@ -340,12 +339,9 @@ impl Orders {
             .call("GetBasket", true, |channel| {
                 let request = request.clone();
                 async move {
-                    basket::baskets_client::BasketsClient::with_interceptor(
-                        channel,
-                        propagate_trace,
-                    )
-                    .get_basket(request)
-                    .await
+                    basket::baskets_client::BasketsClient::new(channel)
+                        .get_basket(request)
+                        .await
                 }
             })
             .await?;
@@ -371,12 +367,9 @@ impl Orders {
             .call("GetProducts", true, |channel| {
                 let request = request.clone();
                 async move {
-                    catalog::catalog_client::CatalogClient::with_interceptor(
-                        channel,
-                        propagate_trace,
-                    )
-                    .get_products(request)
-                    .await
+                    catalog::catalog_client::CatalogClient::new(channel)
+                        .get_products(request)
+                        .await
                 }
             })
             .await?;
@@ -390,12 +383,15 @@ impl Orders {
             .collect())
     }
 
-    fn inventory(&self, channel: Channel) -> inventory::inventory_client::InventoryClient<Traced> {
-        inventory::inventory_client::InventoryClient::new(traced(channel))
+    fn inventory(
+        &self,
+        channel: Authorized,
+    ) -> inventory::inventory_client::InventoryClient<Authorized> {
+        inventory::inventory_client::InventoryClient::new(channel)
     }
 
-    fn payment(&self, channel: Channel) -> payment::payments_client::PaymentsClient<Traced> {
-        payment::payments_client::PaymentsClient::new(traced(channel))
+    fn payment(&self, channel: Authorized) -> payment::payments_client::PaymentsClient<Authorized> {
+        payment::payments_client::PaymentsClient::new(channel)
     }
 
     /// Lets the order's reservation go; a missing one is fine.

@@ -15,8 +15,8 @@ use std::time::Duration;
 use emporium_platform::config::{
     Plain, Production, Secret, Section, SectionDef, Settings, loopback,
 };
-use emporium_platform::grpc::{Peer, PeerPolicy};
-use emporium_platform::service::{self, Definition, Faces, Seeded};
+use emporium_platform::grpc::{Peer, PeerPolicy, ServiceCredentials};
+use emporium_platform::service::{Definition, Faces, Seeded};
 use emporium_platform::{Runtime, Started, bus, db, idempotency};
 use serde::{Deserialize, Serialize};
 
@@ -116,9 +116,8 @@ fn orders(
         deadline: Duration::from_millis(own.peer_deadline_ms.max(1)),
         ..PeerPolicy::default()
     };
-    let peer = |name: &'static str| -> anyhow::Result<Peer> {
-        Peer::new(name, &service::peer_url(settings, local, name)?, policy)
-    };
+    let credentials = ServiceCredentials::for_service(settings, local, NAME)?;
+    let peer = |name: &'static str| Peer::of(name, settings, local, policy, &credentials);
     let peers = Peers {
         catalog: peer("catalog")?,
         inventory: peer("inventory")?,
@@ -215,26 +214,8 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
     let own = settings.section::<OrderingSettings>();
     let db = migrated(settings).await?;
     let keys = idempotency::from_settings(own.redis_url.as_ref(), &own.redis_prefix, &db).await?;
-    let policy = PeerPolicy {
-        deadline: Duration::from_millis(own.peer_deadline_ms.max(1)),
-        ..PeerPolicy::default()
-    };
-    let peer = |name: &'static str| -> anyhow::Result<Peer> {
-        Peer::new(name, &service::peer_url(settings, local, name)?, policy)
-    };
-    let peers = Peers {
-        catalog: peer("catalog")?,
-        inventory: peer("inventory")?,
-        payment: peer("payment")?,
-        basket: peer("basket")?,
-    };
     let outbox = bus::Outbox::new();
-    let orders = Orders::new(
-        db.clone(),
-        outbox.clone(),
-        peers,
-        own.reservation_ttl_secs.max(1),
-    );
+    let orders = orders(settings, local, &db, &outbox)?;
     let checks = vec![
         db::check(db.clone()),
         idempotency::check(keys.clone(), "idempotency store"),
@@ -255,6 +236,7 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
             checks,
             grpc: tonic::service::Routes::default(),
             grpc_names: &[],
+            admission: &[],
         })
         .await?;
     runtime.relay(NAME, outbox, db);

@@ -1,6 +1,7 @@
 //! The gRPC face of the same use cases, for ordering's checkout.
 
 use emporium_platform::Problem;
+use emporium_platform::grpc::{Admission, Callers};
 use emporium_platform::idempotency::{Claim, Recorded, SharedIdempotency};
 use emporium_platform::money::Money;
 use emporium_proto::payment::v1 as pb;
@@ -9,6 +10,33 @@ use uuid::Uuid;
 
 use crate::domain::{PaymentDraft, PaymentInput};
 use crate::payments::{PaymentView, Payments};
+
+/// Money moves for the checkout only; an order's payment is read by the
+/// services that show it.
+const CHECKOUT: &[&str] = &["ordering"];
+
+pub const ADMISSION: Admission = &[
+    (
+        "/emporium.payment.v1.Payments/CreatePayment",
+        Callers::Services(CHECKOUT),
+    ),
+    (
+        "/emporium.payment.v1.Payments/ProcessPayment",
+        Callers::Services(CHECKOUT),
+    ),
+    (
+        "/emporium.payment.v1.Payments/CancelPayment",
+        Callers::Services(CHECKOUT),
+    ),
+    (
+        "/emporium.payment.v1.Payments/RefundPayment",
+        Callers::Services(CHECKOUT),
+    ),
+    (
+        "/emporium.payment.v1.Payments/GetPayment",
+        Callers::Services(&["ordering", "notification", "storefront"]),
+    ),
+];
 
 pub struct PaymentGrpc {
     pub payments: Payments,

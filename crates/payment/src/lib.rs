@@ -168,6 +168,7 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
             checks,
             grpc: tonic::service::Routes::new(grpc_service),
             grpc_names: &["emporium.payment.v1.Payments"],
+            admission: grpc::ADMISSION,
         })
         .await?;
     runtime.relay(NAME, outbox, db);

@@ -42,6 +42,21 @@ impl Claims {
     }
 }
 
+/// What a service's token says: which service calls (`svc`) and which
+/// one it may call (`aud`). A user's token has no `svc` and a service's no
+/// `roles`, so neither passes for the other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceClaims {
+    /// `service:<svc>`.
+    pub sub: String,
+    pub svc: String,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
 /// Shared, so that a request's lookup copies a pointer, not a key.
 type Keys = HashMap<String, Arc<DecodingKey>>;
 
@@ -68,6 +83,9 @@ struct VerifierInner {
 impl Verifier {
     /// Keys from `auth.jwks_file` and `auth.jwks_url`.
     pub async fn from_settings(settings: &AuthSettings) -> anyhow::Result<Self> {
+        if let Some(url) = &settings.jwks_url {
+            check_jwks_url(url, settings.trusted_network)?;
+        }
         let configured = match &settings.jwks_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -170,7 +188,28 @@ impl Verifier {
             .or_else(|| self.inner.configured.get(kid).cloned())
     }
 
+    /// A user's access token: signed by a published key, issued here, for
+    /// this shop's audience, not expired.
     pub async fn verify(&self, token: &str) -> Result<Claims, Problem> {
+        let audience = self.inner.audience.clone();
+        self.decode(token, &audience).await
+    }
+
+    /// A service's token for `audience` (the service verifying it): the
+    /// same keys and checks as a user's, and the claims of a service.
+    pub async fn verify_service(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<ServiceClaims, Problem> {
+        self.decode(token, audience).await
+    }
+
+    async fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<T, Problem> {
         let unauthenticated =
             |detail: &str| Problem::new(ErrorCode::Unauthenticated, detail.to_owned());
         let header = jsonwebtoken::decode_header(token)
@@ -193,10 +232,10 @@ impl Verifier {
         };
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&self.inner.issuer]);
-        validation.set_audience(&[&self.inner.audience]);
+        validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
         validation.leeway = 5;
-        jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        jsonwebtoken::decode::<T>(token, &key, &validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -207,6 +246,29 @@ impl Verifier {
                 }
                 _ => unauthenticated("the token is not valid"),
             })
+    }
+}
+
+/// Keys decide whom every service believes, so they come over TLS unless
+/// from this machine or over a network the deployment declares private.
+fn check_jwks_url(raw: &str, trusted_network: bool) -> anyhow::Result<()> {
+    let url = url::Url::parse(raw)
+        .map_err(|e| anyhow::anyhow!("configuration: auth.jwks_url `{raw}`: {e}"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || trusted_network => Ok(()),
+        "http" => anyhow::bail!(
+            "configuration: auth.jwks_url `{raw}` must be https:// (or set auth.trusted_network on a private network)"
+        ),
+        other => {
+            anyhow::bail!("configuration: auth.jwks_url `{raw}`: scheme `{other}` is not http(s)")
+        }
     }
 }
 
@@ -370,8 +432,27 @@ impl Issuer {
         })
     }
 
+    /// A token with which service `caller` may call service `audience`.
+    pub fn mint_service(
+        &self,
+        caller: &str,
+        audience: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        self.sign(&ServiceClaims {
+            sub: format!("service:{caller}"),
+            svc: caller.to_owned(),
+            iss: self.issuer.clone(),
+            aud: audience.to_owned(),
+            iat: now,
+            exp: now + ttl.as_secs() as i64,
+            jti: uuid::Uuid::now_v7().to_string(),
+        })
+    }
+
     /// Signs `claims` as they are.
-    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+    pub fn sign(&self, claims: &impl Serialize) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
         Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
@@ -472,6 +553,77 @@ mod tests {
         assert_eq!(
             verifier.verify(&hs).await.unwrap_err().detail,
             "the token is not signed with EdDSA"
+        );
+    }
+
+    #[tokio::test]
+    async fn jwks_is_fetched_over_https_unless_from_loopback_or_a_trusted_network() {
+        let settings = |url: &str, trusted_network: bool| AuthSettings {
+            jwks_url: Some(url.into()),
+            jwks_refetch_secs: 3600,
+            trusted_network,
+            ..AuthSettings::default()
+        };
+        let err = Verifier::from_settings(&settings("http://identity:8004/jwks", false))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("must be https://"), "{err}");
+        assert!(
+            Verifier::from_settings(&settings("ftp://identity/jwks", true))
+                .await
+                .is_err()
+        );
+        for ok in [
+            settings("http://127.0.0.1:9/jwks", false),
+            settings("http://[::1]:9/jwks", false),
+            settings("http://localhost:9/jwks", false),
+            settings("http://identity:8004/jwks", true),
+            settings("https://identity.example:8004/jwks", false),
+        ] {
+            let url = ok.jwks_url.clone().unwrap();
+            assert!(Verifier::from_settings(&ok).await.is_ok(), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn service_tokens_and_user_tokens_never_pass_for_each_other() {
+        let issuer = issuer();
+        let verifier = issuer.verifier().unwrap();
+        let service = issuer
+            .mint_service("ordering", "payment", Duration::from_secs(60))
+            .unwrap();
+        let claims = verifier.verify_service(&service, "payment").await.unwrap();
+        assert_eq!(
+            (claims.svc.as_str(), claims.aud.as_str()),
+            ("ordering", "payment")
+        );
+        assert_eq!(
+            verifier
+                .verify_service(&service, "inventory")
+                .await
+                .unwrap_err()
+                .detail,
+            "the token is meant for another audience"
+        );
+        assert!(verifier.verify(&service).await.is_err(), "not a user");
+        let user = issuer
+            .mint("u1", Role::Admin, Duration::from_secs(60))
+            .unwrap();
+        assert!(
+            verifier.verify_service(&user, "emporium").await.is_err(),
+            "not a service"
+        );
+        let mut expired = claims.clone();
+        expired.exp = chrono::Utc::now().timestamp() - 60;
+        assert_eq!(
+            verifier
+                .verify_service(&issuer.sign(&expired).unwrap(), "payment")
+                .await
+                .unwrap_err()
+                .detail,
+            "the token has expired"
         );
     }
 

@@ -129,6 +129,17 @@ pub struct AuthSettings {
     /// Least time between two fetches of `jwks_url`: a token naming an
     /// unknown key fetches the set at most this often.
     pub jwks_refetch_secs: u64,
+    /// The network between the services is private (a cluster network or
+    /// a mesh), so `jwks_url` may be plain `http://` to a host that is not
+    /// loopback. Off: keys are fetched over `https://` or from loopback.
+    pub trusted_network: bool,
+    /// Each service's own secret, with which it asks identity for the
+    /// tokens it calls other services with (client credentials). A process
+    /// holds the secrets of the services it runs; identity holds every
+    /// service's. `emporium up` makes them when unset.
+    pub service_secrets: BTreeMap<String, Secret>,
+    /// How long a service's token lives.
+    pub service_token_secs: u64,
 }
 
 impl Default for AuthSettings {
@@ -139,6 +150,9 @@ impl Default for AuthSettings {
             issuer: "emporium".into(),
             audience: "emporium".into(),
             jwks_refetch_secs: 10,
+            trusted_network: false,
+            service_secrets: BTreeMap::new(),
+            service_token_secs: 600,
         }
     }
 }

@@ -1,21 +1,122 @@
 //! gRPC: servers with health and reflection behind the same observing
 //! middleware as HTTP, and clients with deadlines and trace propagation.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::ServingStatus;
 
-use crate::config::HttpSettings;
+use crate::auth::Verifier;
+use crate::config::{HttpSettings, Secret, Settings};
 use crate::http::{Observe, observe};
 
-/// Health, reflection and `routes` as one router, observed like HTTP.
+/// Who may call one gRPC method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Callers {
+    /// Any caller, with no credential: only the credential exchange itself.
+    Anyone,
+    /// These services, each presenting its own token for this service.
+    Services(&'static [&'static str]),
+}
+
+/// Every gRPC method a service serves (full path, `/pkg.Service/Method`)
+/// and who may call it. A method missing here admits no one.
+pub type Admission = &'static [(&'static str, Callers)];
+
+/// The service that made a call, as its verified token says; handlers
+/// find it in the request's extensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallingService(pub String);
+
+/// Health and reflection answer anyone: probes and tools need no secret.
+fn open_to_anyone(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
+}
+
+#[derive(Clone)]
+struct Gate {
+    service: &'static str,
+    admission: Admission,
+    verifier: Verifier,
+}
+
+/// Admits a call only with a token of a service the method admits, minted
+/// for this service; answers `UNAUTHENTICATED` or `PERMISSION_DENIED`
+/// before the method runs otherwise.
+async fn admit(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    if open_to_anyone(&path) {
+        return next.run(request).await;
+    }
+    let callers = gate
+        .admission
+        .iter()
+        .find(|(method, _)| *method == path)
+        .map(|(_, callers)| *callers);
+    if callers == Some(Callers::Anyone) {
+        return next.run(request).await;
+    }
+    let refuse = |status: tonic::Status, reason: &'static str, caller: &str| {
+        metrics::counter!("grpc_server_refused_total", "service" => gate.service, "reason" => reason)
+            .increment(1);
+        tracing::warn!(method = %path, caller, reason, "grpc call refused");
+        status.into_http::<axum::body::Body>()
+    };
+    let token = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    let Some(token) = token else {
+        return refuse(
+            tonic::Status::unauthenticated("a service token is required"),
+            "no credential",
+            "",
+        );
+    };
+    let claims = match gate.verifier.verify_service(&token, gate.service).await {
+        Ok(claims) => claims,
+        Err(problem) => {
+            return refuse(
+                tonic::Status::unauthenticated(problem.detail),
+                "bad credential",
+                "",
+            );
+        }
+    };
+    match callers {
+        Some(Callers::Services(admitted)) if admitted.contains(&claims.svc.as_str()) => {}
+        _ => {
+            let detail = format!("{} may not call {path}", claims.svc);
+            return refuse(
+                tonic::Status::permission_denied(detail),
+                "caller not admitted",
+                &claims.svc,
+            );
+        }
+    }
+    request.extensions_mut().insert(CallingService(claims.svc));
+    next.run(request).await
+}
+
+/// Health, reflection and `routes` as one router, observed like HTTP:
+/// reflection (v1 and v1alpha) lists exactly what this port serves, and
+/// every other method admits only the callers `admission` names.
 pub async fn router(
     service: &'static str,
     routes: Routes,
-    descriptor_set: &'static [u8],
-    served: &[&str],
+    served: &[&'static str],
+    admission: Admission,
+    verifier: Verifier,
     settings: &HttpSettings,
 ) -> anyhow::Result<axum::Router> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -27,18 +128,32 @@ pub async fn router(
     reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(descriptor_set)
-        .build_v1()?;
+    let reflection = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(emporium_proto::DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for name in served {
+            builder = builder.with_service_name(*name);
+        }
+        builder
+    };
     let state = Observe {
         service,
         timeout: Duration::from_millis(settings.request_timeout_ms),
     };
+    let gate = Gate {
+        service,
+        admission,
+        verifier,
+    };
     Ok(routes
         .add_service(health)
-        .add_service(reflection)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
         .prepare()
         .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(gate, admit))
         .layer(axum::middleware::from_fn_with_state(state, observe)))
 }
 
@@ -52,17 +167,28 @@ pub fn channel(url: &str, deadline: Duration) -> anyhow::Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
-/// A channel whose every call carries the current trace.
-pub type Traced = tonic::service::interceptor::InterceptedService<
-    Channel,
-    fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
->;
-
-/// `channel` with [`propagate_trace`] on every call; generated clients take
-/// it: `InventoryClient::new(traced(channel))`.
-pub fn traced(channel: Channel) -> Traced {
-    tonic::service::interceptor::InterceptedService::new(channel, propagate_trace as _)
+/// What every outgoing call carries: the current trace and, to a peer, the
+/// caller's service token.
+#[derive(Clone, Default)]
+pub struct Outgoing {
+    authorization: Option<AsciiMetadataValue>,
 }
+
+impl tonic::service::Interceptor for Outgoing {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let mut request = propagate_trace(request)?;
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The channel a [`Peer`] hands each call: generated clients take it,
+/// `InventoryClient::new(channel)`.
+pub type Authorized = InterceptedService<Channel, Outgoing>;
 
 /// Interceptor that carries the current trace to the callee.
 pub fn propagate_trace(
@@ -72,6 +198,168 @@ pub fn propagate_trace(
         request.metadata_mut().insert("traceparent", value);
     }
     Ok(request)
+}
+
+/// A token is fetched again once less than this share of its life is left,
+/// so a short outage of identity costs no call.
+const REFRESH_AT_REMAINING: f64 = 0.5;
+
+/// A service's own credentials: its secret, exchanged at identity for a
+/// short-lived token per callee, kept until half its life is gone. A token
+/// still valid is used while identity cannot be reached.
+#[derive(Clone)]
+pub struct ServiceCredentials {
+    inner: Arc<CredentialsInner>,
+}
+
+struct CredentialsInner {
+    service: &'static str,
+    source: Source,
+    tokens: tokio::sync::Mutex<HashMap<&'static str, CachedToken>>,
+}
+
+enum Source {
+    /// Client credentials at identity.
+    Identity { secret: Secret, channel: Channel },
+    /// One token minted elsewhere, for every callee (tests and tools).
+    Fixed(AsciiMetadataValue),
+}
+
+struct CachedToken {
+    value: AsciiMetadataValue,
+    refresh_at: Instant,
+    expires_at: Instant,
+}
+
+impl ServiceCredentials {
+    /// The credentials of `service`, which runs in this process: its secret
+    /// from `auth.service_secrets`, identity as configured or in `local`.
+    pub fn for_service(
+        settings: &Settings,
+        local: &[crate::Started],
+        service: &'static str,
+    ) -> anyhow::Result<Self> {
+        let secret = settings
+            .auth
+            .service_secrets
+            .get(service)
+            .filter(|s| !s.expose().is_empty())
+            .cloned()
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "configuration: auth.service_secrets.{service} (EMPORIUM__AUTH__SERVICE_SECRETS__{}) is required to call other services",
+                    service.to_uppercase()
+                )
+            })?;
+        let url = crate::service::peer_url(settings, local, "identity")?;
+        Ok(Self::from_source(
+            service,
+            Source::Identity {
+                secret,
+                channel: channel(&url, Duration::from_secs(3))?,
+            },
+        ))
+    }
+
+    /// Presents `token` on every call, whatever the callee: a token minted
+    /// outside identity's exchange, for tests and tools.
+    pub fn fixed(service: &'static str, token: &str) -> anyhow::Result<Self> {
+        let value = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| anyhow::anyhow!("a token must be ASCII"))?;
+        Ok(Self::from_source(service, Source::Fixed(value)))
+    }
+
+    fn from_source(service: &'static str, source: Source) -> Self {
+        Self {
+            inner: Arc::new(CredentialsInner {
+                service,
+                source,
+                tokens: tokio::sync::Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn service(&self) -> &'static str {
+        self.inner.service
+    }
+
+    /// The `authorization` value for calls to `audience`.
+    pub async fn authorization(
+        &self,
+        audience: &'static str,
+    ) -> Result<AsciiMetadataValue, PeerError> {
+        let (secret, identity) = match &self.inner.source {
+            Source::Fixed(value) => return Ok(value.clone()),
+            Source::Identity { secret, channel } => (secret, channel),
+        };
+        let mut tokens = self.inner.tokens.lock().await;
+        let now = Instant::now();
+        if let Some(cached) = tokens.get(audience)
+            && now < cached.refresh_at
+        {
+            return Ok(cached.value.clone());
+        }
+        match self.fetch(secret, identity, audience).await {
+            Ok(fresh) => {
+                let value = fresh.value.clone();
+                tokens.insert(audience, fresh);
+                Ok(value)
+            }
+            Err(e) => match tokens.get(audience) {
+                Some(cached) if now < cached.expires_at => {
+                    tracing::warn!(error = %e, audience, "service token not renewed; using the one held");
+                    Ok(cached.value.clone())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    async fn fetch(
+        &self,
+        secret: &Secret,
+        identity: &Channel,
+        audience: &'static str,
+    ) -> Result<CachedToken, PeerError> {
+        use emporium_proto::identity::v1 as pb;
+        let request = pb::IssueServiceTokenRequest {
+            service: self.inner.service.to_owned(),
+            secret: secret.expose().to_owned(),
+            audience: audience.to_owned(),
+        };
+        let started = Instant::now();
+        let answer = pb::identity_client::IdentityClient::with_interceptor(
+            identity.clone(),
+            propagate_trace,
+        )
+        .issue_service_token(request)
+        .await
+        .map_err(|status| {
+            if transient(&status) {
+                PeerError::Unavailable {
+                    peer: "identity",
+                    reason: status.message().to_owned(),
+                }
+            } else {
+                PeerError::Refused {
+                    peer: "identity",
+                    status,
+                }
+            }
+        })?
+        .into_inner();
+        let life = (answer.expires_at - chrono::Utc::now().timestamp()).max(1) as f64;
+        let value: AsciiMetadataValue = MetadataValue::try_from(format!("Bearer {}", answer.token))
+            .map_err(|_| PeerError::Unavailable {
+                peer: "identity",
+                reason: "the token is not ASCII".into(),
+            })?;
+        Ok(CachedToken {
+            value,
+            refresh_at: started + Duration::from_secs_f64(life * (1.0 - REFRESH_AT_REMAINING)),
+            expires_at: started + Duration::from_secs_f64((life - 5.0).max(0.0)),
+        })
+    }
 }
 
 /// How a service calls one peer: the deadline of each attempt, how often an
@@ -155,17 +443,38 @@ pub struct Peer {
     name: &'static str,
     channel: Channel,
     policy: PeerPolicy,
+    credentials: ServiceCredentials,
     circuit: std::sync::Arc<std::sync::Mutex<Circuit>>,
 }
 
 impl Peer {
-    pub fn new(name: &'static str, url: &str, policy: PeerPolicy) -> anyhow::Result<Self> {
+    /// Calls to service `name` at `url`, each with a token of `credentials`
+    /// minted for `name`.
+    pub fn new(
+        name: &'static str,
+        url: &str,
+        policy: PeerPolicy,
+        credentials: ServiceCredentials,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             name,
             channel: channel(url, policy.deadline)?,
             policy,
+            credentials,
             circuit: std::sync::Arc::new(std::sync::Mutex::new(Circuit::Closed { failures: 0 })),
         })
+    }
+
+    /// `name`, where the settings or this process say it runs.
+    pub fn of(
+        name: &'static str,
+        settings: &Settings,
+        local: &[crate::Started],
+        policy: PeerPolicy,
+        credentials: &ServiceCredentials,
+    ) -> anyhow::Result<Self> {
+        let url = crate::service::peer_url(settings, local, name)?;
+        Self::new(name, &url, policy, credentials.clone())
     }
 
     pub fn name(&self) -> &'static str {
@@ -219,7 +528,7 @@ impl Peer {
         mut call: F,
     ) -> Result<T, PeerError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Authorized) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let attempts = if idempotent {
@@ -239,8 +548,15 @@ impl Peer {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt))).await;
             }
-            let started = std::time::Instant::now();
-            let outcome = call(self.channel.clone()).await;
+            let authorization = self.credentials.authorization(self.name).await?;
+            let channel = InterceptedService::new(
+                self.channel.clone(),
+                Outgoing {
+                    authorization: Some(authorization),
+                },
+            );
+            let started = Instant::now();
+            let outcome = call(channel).await;
             metrics::histogram!("grpc_client_duration_seconds", "peer" => self.name, "method" => method)
                 .record(started.elapsed().as_secs_f64());
             let code = match &outcome {
@@ -287,6 +603,7 @@ mod tests {
                 failures_to_open,
                 open_for,
             },
+            ServiceCredentials::fixed("basket", "t").unwrap_or_else(|e| panic!("{e}")),
         )
         .unwrap_or_else(|e| panic!("{e}"))
     }
@@ -296,7 +613,7 @@ mod tests {
         let peer = peer(3, Duration::from_millis(100));
         let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let failing = |calls: std::sync::Arc<std::sync::atomic::AtomicU32>| {
-            move |_channel: Channel| {
+            move |_channel: Authorized| {
                 calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 async { Err::<tonic::Response<()>, _>(tonic::Status::unavailable("down")) }
             }

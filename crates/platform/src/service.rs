@@ -93,6 +93,8 @@ pub struct Faces {
     pub checks: Vec<Check>,
     pub grpc: tonic::service::Routes,
     pub grpc_names: &'static [&'static str],
+    /// Who may call each gRPC method.
+    pub admission: crate::grpc::Admission,
 }
 
 impl Runtime {
@@ -114,8 +116,9 @@ impl Runtime {
         let grpc_router = crate::grpc::router(
             name,
             faces.grpc,
-            emporium_proto::DESCRIPTOR_SET,
             faces.grpc_names,
+            faces.admission,
+            self.verifier.clone(),
             &self.settings.http,
         )
         .await?;
@@ -273,8 +276,11 @@ impl Running {
 
 /// Starts `definitions` in order on one runtime. If one fails to start, the
 /// ones already running are stopped.
-pub async fn start(settings: Settings, definitions: &[Definition]) -> anyhow::Result<Running> {
+pub async fn start(mut settings: Settings, definitions: &[Definition]) -> anyhow::Result<Running> {
     crate::install_crypto();
+    if definitions.iter().any(|d| d.name == "identity") {
+        invent_service_secrets(&mut settings, definitions)?;
+    }
     crate::telemetry::metrics_handle();
     let runtime = Runtime::new(settings).await?;
     let mut started: Vec<Started> = Vec::with_capacity(definitions.len());
@@ -295,6 +301,34 @@ pub async fn start(settings: Settings, definitions: &[Definition]) -> anyhow::Re
         runtime,
         services: started.into(),
     })
+}
+
+/// Gives each of `definitions` without a configured secret a random one.
+/// Only for a process that runs identity: it is then the authority for
+/// every service beside it, and nothing outside needs their secrets.
+fn invent_service_secrets(
+    settings: &mut Settings,
+    definitions: &[Definition],
+) -> anyhow::Result<()> {
+    for definition in definitions {
+        let secrets = &mut settings.auth.service_secrets;
+        if secrets
+            .get(definition.name)
+            .is_some_and(|s| !s.expose().is_empty())
+        {
+            continue;
+        }
+        let mut bytes = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut bytes)
+            .map_err(|_| anyhow::anyhow!("no randomness for a service secret"))?;
+        use base64::Engine;
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        secrets.insert(
+            definition.name.to_owned(),
+            crate::config::Secret::new(secret),
+        );
+    }
+    Ok(())
 }
 
 /// The gRPC URL of `peer`: as configured, else the peer running in this

@@ -546,6 +546,11 @@ async fn ordering_process(
         .env("PAYMENT_SERVICE_URL", grpc("payment"))
         .env("BASKET_SERVICE_URL", grpc("basket"))
         .env("EMPORIUM__AUTH__JWKS_FILE", jwks)
+        .env("IDENTITY_SERVICE_URL", grpc("identity"))
+        .env(
+            "EMPORIUM__AUTH__SERVICE_SECRETS__ORDERING",
+            crate::test_secret("ordering").expose(),
+        )
         .env("EMPORIUM__ORDERING__RESUME_AFTER_SECS", "1")
         .env("EMPORIUM__ORDERING__RESUME_EVERY_SECS", "1")
         .stdout(std::process::Stdio::piped())
@@ -577,15 +582,18 @@ async fn a_checkout_killed_mid_payment_is_settled_when_ordering_restarts() {
         p.mock.latency_ms = 700;
         p.provider_timeout_ms = 5000;
     });
+    // Identity beside the peers gives ordering, elsewhere, its tokens;
+    // the test's customers are trusted from the key file.
+    settings.auth.jwks_file = Some(jwks.clone());
+    crate::knows_callers(&mut settings, &["ordering"]);
     let names: Vec<String> = ["catalog", "inventory", "basket", "payment"]
         .map(String::from)
         .to_vec();
-    let peers = emporium_testkit::spawn(settings.clone(), &emporium::select(&names).unwrap()).await;
-    peers
-        .runtime
-        .verifier
-        .publish(&tokens.issuer.jwks())
-        .unwrap();
+    let served: Vec<String> = std::iter::once("identity".to_owned())
+        .chain(names.iter().cloned())
+        .collect();
+    let peers =
+        emporium_testkit::spawn(settings.clone(), &emporium::select(&served).unwrap()).await;
     emporium::seed_demo(std::sync::Arc::new(settings), &names, Vec::new().into())
         .await
         .unwrap();
@@ -766,26 +774,15 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         env.extend(extra);
         env
     };
-    let admin_password = "a long admin passphrase";
-    let identity = serve(
-        "identity",
-        &env(
-            "identity",
-            vec![
-                ("EMPORIUM_ADMIN_EMAIL".into(), "admin@example.org".into()),
-                ("EMPORIUM_ADMIN_PASSWORD".into(), admin_password.into()),
-            ],
-        ),
-        dir.path(),
-    )
-    .await;
-    let jwks = (
-        "EMPORIUM__AUTH__JWKS_URL".to_owned(),
-        format!("http://{}/.well-known/jwks.json", identity.http),
-    );
-    let mut served = vec![("identity", identity)];
     let mut grpc = std::collections::HashMap::new();
-    for service in ["catalog", "inventory", "basket", "payment", "ordering"] {
+    for service in [
+        "identity",
+        "catalog",
+        "inventory",
+        "basket",
+        "payment",
+        "ordering",
+    ] {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -793,6 +790,35 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
             .port();
         grpc.insert(service, format!("127.0.0.1:{port}"));
     }
+    // Each service's secret: identity holds them all, each service its own.
+    let secret = |service: &str| {
+        (
+            format!(
+                "EMPORIUM__AUTH__SERVICE_SECRETS__{}",
+                service.to_uppercase()
+            ),
+            crate::test_secret(service).expose().to_owned(),
+        )
+    };
+    let admin_password = "a long admin passphrase";
+    let mut identity_env = vec![
+        ("EMPORIUM_ADMIN_EMAIL".into(), "admin@example.org".into()),
+        ("EMPORIUM_ADMIN_PASSWORD".into(), admin_password.into()),
+        (
+            "GRPC_PORT".to_owned(),
+            grpc["identity"].rsplit(':').next().unwrap().to_owned(),
+        ),
+    ];
+    identity_env.extend(["basket", "ordering"].map(secret));
+    let identity = serve("identity", &env("identity", identity_env), dir.path()).await;
+    let jwks = (
+        "EMPORIUM__AUTH__JWKS_URL".to_owned(),
+        format!(
+            "http://127.0.0.1:{}/.well-known/jwks.json",
+            identity.http.port()
+        ),
+    );
+    let mut served = vec![("identity", identity)];
     let peers = |grpc: &std::collections::HashMap<&str, String>| {
         vec![
             ("PRODUCT_SERVICE_URL".to_owned(), grpc["catalog"].clone()),
@@ -802,10 +828,11 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
             ),
             ("BASKET_SERVICE_URL".to_owned(), grpc["basket"].clone()),
             ("PAYMENT_SERVICE_URL".to_owned(), grpc["payment"].clone()),
+            ("IDENTITY_SERVICE_URL".to_owned(), grpc["identity"].clone()),
         ]
     };
     for service in ["catalog", "inventory", "basket", "payment", "ordering"] {
-        let mut extra = vec![jwks.clone()];
+        let mut extra = vec![jwks.clone(), secret(service)];
         extra.extend(peers(&grpc));
         extra.push((
             "GRPC_PORT".to_owned(),

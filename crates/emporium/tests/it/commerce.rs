@@ -815,10 +815,11 @@ async fn seeded_catalog(
     Vec<String>,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let settings = shop_settings(dir.path());
+    let mut settings = shop_settings(dir.path());
+    knows_callers(&mut settings, &["basket"]);
     let catalog = emporium_testkit::spawn(
         settings.clone(),
-        &emporium::select(&["catalog".to_owned()]).unwrap(),
+        &emporium::select(&["identity".to_owned(), "catalog".to_owned()]).unwrap(),
     )
     .await;
     emporium::seed_demo(
@@ -859,14 +860,17 @@ async fn read_basket(http: &reqwest::Client, base: &str, token: &str) -> Value {
 }
 
 /// A basket alone in its runtime, reaching the catalog (and Redis, when
-/// given) through links the test can cut; it trusts `tokens`.
+/// given) through links the test can cut, with tokens from identity in
+/// the catalog's process; it trusts `tokens` for its customers.
 async fn lone_basket(
+    catalog: &emporium_platform::service::Running,
     catalog_grpc: std::net::SocketAddr,
     redis: Option<String>,
     tokens: &emporium_testkit::Tokens,
     dir: &std::path::Path,
 ) -> emporium_platform::service::Running {
     let mut settings = shop_settings(dir);
+    asks_identity_of(&mut settings, "basket", catalog);
     settings
         .peers
         .insert("catalog".into(), catalog_grpc.to_string());
@@ -896,7 +900,7 @@ async fn the_basket_reads_without_the_catalog_and_adds_again_when_it_returns() {
     let link = emporium_testkit::Link::to(catalog.get("catalog").unwrap().grpc_addr.unwrap()).await;
     let tokens = emporium_testkit::Tokens::new();
     let dir = tempfile::tempdir().unwrap();
-    let basket = lone_basket(link.addr, None, &tokens, dir.path()).await;
+    let basket = lone_basket(&catalog, link.addr, None, &tokens, dir.path()).await;
     let base = basket.url("basket").unwrap();
     let ada = tokens.user("ada", Role::Customer);
     let http = reqwest::Client::new();
@@ -968,6 +972,7 @@ async fn emptying_a_basket_while_redis_is_away_is_refused_whole_and_done_on_retr
     let tokens = emporium_testkit::Tokens::new();
     let dir = tempfile::tempdir().unwrap();
     let basket = lone_basket(
+        &catalog,
         catalog.get("catalog").unwrap().grpc_addr.unwrap(),
         Some(through(&redis_link, &redis)),
         &tokens,
@@ -1038,12 +1043,7 @@ async fn inventory_and_basket_answer_over_grpc() {
         GetStockRequest, Line, ReservationRequest, ReserveRequest,
     };
     let shop = TestShop::start().await;
-    let running = shop.shop.as_ref().unwrap();
-    let channel = |service: &str| {
-        let addr = running.get(service).unwrap().grpc_addr.unwrap();
-        emporium_platform::grpc::channel(&format!("http://{addr}"), Duration::from_secs(5)).unwrap()
-    };
-    let mut inventory = InventoryClient::new(channel("inventory"));
+    let mut inventory = InventoryClient::new(shop.grpc_as("ordering", "inventory"));
     let id = uuid::Uuid::now_v7().to_string();
     let reserve = ReserveRequest {
         reservation_id: id.clone(),
@@ -1070,7 +1070,7 @@ async fn inventory_and_basket_answer_over_grpc() {
     );
     assert_eq!(first, again);
     /// (on hand, reserved) of KIT-003 over its warehouses.
-    async fn stock(inventory: &mut InventoryClient<tonic::transport::Channel>) -> (i64, i64) {
+    async fn stock(inventory: &mut InventoryClient<crate::ServiceChannel>) -> (i64, i64) {
         let levels = inventory
             .get_stock(GetStockRequest {
                 skus: vec!["KIT-003".into()],
@@ -1116,19 +1116,30 @@ async fn inventory_and_basket_answer_over_grpc() {
         .await
         .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let addr = shop
+        .shop
+        .as_ref()
+        .unwrap()
+        .get("inventory")
+        .unwrap()
+        .grpc_addr
+        .unwrap();
+    let plain = |addr: std::net::SocketAddr| {
+        emporium_platform::grpc::channel(&format!("http://{addr}"), Duration::from_secs(5)).unwrap()
+    };
     let forged = authorized(ReservationRequest { reservation_id: id }, "not-a-token");
     assert_eq!(
-        inventory.commit(forged).await.unwrap_err().code(),
+        InventoryClient::new(plain(addr))
+            .commit(forged)
+            .await
+            .unwrap_err()
+            .code(),
         tonic::Code::Unauthenticated
     );
 
     let ada = shop
         .issuer
         .mint("ada", Role::Customer, Duration::from_secs(300))
-        .unwrap();
-    let bob = shop
-        .issuer
-        .mint("bob", Role::Customer, Duration::from_secs(300))
         .unwrap();
     let product = products(&shop, 1).await.remove(0).0;
     let (status, _, _) = shop
@@ -1140,14 +1151,11 @@ async fn inventory_and_basket_answer_over_grpc() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let mut baskets = BasketsClient::new(channel("basket"));
+    let mut baskets = BasketsClient::new(shop.grpc_as("ordering", "basket"));
     let held = baskets
-        .get_basket(authorized(
-            BasketRequest {
-                user_id: "ada".into(),
-            },
-            &ada,
-        ))
+        .get_basket(BasketRequest {
+            user_id: "ada".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -1156,16 +1164,32 @@ async fn inventory_and_basket_answer_over_grpc() {
         held.total.unwrap().amount_minor,
         3 * held.items[0].unit_price.clone().unwrap().amount_minor
     );
-    let denied = baskets
+    // A customer's own token is no service's: not even for their basket.
+    let addr = shop
+        .shop
+        .as_ref()
+        .unwrap()
+        .get("basket")
+        .unwrap()
+        .grpc_addr
+        .unwrap();
+    let denied = BasketsClient::new(plain(addr))
         .get_basket(authorized(
             BasketRequest {
                 user_id: "ada".into(),
             },
-            &bob,
+            &ada,
         ))
         .await
         .unwrap_err();
-    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    assert_eq!(denied.code(), tonic::Code::Unauthenticated);
+    let denied = BasketsClient::new(shop.grpc_as("storefront", "basket"))
+        .clear_basket(BasketRequest {
+            user_id: "ada".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "reads only");
     baskets
         .clear_basket(BasketRequest {
             user_id: "ada".into(),

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 mod checkout;
 mod commerce;
+mod trust;
 
 struct TestShop {
     shop: Option<emporium_platform::service::Running>,
@@ -62,6 +63,30 @@ impl TestShop {
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A channel to `callee`'s gRPC port whose calls carry a token of
+    /// service `caller` for it.
+    fn grpc_as(&self, caller: &str, callee: &str) -> ServiceChannel {
+        let addr = self
+            .shop
+            .as_ref()
+            .unwrap()
+            .get(callee)
+            .unwrap()
+            .grpc_addr
+            .unwrap();
+        let channel =
+            emporium_platform::grpc::channel(&format!("http://{addr}"), Duration::from_secs(5))
+                .unwrap();
+        let token = self
+            .issuer
+            .mint_service(caller, callee, Duration::from_secs(300))
+            .unwrap();
+        tonic::service::interceptor::InterceptedService::new(
+            channel,
+            AsService(format!("Bearer {token}").parse().unwrap()),
+        )
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -674,7 +699,7 @@ async fn grpc_reads_in_batches_and_guards_writes() {
     let channel =
         emporium_platform::grpc::channel(&format!("http://{grpc}"), Duration::from_secs(5))
             .unwrap();
-    let mut client = CatalogClient::new(channel.clone());
+    let mut client = CatalogClient::new(shop.grpc_as("basket", "catalog"));
     let (_, page) = shop.get("/api/v1/products?per_page=2").await;
     let ids: Vec<String> = page["items"]
         .as_array()
@@ -722,6 +747,18 @@ async fn grpc_reads_in_batches_and_guards_writes() {
         }),
         category: "home".into(),
     };
+    // The basket reads; writes are the storefront's, for an admin.
+    let request = for_user(
+        CreateProductRequest {
+            fields: Some(fields.clone()),
+        },
+        &shop.token(Role::Admin),
+    );
+    assert_eq!(
+        client.create_product(request).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+    let mut client = CatalogClient::new(shop.grpc_as("storefront", "catalog"));
     let status = client
         .create_product(CreateProductRequest {
             fields: Some(fields.clone()),
@@ -729,7 +766,7 @@ async fn grpc_reads_in_batches_and_guards_writes() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    let request = authorized(
+    let request = for_user(
         CreateProductRequest {
             fields: Some(fields.clone()),
         },
@@ -739,7 +776,7 @@ async fn grpc_reads_in_batches_and_guards_writes() {
         client.create_product(request).await.unwrap_err().code(),
         tonic::Code::PermissionDenied
     );
-    let request = authorized(
+    let request = for_user(
         CreateProductRequest {
             fields: Some(ProductFields {
                 price: Some(Money {
@@ -755,7 +792,7 @@ async fn grpc_reads_in_batches_and_guards_writes() {
         client.create_product(request).await.unwrap_err().code(),
         tonic::Code::InvalidArgument
     );
-    let request = authorized(
+    let request = for_user(
         CreateProductRequest {
             fields: Some(fields),
         },
@@ -807,6 +844,68 @@ fn point_at(
             vec![format!("http://{}", service.http_addr)],
         );
     }
+}
+
+/// Presents one service token on every call.
+#[derive(Clone)]
+struct AsService(tonic::metadata::AsciiMetadataValue);
+
+impl tonic::service::Interceptor for AsService {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type ServiceChannel =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AsService>;
+
+/// A settings' secret for `service`, known to the identity of a process
+/// that runs elsewhere, as a deployment would set it.
+fn test_secret(service: &str) -> emporium_platform::config::Secret {
+    emporium_platform::config::Secret::new(format!("test secret of {service}"))
+}
+
+/// Settings of a process that runs identity, knowing `callers` that run
+/// in other processes by their secrets.
+fn knows_callers(settings: &mut Settings, callers: &[&str]) {
+    for caller in callers {
+        settings
+            .auth
+            .service_secrets
+            .insert((*caller).to_owned(), test_secret(caller));
+    }
+}
+
+/// `service`, alone in its process, asks `identity`'s process (which
+/// [`knows_callers`] it) for its tokens.
+fn asks_identity_of(
+    settings: &mut Settings,
+    service: &str,
+    identity: &emporium_platform::service::Running,
+) {
+    let addr = identity.get("identity").unwrap().grpc_addr.unwrap();
+    settings.peers.insert("identity".into(), addr.to_string());
+    settings
+        .auth
+        .service_secrets
+        .insert(service.to_owned(), test_secret(service));
+}
+
+/// `message` on behalf of a user: the caller's own credential goes in
+/// `authorization`, the user's token beside it.
+fn for_user<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "user-authorization",
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    request
 }
 
 fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
@@ -1951,12 +2050,7 @@ async fn identity_validates_tokens_over_grpc_and_counts_what_it_does() {
     let admin = login(&shop, &email, &password).await;
     let access = admin["access_token"].as_str().unwrap().to_owned();
     let admin_id = admin["user"]["id"].as_str().unwrap().to_owned();
-    let channel = emporium_platform::grpc::channel(
-        &format!("http://{}", identity.grpc_addr.unwrap()),
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    let mut client = IdentityClient::new(channel);
+    let mut client = IdentityClient::new(shop.grpc_as("gateway", "identity"));
 
     let valid = client
         .validate_token(ValidateTokenRequest {
@@ -1981,22 +2075,11 @@ async fn identity_validates_tokens_over_grpc_and_counts_what_it_does() {
             .unwrap_err();
         assert_eq!(status.code(), code, "{token:?}");
     }
-    let status = client
+    // A service the gRPC face admits reads any account.
+    let user = client
         .get_user(GetUserRequest {
             id: admin_id.clone(),
         })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    let authorized = |id: &str| {
-        let mut request = tonic::Request::new(GetUserRequest { id: id.to_owned() });
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {access}").parse().unwrap());
-        request
-    };
-    let user = client
-        .get_user(authorized(&admin_id))
         .await
         .unwrap()
         .into_inner();
@@ -2004,7 +2087,10 @@ async fn identity_validates_tokens_over_grpc_and_counts_what_it_does() {
         (user.email.as_str(), user.role.as_str()),
         (email.as_str(), "admin")
     );
-    let status = client.get_user(authorized("nope")).await.unwrap_err();
+    let status = client
+        .get_user(GetUserRequest { id: "nope".into() })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 
     // One failed sign-in, then the metrics.
