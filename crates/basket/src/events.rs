@@ -13,7 +13,8 @@ pub const SOURCE: &str = "emporium.basket";
 pub const BASKET_CLEARED: &str = "basket.cleared";
 /// The durable queue the basket consumes from.
 pub const QUEUE: &str = "basket";
-pub const CONSUMES: &[&str] = &["order.confirmed"];
+pub const CONSUMES: &[bus::Interest<'static>] =
+    &[bus::Interest::new("order.confirmed", "emporium.ordering")];
 
 /// The `data` of `basket.cleared`.
 #[derive(Serialize)]

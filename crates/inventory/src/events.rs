@@ -16,7 +16,10 @@ pub const STOCK_UPDATED: &str = "stock.updated";
 pub const STOCK_LOW: &str = "stock.low";
 /// The durable queue inventory consumes from.
 pub const QUEUE: &str = "inventory";
-pub const CONSUMES: &[&str] = &["product.created", "order.cancelled"];
+pub const CONSUMES: &[bus::Interest<'static>] = &[
+    bus::Interest::new("product.created", "emporium.catalog"),
+    bus::Interest::new("order.cancelled", "emporium.ordering"),
+];
 
 /// The `data` of `stock.updated` and `stock.low`: one row after the change.
 #[derive(Serialize)]

@@ -99,6 +99,11 @@ pub struct BusSettings {
     pub max_retries: u32,
     /// How often the outbox relay looks for unsent events, in milliseconds.
     pub relay_interval_ms: u64,
+    /// The broker user each service publishes as, by service
+    /// (`ordering = "emporium-ordering"`): a consumer takes a service's
+    /// events only from that user. A service not named here publishes as
+    /// this process's own user (one account for the whole shop).
+    pub publishers: BTreeMap<String, String>,
 }
 
 impl Default for BusSettings {
@@ -108,6 +113,7 @@ impl Default for BusSettings {
             prefetch: 32,
             max_retries: 5,
             relay_interval_ms: 200,
+            publishers: BTreeMap::new(),
         }
     }
 }

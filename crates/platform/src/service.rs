@@ -181,18 +181,18 @@ impl Runtime {
         });
     }
 
-    /// Delivers the events matching `patterns` to `handler` from the
-    /// durable queue `queue` until shutdown.
+    /// Delivers the events of `interests` to `handler` from the durable
+    /// queue `queue` until shutdown.
     pub async fn consume(
         &self,
         service: &'static str,
         queue: &str,
-        patterns: &[&str],
+        interests: &[bus::Interest<'_>],
         handler: Arc<dyn Handler>,
     ) -> anyhow::Result<()> {
         let consumer = self
             .transport
-            .subscribe(queue, patterns, handler, self.shutdown.clone())
+            .subscribe(queue, interests, handler, self.shutdown.clone())
             .await?;
         self.spawn(service, "consumer", consumer);
         Ok(())

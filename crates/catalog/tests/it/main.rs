@@ -643,7 +643,12 @@ async fn events_go_out_once(transport: Arc<dyn Transport>, queue: &str) {
     let shutdown = CancellationToken::new();
     let collect = Arc::new(Collect::default());
     let task = transport
-        .subscribe(queue, &["product.*"], collect.clone(), shutdown.clone())
+        .subscribe(
+            queue,
+            &[bus::Interest::new("product.*", "emporium.catalog")],
+            collect.clone(),
+            shutdown.clone(),
+        )
         .await
         .unwrap();
     let task = tokio::spawn(task);
@@ -736,7 +741,7 @@ async fn writes_succeed_while_rabbitmq_is_away() {
     let task = direct
         .subscribe(
             &queue,
-            &["product.created"],
+            &[bus::Interest::new("product.created", "emporium.catalog")],
             collect.clone(),
             shutdown.clone(),
         )

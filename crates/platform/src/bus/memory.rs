@@ -7,10 +7,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::{Consumer, Envelope, Handler, Transport, handle_observed, topic_matches};
+use super::{
+    Consumer, Envelope, Handler, Interest, Interests, Sender, Transport, handle_observed, refusal,
+    refused,
+};
 
 struct Subscription {
-    patterns: Vec<String>,
+    interests: Interests,
     sender: tokio::sync::mpsc::UnboundedSender<Envelope>,
 }
 
@@ -48,11 +51,7 @@ impl Transport for InProcess {
             .lock()
             .map_err(|_| anyhow::anyhow!("bus lock poisoned"))?;
         for subscription in queues.values() {
-            if subscription
-                .patterns
-                .iter()
-                .any(|p| topic_matches(p, &envelope.kind))
-            {
+            if subscription.interests.wants(&envelope.kind) {
                 let _ = subscription.sender.send(envelope.clone());
             }
         }
@@ -62,13 +61,14 @@ impl Transport for InProcess {
     async fn subscribe(
         &self,
         queue: &str,
-        patterns: &[&str],
+        interests: &[Interest<'_>],
         handler: Arc<dyn Handler>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Consumer> {
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        let interests = Interests::new(interests);
         let subscription = Subscription {
-            patterns: patterns.iter().map(|p| String::from(*p)).collect(),
+            interests: interests.clone(),
             sender,
         };
         self.queues
@@ -84,6 +84,10 @@ impl Transport for InProcess {
                     _ = shutdown.cancelled() => break,
                     next = receiver.recv() => match next { Some(e) => e, None => break },
                 };
+                if let Some(reason) = refusal(&envelope, &interests, Sender::Process) {
+                    refused(&queue, &envelope, reason);
+                    continue;
+                }
                 let mut attempt = 0;
                 while handle_observed(&queue, handler.as_ref(), &envelope)
                     .await

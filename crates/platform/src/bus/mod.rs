@@ -7,6 +7,7 @@ mod outbox;
 mod rabbitmq;
 mod tables;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -68,6 +69,128 @@ impl Envelope {
     }
 }
 
+/// Events a consumer takes: those whose type matches `pattern` (topic
+/// syntax) and that come from `source`, the one service that may send
+/// them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interest<'a> {
+    pub pattern: &'a str,
+    pub source: &'a str,
+}
+
+impl<'a> Interest<'a> {
+    pub const fn new(pattern: &'a str, source: &'a str) -> Self {
+        Self { pattern, source }
+    }
+}
+
+/// A consumer's interests, kept by the transport.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Interests(Vec<(String, String)>);
+
+impl Interests {
+    pub(crate) fn new(interests: &[Interest<'_>]) -> Self {
+        Self(
+            interests
+                .iter()
+                .map(|i| (i.pattern.to_owned(), i.source.to_owned()))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn patterns(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(pattern, _)| pattern.as_str())
+    }
+
+    /// Whether any interest takes events of type `kind` at all.
+    pub(crate) fn wants(&self, kind: &str) -> bool {
+        self.patterns().any(|p| topic_matches(p, kind))
+    }
+
+    /// Whether `envelope` comes from the source its type may come from.
+    fn admits_source(&self, envelope: &Envelope) -> bool {
+        self.0.iter().any(|(pattern, source)| {
+            *source == envelope.source && topic_matches(pattern, &envelope.kind)
+        })
+    }
+}
+
+/// Who handed a delivery over, as far as the transport can tell.
+pub(crate) enum Sender<'a> {
+    /// This process: nothing outside it reaches the in-process transport.
+    Process,
+    /// A broker connection, which the broker authenticated: `user` is the
+    /// message's `user_id`, which the broker refuses unless it is the
+    /// connection's own user.
+    Broker {
+        user: Option<&'a str>,
+        exchange: &'a str,
+        routing_key: &'a str,
+        /// This process's broker user, and the users other sources publish
+        /// as (`bus.publishers`; a source not named there publishes as this
+        /// process's user, as with one account for the whole shop).
+        own_user: &'a str,
+        publishers: &'a BTreeMap<String, String>,
+    },
+}
+
+/// Why `envelope` must not reach the handler, if it must not: its source
+/// may not send its type, or the broker user that published it may not
+/// speak for that source.
+pub(crate) fn refusal(
+    envelope: &Envelope,
+    interests: &Interests,
+    sender: Sender<'_>,
+) -> Option<&'static str> {
+    if !interests.admits_source(envelope) {
+        return Some("source may not send this type");
+    }
+    let Sender::Broker {
+        user,
+        exchange,
+        routing_key,
+        own_user,
+        publishers,
+    } = sender
+    else {
+        return None;
+    };
+    let Some(user) = user else {
+        return Some("publisher not named");
+    };
+    let expected = if exchange == EXCHANGE {
+        if routing_key != envelope.kind {
+            return Some("routed under another type");
+        }
+        let service = envelope
+            .source
+            .strip_prefix("emporium.")
+            .unwrap_or(&envelope.source);
+        publishers
+            .get(service)
+            .map(String::as_str)
+            .unwrap_or(own_user)
+    } else {
+        // Put back on this consumer's own queue for a retry, by itself.
+        own_user
+    };
+    (user != expected).then_some("publisher may not speak for this source")
+}
+
+/// Counts and logs an event a consumer refused.
+pub(crate) fn refused(consumer: &str, envelope: &Envelope, reason: &'static str) {
+    metrics::counter!("events_refused_total", "consumer" => consumer.to_owned(), "reason" => reason)
+        .increment(1);
+    tracing::warn!(
+        consumer,
+        event_id = %envelope.id,
+        event_type = %envelope.kind,
+        source = %envelope.source,
+        reason,
+        "event refused"
+    );
+}
+
 /// What a consumer does with one event. An error means "try again later".
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
@@ -79,15 +202,16 @@ pub trait Handler: Send + Sync + 'static {
 pub trait Transport: Send + Sync + 'static {
     /// Returns once the transport holds the event (publisher confirm).
     async fn publish(&self, envelope: &Envelope) -> anyhow::Result<()>;
-    /// Delivers events whose type matches one of `patterns` (topic syntax:
-    /// `*` one word, `#` any words) to `handler`, until `shutdown`.
+    /// Delivers events that match one of `interests` (type by topic
+    /// syntax: `*` one word, `#` any words; and the source that may send
+    /// it) to `handler`, until `shutdown`. Others are refused and counted.
     /// The queue and its bindings exist once this returns, so events
     /// published from then on are kept; the returned consumer runs until
     /// `shutdown` and is the caller's to spawn (on a task tracker).
     async fn subscribe(
         &self,
         queue: &str,
-        patterns: &[&str],
+        interests: &[Interest<'_>],
         handler: Arc<dyn Handler>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Consumer>;
@@ -108,11 +232,10 @@ pub fn transport_from_settings(settings: &BusSettings) -> anyhow::Result<SharedT
     if url == "memory://" || url.is_empty() {
         Ok(Arc::new(InProcess::new(settings.max_retries)))
     } else if url.starts_with("amqp://") || url.starts_with("amqps://") {
-        Ok(Arc::new(RabbitMq::new(
-            url,
-            settings.prefetch,
-            settings.max_retries,
-        )))
+        Ok(Arc::new(
+            RabbitMq::new(url, settings.prefetch, settings.max_retries)
+                .with_publishers(settings.publishers.clone()),
+        ))
     } else {
         anyhow::bail!(
             "configuration: bus.url `{}` must be memory:// or amqp://",

@@ -9,9 +9,11 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use std::collections::BTreeMap;
+
 use super::{
-    Consumer, DEAD_LETTER_EXCHANGE, EXCHANGE, Envelope, Handler, RETRY_HEADER, Transport,
-    handle_observed,
+    Consumer, DEAD_LETTER_EXCHANGE, EXCHANGE, Envelope, Handler, Interest, Interests, RETRY_HEADER,
+    Sender, Transport, handle_observed, refusal, refused,
 };
 
 use lapin::options::{
@@ -23,10 +25,17 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 
 /// A durable topic exchange, one durable queue per consumer, publisher
 /// confirms, manual acks, bounded retries then a dead-letter queue.
+/// Every event carries the broker user that published it (`user_id`,
+/// which the broker checks against the connection), and consumers take an
+/// event only from the user its source publishes as.
 pub struct RabbitMq {
     url: String,
     prefetch: u16,
     max_retries: u32,
+    /// The user this process connects as.
+    user: String,
+    /// The users other services publish as, by service (`bus.publishers`).
+    publishers: Arc<BTreeMap<String, String>>,
     publisher: tokio::sync::Mutex<Option<(Connection, Channel)>>,
 }
 
@@ -36,8 +45,16 @@ impl RabbitMq {
             url: url.to_owned(),
             prefetch,
             max_retries,
+            user: broker_user(url),
+            publishers: Arc::default(),
             publisher: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The broker users other services publish as, by service name.
+    pub fn with_publishers(mut self, publishers: BTreeMap<String, String>) -> Self {
+        self.publishers = Arc::new(publishers);
+        self
     }
 
     async fn open(url: &str) -> anyhow::Result<(Connection, Channel)> {
@@ -118,7 +135,15 @@ async fn publish_confirmed(
     Ok(())
 }
 
-fn properties_for(envelope: &Envelope, retries: u32) -> BasicProperties {
+/// The user an AMQP URL connects as (`guest` when it names none, as the
+/// client does).
+fn broker_user(url: &str) -> String {
+    url.parse::<lapin::uri::AMQPUri>()
+        .map(|uri| uri.authority.userinfo.username)
+        .unwrap_or_else(|_| "guest".to_owned())
+}
+
+fn properties_for(envelope: &Envelope, retries: u32, user: &str) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(RETRY_HEADER.into(), AMQPValue::LongUInt(retries));
     if let Some(tp) = &envelope.traceparent {
@@ -132,6 +157,7 @@ fn properties_for(envelope: &Envelope, retries: u32) -> BasicProperties {
         .with_delivery_mode(2)
         .with_message_id(ShortString::from(envelope.id.to_string()))
         .with_type(ShortString::from(envelope.kind.clone()))
+        .with_user_id(ShortString::from(user.to_owned()))
         .with_headers(headers)
 }
 
@@ -159,7 +185,7 @@ impl Transport for RabbitMq {
             EXCHANGE,
             &envelope.kind,
             &payload,
-            properties_for(envelope, 0),
+            properties_for(envelope, 0, &self.user),
         )
         .await;
         if outcome.is_err() {
@@ -171,14 +197,16 @@ impl Transport for RabbitMq {
     async fn subscribe(
         &self,
         queue: &str,
-        patterns: &[&str],
+        interests: &[Interest<'_>],
         handler: Arc<dyn Handler>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Consumer> {
         let consumer = RabbitConsumer {
             url: self.url.clone(),
             queue: queue.to_owned(),
-            patterns: patterns.iter().map(|p| String::from(*p)).collect(),
+            interests: Interests::new(interests),
+            user: self.user.clone(),
+            publishers: self.publishers.clone(),
             prefetch: self.prefetch,
             max_retries: self.max_retries,
             handler,
@@ -242,7 +270,9 @@ impl Transport for RabbitMq {
 struct RabbitConsumer {
     url: String,
     queue: String,
-    patterns: Vec<String>,
+    interests: Interests,
+    user: String,
+    publishers: Arc<BTreeMap<String, String>>,
     prefetch: u16,
     max_retries: u32,
     handler: Arc<dyn Handler>,
@@ -279,12 +309,12 @@ impl RabbitConsumer {
         channel
             .queue_declare(self.queue.as_str().into(), durable, arguments)
             .await?;
-        for pattern in &self.patterns {
+        for pattern in self.interests.patterns() {
             channel
                 .queue_bind(
                     self.queue.as_str().into(),
                     EXCHANGE.into(),
-                    pattern.as_str().into(),
+                    pattern.into(),
                     QueueBindOptions::default(),
                     FieldTable::default(),
                 )
@@ -325,6 +355,19 @@ impl RabbitConsumer {
                 dead_letter(&delivery).await?;
                 continue;
             };
+            let sender = Sender::Broker {
+                user: delivery.properties.user_id().as_ref().map(|u| u.as_str()),
+                exchange: delivery.exchange.as_str(),
+                routing_key: delivery.routing_key.as_str(),
+                own_user: &self.user,
+                publishers: &self.publishers,
+            };
+            if let Some(reason) = refusal(&envelope, &self.interests, sender) {
+                // Kept in the dead-letter queue for whoever investigates.
+                refused(&self.queue, &envelope, reason);
+                dead_letter(&delivery).await?;
+                continue;
+            }
             if handle_observed(&self.queue, self.handler.as_ref(), &envelope)
                 .await
                 .is_ok()
@@ -347,7 +390,7 @@ impl RabbitConsumer {
                 "",
                 &self.queue,
                 &delivery.data,
-                properties_for(&envelope, retries + 1),
+                properties_for(&envelope, retries + 1, &self.user),
             )
             .await?;
             delivery.ack(BasicAckOptions::default()).await?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use emporium_platform::bus::{
-    self, Envelope, Handler, InProcess, Outbox, RabbitMq, SharedTransport, Transport,
+    self, Envelope, Handler, InProcess, Interest, Outbox, RabbitMq, SharedTransport, Transport,
 };
 use emporium_platform::cache;
 use emporium_platform::config::Secret;
@@ -85,7 +85,12 @@ async fn publishes_and_delivers_by_topic(transport: SharedTransport, queue: &str
     let recorder = Arc::new(Recorder::default());
     let pattern = format!("{topic}.*");
     let task = transport
-        .subscribe(queue, &[&pattern], recorder.clone(), shutdown.clone())
+        .subscribe(
+            queue,
+            &[Interest::new(&pattern, "test")],
+            recorder.clone(),
+            shutdown.clone(),
+        )
         .await
         .unwrap();
     let task = tokio::spawn(task);
@@ -113,7 +118,7 @@ async fn retries_a_failing_handler(transport: SharedTransport, queue: &str) {
     let task = transport
         .subscribe(
             queue,
-            &[&format!("{topic}.#")],
+            &[Interest::new(&format!("{topic}.#"), "test")],
             recorder.clone(),
             shutdown.clone(),
         )
@@ -151,7 +156,7 @@ async fn in_process_bus_retries_then_dead_letters() {
     let task = bus
         .subscribe(
             "dlq-test",
-            &["doomed.*"],
+            &[Interest::new("doomed.*", "test")],
             recorder.clone(),
             shutdown.clone(),
         )
@@ -215,7 +220,7 @@ async fn rabbitmq_dead_letters_after_bounded_retries() {
     let task = rabbit
         .subscribe(
             &queue,
-            &[&format!("{topic}.*")],
+            &[Interest::new(&format!("{topic}.*"), "test")],
             recorder.clone(),
             shutdown.clone(),
         )
@@ -265,6 +270,176 @@ async fn rabbitmq_dead_letters_after_bounded_retries() {
     emporium_testkit::delete_queues(&url, &queue).await;
 }
 
+fn from(kind: &str, source: &str, n: u64) -> Envelope {
+    Envelope::new(
+        kind,
+        source,
+        format!("things/{n}"),
+        serde_json::json!({ "n": n }),
+    )
+}
+
+/// Anything in this process may publish on the in-process bus, but a
+/// consumer still takes a type only from the service that owns it.
+#[tokio::test]
+async fn in_process_bus_refuses_an_event_from_a_source_that_may_not_send_it() {
+    let bus = Arc::new(InProcess::new(2));
+    let shutdown = CancellationToken::new();
+    let recorder = Arc::new(Recorder::default());
+    let task = bus
+        .subscribe(
+            "inventory",
+            &[Interest::new("order.cancelled", "emporium.ordering")],
+            recorder.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+    let task = tokio::spawn(task);
+    let forged = from("order.cancelled", "emporium.basket", 1);
+    let genuine = from("order.cancelled", "emporium.ordering", 2);
+    bus.publish(&forged).await.unwrap();
+    bus.publish(&genuine).await.unwrap();
+    // One queue, in order: once the second is seen, the first was handed
+    // over before it and refused.
+    assert!(seen_count(&recorder, 1).await);
+    assert_eq!(recorder.seen.lock().await.clone(), vec![genuine]);
+    assert_eq!(
+        recorder.calls.load(Ordering::SeqCst),
+        1,
+        "the forged one never reached the handler"
+    );
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+/// Publishes `envelope` as a bare broker client would: routed under
+/// `routing_key`, naming `user_id` or not.
+async fn publish_raw(
+    channel: &lapin::Channel,
+    envelope: &Envelope,
+    routing_key: &str,
+    user_id: Option<&str>,
+) {
+    let mut properties = lapin::BasicProperties::default()
+        .with_message_id(envelope.id.to_string().into())
+        .with_delivery_mode(2);
+    if let Some(user) = user_id {
+        properties = properties.with_user_id(user.into());
+    }
+    channel
+        .basic_publish(
+            bus::EXCHANGE.into(),
+            routing_key.into(),
+            lapin::options::BasicPublishOptions::default(),
+            &serde_json::to_vec(envelope).unwrap(),
+            properties,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+/// Any client of the broker could publish `order.cancelled` and restock:
+/// a consumer takes a type only from its source, and that source only from
+/// the broker user it publishes as (which the broker vouches for in
+/// `user_id`); what it refuses is dead-lettered and counted, never handled.
+#[tokio::test]
+async fn rabbitmq_consumers_take_events_only_from_the_broker_user_of_their_source() {
+    let Some(url) = server_url(emporium_testkit::AMQP) else {
+        return;
+    };
+    // Ordering publishes as its own user; the basket shares this process's.
+    let publishers = [("ordering".to_owned(), "emporium-ordering".to_owned())].into();
+    let rabbit = Arc::new(RabbitMq::new(&url, 16, 2).with_publishers(publishers));
+    let shutdown = CancellationToken::new();
+    let queue = unique("q-");
+    let recorder = Arc::new(Recorder::default());
+    let task = rabbit
+        .subscribe(
+            &queue,
+            &[
+                Interest::new("order.cancelled", "emporium.ordering"),
+                Interest::new("basket.cleared", "emporium.basket"),
+            ],
+            recorder.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+    let task = tokio::spawn(task);
+    let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let forged = [
+        // Ordering's type from a user that is not ordering's.
+        (
+            from("order.cancelled", "emporium.ordering", 1),
+            "order.cancelled",
+            Some("guest"),
+        ),
+        // Ordering's type claimed by another source.
+        (
+            from("order.cancelled", "emporium.basket", 2),
+            "order.cancelled",
+            Some("guest"),
+        ),
+        // No publisher named at all.
+        (
+            from("basket.cleared", "emporium.basket", 3),
+            "basket.cleared",
+            None,
+        ),
+        // Routed under one type, saying another.
+        (
+            from("basket.cleared", "emporium.basket", 4),
+            "order.cancelled",
+            Some("guest"),
+        ),
+    ];
+    for (envelope, routing_key, user) in &forged {
+        publish_raw(&channel, envelope, routing_key, *user).await;
+    }
+    let genuine = from("basket.cleared", "emporium.basket", 5);
+    rabbit.publish(&genuine).await.unwrap();
+    assert!(seen_count(&recorder, 1).await, "the genuine event arrived");
+    assert_eq!(recorder.seen.lock().await.clone(), vec![genuine]);
+    assert_eq!(recorder.calls.load(Ordering::SeqCst), 1);
+    // Each forged event was delivered, refused and kept aside.
+    let mut dead = std::collections::BTreeSet::new();
+    let dlq = format!("{queue}.dlq");
+    while dead.len() < forged.len() {
+        let got = eventually(Duration::from_secs(5), || {
+            let channel = channel.clone();
+            let dlq = dlq.clone();
+            async move {
+                channel
+                    .basic_get(
+                        dlq.as_str().into(),
+                        lapin::options::BasicGetOptions { no_ack: true },
+                    )
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        })
+        .await
+        .expect("every forged event is dead-lettered");
+        let envelope: Envelope = serde_json::from_slice(&got.delivery.data).unwrap();
+        dead.insert(envelope.data["n"].as_u64().unwrap());
+    }
+    assert_eq!(dead, [1, 2, 3, 4].into());
+    shutdown.cancel();
+    task.await.unwrap();
+    emporium_testkit::delete_queues(&url, &queue).await;
+}
+
 /// Writes commit while the broker is away; the relay sends them, each once,
 /// when it is back.
 #[tokio::test]
@@ -294,7 +469,7 @@ async fn outbox_holds_events_through_a_broker_outage() {
     let task = direct
         .subscribe(
             &queue,
-            &[&format!("{topic}.*")],
+            &[Interest::new(&format!("{topic}.*"), "test")],
             recorder.clone(),
             shutdown.clone(),
         )
