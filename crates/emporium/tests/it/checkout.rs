@@ -825,12 +825,21 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         "EMPORIUM__GATEWAY__RATE_LIMIT_PREFIX".to_owned(),
         prefix.clone(),
     ));
+    // The gateway's readiness is served apart from its public port.
+    let internal = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    gateway_env.push((
+        "EMPORIUM__GATEWAY__INTERNAL_ADDR".to_owned(),
+        internal.to_string(),
+    ));
     let gateway = serve("gateway", &gateway_env, dir.path()).await;
     let base = format!("http://{}", gateway.http);
     for (_, process) in &served {
         emporium_testkit::wait_ready(&format!("http://{}", process.http)).await;
     }
-    emporium_testkit::wait_ready(&base).await;
+    emporium_testkit::wait_ready(&format!("http://{internal}")).await;
 
     // Demo data through the services' own commands.
     for service in ["catalog", "inventory"] {
