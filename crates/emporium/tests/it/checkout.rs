@@ -774,6 +774,11 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
             vec![
                 ("EMPORIUM_ADMIN_EMAIL".into(), "admin@example.org".into()),
                 ("EMPORIUM_ADMIN_PASSWORD".into(), admin_password.into()),
+                // On PostgreSQL, identity seals its signing keys with this.
+                (
+                    "EMPORIUM__IDENTITY__KEY_ENCRYPTION_KEYS".into(),
+                    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
+                ),
             ],
         ),
         dir.path(),
