@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 mod checkout;
 mod commerce;
+mod signin;
 
 struct TestShop {
     shop: Option<emporium_platform::service::Running>,
