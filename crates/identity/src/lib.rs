@@ -159,8 +159,9 @@ pub fn definition() -> Definition {
         },
         seed: Some(|settings, local| {
             Box::pin(async move {
+                let sealer = sealer(&settings)?;
                 let db = open(&settings).await?;
-                let keys = key_ring(db.clone(), &settings, None).await?;
+                let keys = key_ring(sealer, db.clone(), &settings, None).await?;
                 let verifier = Verifier::from_jwks(&settings.auth, &keys.jwks())?;
                 let own = settings.section::<IdentitySettings>();
                 let identity = Identity::new(db, bus::Outbox::new(), keys, verifier, own.policy());
@@ -186,7 +187,11 @@ async fn open(settings: &Settings) -> anyhow::Result<db::Db> {
     Ok(db)
 }
 
+/// The keys of the store. `sealer` is read before the store is opened, so
+/// that a missing key-encryption key stops the start before it touches
+/// the database.
 async fn key_ring(
+    sealer: Sealer,
     db: db::Db,
     settings: &Settings,
     verifier: Option<Verifier>,
@@ -194,7 +199,7 @@ async fn key_ring(
     let own = settings.section::<IdentitySettings>();
     KeyRing::load(
         db,
-        sealer(settings)?,
+        sealer,
         settings.auth.clone(),
         Duration::from_secs(own.key_rotation_secs),
         Duration::from_secs(own.access_ttl_secs),
@@ -281,8 +286,9 @@ pub fn write_private(file: &Path, contents: &str) -> anyhow::Result<()> {
 /// The key identity signs with now, read from its store: for development
 /// tokens (`emporium token`) and tests.
 pub async fn signing_issuer(settings: &Settings) -> anyhow::Result<Arc<Issuer>> {
+    let sealer = sealer(settings)?;
     let db = open(settings).await?;
-    Ok(key_ring(db, settings, None).await?.signing())
+    Ok(key_ring(sealer, db, settings, None).await?.signing())
 }
 
 /// Opens the store, loads the keys (handing them to the verifier every
@@ -290,8 +296,9 @@ pub async fn signing_issuer(settings: &Settings) -> anyhow::Result<Arc<Issuer>> 
 pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
     let settings = &runtime.settings;
     let own = settings.section::<IdentitySettings>();
+    let sealer = sealer(settings)?;
     let db = open(settings).await?;
-    let keys = key_ring(db.clone(), settings, Some(runtime.verifier.clone())).await?;
+    let keys = key_ring(sealer, db.clone(), settings, Some(runtime.verifier.clone())).await?;
     let outbox = bus::Outbox::new();
     let identity = Identity::new(
         db.clone(),
@@ -435,6 +442,51 @@ mod tests {
     fn load(env: &[(&str, &str)], lone: Option<&'static str>) -> Settings {
         let sources = Sources::from_pairs(env, lone);
         config::load(&sources, &[SectionDef::of::<IdentitySettings>()]).unwrap()
+    }
+
+    #[test]
+    fn signing_keys_need_a_key_encryption_key_off_sqlite() {
+        let dir = tempfile_dir();
+        let data = [("EMPORIUM__DATA_DIR", dir.to_str().unwrap())];
+        let production = [
+            data[0],
+            ("DATABASE_URL", "postgres://postgres@db:5432/identity"),
+        ];
+        let refused = sealer(&load(&production, Some(NAME))).err().unwrap();
+        assert!(
+            refused.to_string().contains("key_encryption_keys"),
+            "{refused}"
+        );
+        let keyed = [
+            production[0],
+            production[1],
+            (
+                "EMPORIUM__IDENTITY__KEY_ENCRYPTION_KEYS",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=",
+            ),
+        ];
+        assert!(sealer(&load(&keyed, Some(NAME))).is_ok());
+        assert!(!dir.join("identity-key-encryption.key").exists());
+        // Embedded: a key is made once, readable by its owner only.
+        let embedded = load(&data, None);
+        assert!(!sealer(&embedded).unwrap().is_empty());
+        let file = dir.join("identity-key-encryption.key");
+        let made = std::fs::read_to_string(&file).unwrap();
+        sealer(&embedded).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), made, "kept");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("identity-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]
