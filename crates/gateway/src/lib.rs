@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use emporium_platform::auth::Verifier;
 use emporium_platform::config::{Plain, Secret, Section, SectionDef, loopback};
-use emporium_platform::http::{Check, Json};
+use emporium_platform::http::{Check, Json, TrustedProxies};
 use emporium_platform::service::Definition;
 use emporium_platform::{ErrorCode, Problem, Runtime, Started};
 use hyper_util::client::legacy::Client;
@@ -38,6 +38,11 @@ pub const NAME: &str = "gateway";
 #[serde(deny_unknown_fields, default)]
 pub struct GatewaySettings {
     pub http_addr: SocketAddr,
+    /// Where `/ready` and `/metrics` are served, apart from the public
+    /// port (which keeps `/health` only): an address the orchestrator and
+    /// Prometheus reach and the public does not. Unset, they stay on the
+    /// public port, as in shops started on free ports for tests.
+    pub internal_addr: Option<SocketAddr>,
     /// Each service's replicas as HTTP base URLs, by service name
     /// (`EMPORIUM__GATEWAY__UPSTREAMS__CATALOG=http://a:8006,http://b:8006`).
     /// A service running in the same process is called in-process and
@@ -72,6 +77,7 @@ impl Default for GatewaySettings {
     fn default() -> Self {
         Self {
             http_addr: loopback(8080),
+            internal_addr: Some(loopback(9080)),
             upstreams: BTreeMap::new(),
             upload_limit_bytes: 5 * 1024 * 1024,
             eject_after_failures: 3,
@@ -103,9 +109,13 @@ impl Section for GatewaySettings {
         redis: Some("rate_limit_url"),
         ..Plain::NONE
     };
+    // A shop on free ports is found by one address per service (tests and
+    // benchmarks wait on its `/ready`): its operational routes stay there
+    // unless an internal address is set explicitly.
     fn on_free_ports(self) -> Self {
         Self {
             http_addr: loopback(0),
+            internal_addr: None,
             ..self
         }
     }
@@ -264,6 +274,8 @@ struct Gateway {
     upstreams: Arc<HashMap<&'static str, Upstream>>,
     verifier: Verifier,
     limits: Limits,
+    /// Whose `X-Forwarded-For` names the client (`http.trusted_proxies`).
+    trusted: TrustedProxies,
     timeout: Duration,
     openapi: Arc<tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>>,
 }
@@ -309,6 +321,7 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
             api_per_address: own.api_per_address,
             api_per_user: own.api_per_user,
         },
+        trusted: TrustedProxies::new(&settings.http.trusted_proxies),
         timeout: Duration::from_millis(settings.http.request_timeout_ms),
         openapi: Arc::default(),
     };
@@ -346,8 +359,23 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
             Upstream::Local(_) => None,
         })
         .collect();
-    let mut router =
-        emporium_platform::http::finish_router(NAME, routes, checks.clone(), &settings.http);
+    let mut router = match own.internal_addr {
+        Some(addr) => {
+            let internal = emporium_platform::http::finish_router(
+                NAME,
+                Router::new(),
+                checks.clone(),
+                &settings.http,
+            );
+            let listener = emporium_platform::http::bind(addr, "gateway internal http").await?;
+            tracing::info!(addr = %listener.local_addr()?, "gateway readiness and metrics served apart from the public port");
+            runtime.serve(NAME, listener, internal);
+            emporium_platform::http::finish_public_router(NAME, routes, &settings.http)
+        }
+        None => {
+            emporium_platform::http::finish_router(NAME, routes, checks.clone(), &settings.http)
+        }
+    };
     if let Some(cors) = cors(&settings.http.cors_origins)? {
         router = router.layer(cors);
     }
@@ -527,7 +555,11 @@ impl Limits {
         self.count(
             group,
             "address",
-            &format!("{}:address:{client}", group.name()),
+            &format!(
+                "{}:address:{}",
+                group.name(),
+                emporium_platform::ratelimit::address_key(client)
+            ),
             limit,
         )
         .await
@@ -625,8 +657,10 @@ async fn proxy(
 ) -> Response {
     let Pass { policy, group, .. } = pass;
     let (parts, body) = request.into_parts();
-    let client = emporium_platform::http::client_addr(Some(peer.ip()), &parts.headers);
-    let mut tightest = match gateway.limits.by_address(group, client).await {
+    let client =
+        emporium_platform::http::client_addr(Some(peer.ip()), &parts.headers, &gateway.trusted)
+            .unwrap_or(peer.ip());
+    let mut tightest = match gateway.limits.by_address(group, Some(client)).await {
         Ok(decision) => decision,
         Err(refused) => return refused,
     };
@@ -641,20 +675,30 @@ async fn proxy(
         }
     }
     with_limit_headers(
-        forward(&gateway, pass, parts, body, user, peer).await,
+        forward(
+            &gateway,
+            pass,
+            parts,
+            body,
+            user,
+            SocketAddr::new(client, peer.port()),
+        )
+        .await,
         tightest,
     )
 }
 
 /// Sends the request on to the service: in this process, or to its
-/// replicas.
+/// replicas. `client` is the address the gateway resolved: a service in
+/// this process sees it as its peer, a remote one in `X-Forwarded-For`
+/// from the gateway (which it must list in its `http.trusted_proxies`).
 async fn forward(
     gateway: &Gateway,
     pass: Pass,
     parts: axum::http::request::Parts,
     body: Body,
     user: Option<String>,
-    peer: SocketAddr,
+    client: SocketAddr,
 ) -> Response {
     let Pass {
         service,
@@ -675,7 +719,7 @@ async fn forward(
         .map(|p| p.as_str())
         .unwrap_or("/")
         .to_owned();
-    let mut headers = forwarded_headers(&parts.headers, peer);
+    let mut headers = forwarded_headers(&parts.headers, client.ip());
     headers.remove(USER_HEADER);
     if let Some(user) = user.and_then(|u| HeaderValue::from_str(&u).ok()) {
         headers.insert(USER_HEADER, user);
@@ -691,7 +735,7 @@ async fn forward(
             *local.method_mut() = parts.method;
             *local.uri_mut() = uri;
             *local.headers_mut() = headers;
-            local.extensions_mut().insert(ConnectInfo(peer));
+            local.extensions_mut().insert(ConnectInfo(client));
             return match tokio::time::timeout(timeout, router.clone().oneshot(local)).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(never)) => match never {},
@@ -754,19 +798,18 @@ async fn forward(
     Problem::unavailable(pool.service).into_response()
 }
 
-fn forwarded_headers(incoming: &HeaderMap, peer: SocketAddr) -> HeaderMap {
+/// The request's headers for the service: without the hop-by-hop ones, and
+/// with `X-Forwarded-For` holding only the client the gateway resolved, so
+/// that nothing a client wrote there reaches a service that trusts the
+/// gateway.
+fn forwarded_headers(incoming: &HeaderMap, client: std::net::IpAddr) -> HeaderMap {
     let mut headers = incoming.clone();
     for name in HOP_BY_HOP {
         headers.remove(*name);
     }
-    let forwarded_for = match incoming
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(earlier) => format!("{earlier}, {}", peer.ip()),
-        None => peer.ip().to_string(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    headers.remove("forwarded");
+    headers.remove("x-forwarded-for");
+    if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
         headers.insert("x-forwarded-for", value);
     }
     headers

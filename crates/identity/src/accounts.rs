@@ -15,17 +15,18 @@ use chrono::Utc;
 use emporium_platform::auth::{Claims, Role, Verifier};
 use emporium_platform::bus::Outbox;
 use emporium_platform::http::Page;
-use emporium_platform::ratelimit::Windows;
 use emporium_platform::{ErrorCode, FieldError, Problem};
 use sea_orm::{DatabaseConnection, DbErr, SqlErr};
 use tokio::sync::Semaphore;
 
 use crate::domain::{
-    Email, ProfileChange, Registration, User, UserId, check_password, parse_role, role_name,
+    Email, ProfileChange, REDACTED, Registration, User, UserId, check_password, parse_role,
+    role_name,
 };
 use crate::events;
 use crate::keys::KeyRing;
 use crate::store::{self, RefreshRow, UserRow};
+use crate::throttle::{self, Throttle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -45,6 +46,10 @@ pub enum IdentityError {
     Forbidden(&'static str),
     #[error("{0}")]
     Rule(&'static str),
+    #[error(
+        "this is the last active admin: the shop would have nobody to manage it; make another admin first"
+    )]
+    LastAdmin,
     #[error(transparent)]
     Token(Problem),
     #[error(transparent)]
@@ -66,7 +71,9 @@ impl From<IdentityError> for Problem {
     fn from(err: IdentityError) -> Self {
         match err {
             IdentityError::Invalid(errors) => Problem::invalid(errors),
-            e @ IdentityError::DuplicateEmail => Problem::conflict(e.to_string()),
+            e @ (IdentityError::DuplicateEmail | IdentityError::LastAdmin) => {
+                Problem::conflict(e.to_string())
+            }
             e @ (IdentityError::BadCredentials | IdentityError::Unauthenticated(_)) => {
                 Problem::new(ErrorCode::Unauthenticated, e.to_string())
             }
@@ -97,7 +104,7 @@ impl emporium_platform::db::Conflict for IdentityError {
 type Result<T, E = IdentityError> = std::result::Result<T, E>;
 
 /// What a sign-in or a refresh hands back.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Session {
     pub access_token: String,
     pub expires_in: u64,
@@ -106,14 +113,25 @@ pub struct Session {
     pub user: User,
 }
 
+// The tokens are bearer credentials: they never reach a log.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("access_token", &REDACTED)
+            .field("expires_in", &self.expires_in)
+            .field("refresh_token", &REDACTED)
+            .field("refresh_expires_in", &self.refresh_expires_in)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
 /// How long tokens live and how hard sign-in is throttled.
 #[derive(Clone, Debug)]
 pub struct Policy {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
-    pub failures_per_account: u32,
-    pub failures_per_address: u32,
-    pub failure_window: Duration,
+    pub sign_in: throttle::Limits,
 }
 
 /// Argon2id with the OWASP parameters (19 MiB, 2 passes), off the async
@@ -235,8 +253,7 @@ pub struct Identity {
     verifier: Verifier,
     passwords: Passwords,
     policy: Policy,
-    /// Failed sign-ins per account and per client address.
-    failures: Arc<Windows>,
+    throttle: Arc<Throttle>,
 }
 
 impl Identity {
@@ -253,7 +270,7 @@ impl Identity {
             keys,
             verifier,
             passwords: Passwords::new(),
-            failures: Arc::new(Windows::new(policy.failure_window)),
+            throttle: Arc::new(Throttle::new(policy.sign_in)),
             policy,
         }
     }
@@ -265,6 +282,35 @@ impl Identity {
     /// Makes an account and announces it (`user.registered`).
     pub async fn register(&self, registration: &Registration) -> Result<User> {
         self.create(registration, Role::Customer).await
+    }
+
+    /// Registration as the public sees it: a taken email answers like a
+    /// new one (the password was hashed either way, so it takes as long),
+    /// with an account that is not stored, so that registering cannot tell
+    /// a stranger whether someone has an account. The owner learns of the
+    /// attempt from a notification, not the stranger from the answer.
+    pub async fn register_without_telling(&self, registration: &Registration) -> Result<User> {
+        match self.register(registration).await {
+            Err(IdentityError::DuplicateEmail) => {
+                // Where the owner will be told: publish a
+                // `user.registration_attempted` event here once notification
+                // consumes one ("someone tried to register with your email").
+                metrics::counter!("registrations_of_taken_emails_total").increment(1);
+                tracing::info!("registration of a taken email answered as a new one");
+                let now = Utc::now();
+                Ok(User {
+                    id: UserId::new(),
+                    email: registration.email.clone(),
+                    role: Role::Customer,
+                    name: registration.name.clone(),
+                    phone: registration.phone.clone(),
+                    active: true,
+                    created_at: now,
+                    updated_at: now,
+                })
+            }
+            other => other,
+        }
     }
 
     async fn create(&self, registration: &Registration, role: Role) -> Result<User> {
@@ -324,7 +370,9 @@ impl Identity {
 
     /// Checks the password and opens a session. Unknown email, wrong
     /// password and disabled account get the same answer in about the same
-    /// time; repeated failures are throttled per account and per address.
+    /// time. Failures are throttled by account and address together (a
+    /// stranger's guesses do not keep the owner out) and by address alone;
+    /// the attempt is counted before the password is checked.
     pub async fn login(
         &self,
         email: &str,
@@ -332,27 +380,16 @@ impl Identity {
         client: Option<IpAddr>,
     ) -> Result<Session> {
         let email = Email::parse(email).ok();
-        // A wrong password counts against both keys; over either limit,
-        // sign-in waits out the window, whatever the password.
-        let account = email.as_ref().map(|e| {
-            (
-                format!("account:{}", e.as_str()),
-                self.policy.failures_per_account,
-            )
-        });
-        let address = client.map(|ip| (format!("address:{ip}"), self.policy.failures_per_address));
-        let keys: Vec<&(String, u32)> = [&account, &address].into_iter().flatten().collect();
-        let wait = keys
-            .iter()
-            .filter_map(|(key, limit)| {
-                let (count, left) = self.failures.peek(key);
-                (count >= u64::from(*limit)).then_some(left)
-            })
-            .max();
-        if let Some(wait) = wait {
-            metrics::counter!("login_attempts_total", "status" => "throttled").increment(1);
-            return Err(IdentityError::Throttled(wait));
-        }
+        // An email that does not parse matches no account: such attempts
+        // share one key per address rather than one per string sent.
+        let account = email.as_ref().map_or("", Email::as_str);
+        let attempt = match self.throttle.begin(account, client) {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                metrics::counter!("login_attempts_total", "status" => "throttled").increment(1);
+                return Err(IdentityError::Throttled(wait));
+            }
+        };
         let row = match &email {
             Some(email) => store::find_user_by_email(&self.db, email.as_str()).await?,
             None => None,
@@ -364,16 +401,12 @@ impl Identity {
         let row = match row {
             Some(row) if matched && row.active => row,
             _ => {
-                for (key, _) in &keys {
-                    self.failures.add(key);
-                }
+                self.throttle.failed(attempt);
                 metrics::counter!("login_attempts_total", "status" => "failure").increment(1);
                 return Err(IdentityError::BadCredentials);
             }
         };
-        if let Some((key, _)) = &account {
-            self.failures.clear(key);
-        }
+        self.throttle.succeeded(attempt);
         let user = user_from_row(row)?;
         let family = uuid::Uuid::now_v7().to_string();
         let txn = emporium_platform::db::begin_write(&self.db).await?;
@@ -512,8 +545,10 @@ impl Identity {
     }
 
     /// The profile for its owner; role and `active` for an admin only. An
-    /// admin cannot demote or disable themselves (the shop would lose its
-    /// last admin that way); disabling an account ends its sessions.
+    /// admin cannot demote or disable themselves, and nobody can demote or
+    /// disable the last active admin (a caller's token may outlive its own
+    /// admin rights, so the caller being an admin proves nothing); disabling
+    /// an account ends its sessions.
     pub async fn update(
         &self,
         caller: &Claims,
@@ -538,8 +573,15 @@ impl Identity {
             ));
         }
         let key = id.to_string();
+        let removes_admin = change.role == Some(Role::Customer) || change.active == Some(false);
         let row = emporium_platform::db::retry_conflicts(|| async {
             let txn = emporium_platform::db::begin_write(&self.db).await?;
+            if removes_admin {
+                let admins = store::lock_active_admins(&txn).await?;
+                if admins == [key.as_str()] {
+                    return Err(IdentityError::LastAdmin);
+                }
+            }
             let row = store::update_user(
                 &txn,
                 &key,
@@ -601,6 +643,53 @@ impl Identity {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn sessions_and_stored_secrets_are_redacted_in_debug() {
+        let now = Utc::now();
+        let session = Session {
+            access_token: "eyJ.the-access-token.sig".into(),
+            expires_in: 300,
+            refresh_token: "the-refresh-token".into(),
+            refresh_expires_in: 3600,
+            user: User {
+                id: UserId::new(),
+                email: Email::parse("ada@example.org").unwrap(),
+                role: Role::Customer,
+                name: "Ada".into(),
+                phone: None,
+                active: true,
+                created_at: now,
+                updated_at: now,
+            },
+        };
+        let key = store::KeyRow {
+            kid: "kid-1".into(),
+            private_key: "the-private-key".into(),
+            created_at: now,
+        };
+        let user = UserRow {
+            id: "u".into(),
+            email: "ada@example.org".into(),
+            password_hash: "$argon2id$the-hash".into(),
+            name: "Ada".into(),
+            phone: None,
+            role: "customer".into(),
+            active: true,
+            created_at: now,
+            updated_at: now,
+        };
+        let printed = format!("{session:?} {key:?} {user:?}");
+        for secret in [
+            "the-access-token",
+            "the-refresh-token",
+            "the-private-key",
+            "the-hash",
+        ] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("kid-1") && printed.contains("ada@example.org"));
+    }
 
     #[tokio::test]
     async fn the_decoy_costs_what_a_real_hash_costs_and_matches_nothing() {

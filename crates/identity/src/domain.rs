@@ -129,7 +129,7 @@ fn check_phone(phone: Option<&str>) -> Result<Option<String>, String> {
 }
 
 /// `POST /users/register` as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RegistrationInput {
     pub email: Option<String>,
     pub password: Option<String>,
@@ -138,12 +138,38 @@ pub struct RegistrationInput {
 }
 
 /// A registration whose every field follows the rules.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Registration {
     pub email: Email,
     pub password: String,
     pub name: String,
     pub phone: Option<String>,
+}
+
+/// What `Debug` prints in place of a password or a token.
+pub const REDACTED: &str = "[redacted]";
+
+// A registration is logged with its fields but never with its password.
+impl std::fmt::Debug for RegistrationInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrationInput")
+            .field("email", &self.email)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("name", &self.name)
+            .field("phone", &self.phone)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("email", &self.email)
+            .field("password", &REDACTED)
+            .field("name", &self.name)
+            .field("phone", &self.phone)
+            .finish()
+    }
 }
 
 struct Errors(Vec<FieldError>);
@@ -269,6 +295,25 @@ pub struct User {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn registration_debug_redacts_the_password() {
+        let input = RegistrationInput {
+            email: Some("ada@example.org".into()),
+            password: Some("hunter2 is my passphrase".into()),
+            name: Some("Ada".into()),
+            phone: None,
+        };
+        let parsed = Registration::parse(&input).unwrap();
+        for printed in [
+            format!("{input:?}"),
+            format!("{parsed:?}"),
+            format!("{parsed:#?}"),
+        ] {
+            assert!(!printed.contains("hunter2"), "{printed}");
+            assert!(printed.contains("[redacted]") && printed.contains("ada@example.org"));
+        }
+    }
 
     #[test]
     fn emails_are_normalised_and_checked() {

@@ -113,7 +113,10 @@ async fn register(
     Json(input): Json<RegistrationInput>,
 ) -> Result<Response, Problem> {
     let registration = Registration::parse(&input).map_err(Problem::invalid)?;
-    let user = state.identity.register(&registration).await?;
+    let user = state
+        .identity
+        .register_without_telling(&registration)
+        .await?;
     let location = format!("/api/v1/users/{}", user.id);
     let mut response = (StatusCode::CREATED, Json(UserView::from(user))).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {

@@ -10,8 +10,10 @@ pub mod keys;
 pub mod migrations;
 pub mod openapi;
 pub mod store;
+pub mod throttle;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use accounts::Identity;
 
 use crate::accounts::Policy;
-use crate::keys::KeyRing;
+use crate::keys::{KeyRing, Sealer};
 
 pub const NAME: &str = "identity";
 
@@ -38,17 +40,36 @@ pub struct IdentitySettings {
     pub grpc_addr: SocketAddr,
     /// `sqlite://…`, `postgres://…` or `mysql://…`; embedded SQLite when unset.
     pub database_url: Option<Secret>,
-    /// Lifetime of an access token.
+    /// Lifetime of an access token: also how long a token outlives a
+    /// logout, a demotion or a disabled account, since services verify
+    /// tokens without asking identity (decision 0016).
     pub access_ttl_secs: u64,
     /// Lifetime of a refresh token (each refresh makes a new one).
     pub refresh_ttl_secs: u64,
     /// A new signing key is made when the newest is this old.
     pub key_rotation_secs: u64,
-    /// Failed sign-ins per account, and per client address, within
-    /// `login_window_secs` before sign-in is refused for the rest of it.
+    /// Failed sign-ins of one account from one client address that cost
+    /// nothing; each further one waits `login_first_delay_ms`, doubled with
+    /// every failure, at most `login_max_delay_secs`. The same account from
+    /// another address is not held back.
     pub login_failures_per_account: u32,
+    pub login_first_delay_ms: u64,
+    pub login_max_delay_secs: u64,
+    /// Failed sign-ins from one client address (an IPv6 /64), whatever the
+    /// accounts, within `login_window_secs`, after which that address
+    /// waits for the window to end. Failures are forgotten after the
+    /// window too.
     pub login_failures_per_address: u32,
     pub login_window_secs: u64,
+    /// Keys that seal the signing keys at rest (AES-256-GCM, each base64
+    /// of 32 random bytes): the first seals, every one opens, so a key is
+    /// rolled by putting a new one first. Required on PostgreSQL or
+    /// MariaDB; on SQLite without one, a key is made and kept in the data
+    /// dir, readable by its owner only.
+    pub key_encryption_keys: Vec<Secret>,
+    /// A file holding such keys, one a line, read after
+    /// `key_encryption_keys`.
+    pub key_encryption_key_file: Option<PathBuf>,
     /// The first admin, made at start when there is no admin
     /// (`EMPORIUM_ADMIN_EMAIL`, `EMPORIUM_ADMIN_PASSWORD`).
     pub admin_email: Option<String>,
@@ -64,14 +85,18 @@ impl Default for IdentitySettings {
             http_addr: loopback(8004),
             grpc_addr: loopback(50055),
             database_url: None,
-            access_ttl_secs: 900,
+            access_ttl_secs: 300,
             refresh_ttl_secs: 30 * 24 * 3600,
             key_rotation_secs: 30 * 24 * 3600,
             login_failures_per_account: 5,
+            login_first_delay_ms: 1000,
+            login_max_delay_secs: 900,
             login_failures_per_address: 50,
             login_window_secs: 900,
             admin_email: None,
             admin_password: None,
+            key_encryption_keys: vec![],
+            key_encryption_key_file: None,
             upkeep_secs: 30,
         }
     }
@@ -79,6 +104,7 @@ impl Default for IdentitySettings {
 
 impl Section for IdentitySettings {
     const NAME: &'static str = NAME;
+    const LIST_KEYS: &'static [&'static str] = &["key_encryption_keys"];
     const PLAIN: Plain = Plain {
         http_port: true,
         grpc_port: true,
@@ -103,9 +129,13 @@ impl IdentitySettings {
         Policy {
             access_ttl: Duration::from_secs(self.access_ttl_secs),
             refresh_ttl: Duration::from_secs(self.refresh_ttl_secs),
-            failures_per_account: self.login_failures_per_account,
-            failures_per_address: self.login_failures_per_address,
-            failure_window: Duration::from_secs(self.login_window_secs),
+            sign_in: throttle::Limits {
+                free_failures: self.login_failures_per_account,
+                first_delay: Duration::from_millis(self.login_first_delay_ms),
+                max_delay: Duration::from_secs(self.login_max_delay_secs),
+                failures_per_address: self.login_failures_per_address,
+                window: Duration::from_secs(self.login_window_secs),
+            },
         }
     }
 }
@@ -127,14 +157,24 @@ pub fn definition() -> Definition {
                 Ok(())
             })
         },
-        seed: Some(|settings, _local| {
+        seed: Some(|settings, local| {
             Box::pin(async move {
+                let sealer = sealer(&settings)?;
                 let db = open(&settings).await?;
-                let keys = key_ring(db.clone(), &settings, None).await?;
+                let keys = key_ring(sealer, db.clone(), &settings, None).await?;
                 let verifier = Verifier::from_jwks(&settings.auth, &keys.jwks())?;
                 let own = settings.section::<IdentitySettings>();
                 let identity = Identity::new(db, bus::Outbox::new(), keys, verifier, own.policy());
-                seed_admin(&identity).await
+                // Identity running in this process is `emporium up`, whose
+                // person at the terminal may read the password; elsewhere
+                // (`emporium seed` in a container) logs are kept, so the
+                // password goes to a file only its owner reads.
+                let show = if local.iter().any(|s| s.name == NAME) {
+                    AdminPassword::Print
+                } else {
+                    AdminPassword::File(settings.data_dir.join("identity-admin-password"))
+                };
+                seed_admin(&identity, show).await
             })
         }),
     }
@@ -147,7 +187,11 @@ async fn open(settings: &Settings) -> anyhow::Result<db::Db> {
     Ok(db)
 }
 
+/// The keys of the store. `sealer` is read before the store is opened, so
+/// that a missing key-encryption key stops the start before it touches
+/// the database.
 async fn key_ring(
+    sealer: Sealer,
     db: db::Db,
     settings: &Settings,
     verifier: Option<Verifier>,
@@ -155,6 +199,7 @@ async fn key_ring(
     let own = settings.section::<IdentitySettings>();
     KeyRing::load(
         db,
+        sealer,
         settings.auth.clone(),
         Duration::from_secs(own.key_rotation_secs),
         Duration::from_secs(own.access_ttl_secs),
@@ -163,11 +208,87 @@ async fn key_ring(
     .await
 }
 
+/// The key-encryption keys as configured. On SQLite without one, the key
+/// kept in the data dir (made on first start); on any other database,
+/// none is an error: a production store does not hold signing keys in the
+/// clear.
+fn sealer(settings: &Settings) -> anyhow::Result<Sealer> {
+    let own = settings.section::<IdentitySettings>();
+    let mut keys = own.key_encryption_keys.clone();
+    if let Some(file) = &own.key_encryption_key_file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            anyhow::anyhow!(
+                "configuration: identity.key_encryption_key_file {}: {e}",
+                file.display()
+            )
+        })?;
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(Secret::new),
+        );
+    }
+    if keys.is_empty() {
+        let url = settings.database_url(NAME, own.database_url.as_ref());
+        if !url.expose().starts_with("sqlite:") {
+            anyhow::bail!(
+                "configuration: identity.key_encryption_keys (or identity.key_encryption_key_file) is required with the database {}: signing keys are not stored in the clear",
+                url.masked()
+            );
+        }
+        let file = settings.data_dir.join("identity-key-encryption.key");
+        keys.push(Secret::new(embedded_key(&file)?));
+    }
+    Sealer::new(&keys)
+        .map_err(|e| anyhow::anyhow!("configuration: identity.key_encryption_keys: {e}"))
+}
+
+/// The key-encryption key of an embedded shop, made on first use.
+fn embedded_key(file: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(file) {
+        Ok(key) => Ok(key.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Sealer::generate_key()?;
+            write_private(file, &format!("{key}\n"))?;
+            tracing::info!(file = %file.display(), "key-encryption key made for the signing keys");
+            Ok(key)
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", file.display())),
+    }
+}
+
+/// Writes `contents` to a file only its owner may read or write (0600 on
+/// Unix), whatever the umask; an existing file is narrowed first.
+pub fn write_private(file: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        if file.exists() {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    let mut handle = options
+        .open(file)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+    handle.write_all(contents.as_bytes())?;
+    handle.sync_all()?;
+    Ok(())
+}
+
 /// The key identity signs with now, read from its store: for development
 /// tokens (`emporium token`) and tests.
 pub async fn signing_issuer(settings: &Settings) -> anyhow::Result<Arc<Issuer>> {
+    let sealer = sealer(settings)?;
     let db = open(settings).await?;
-    Ok(key_ring(db, settings, None).await?.signing())
+    Ok(key_ring(sealer, db, settings, None).await?.signing())
 }
 
 /// Opens the store, loads the keys (handing them to the verifier every
@@ -175,8 +296,9 @@ pub async fn signing_issuer(settings: &Settings) -> anyhow::Result<Arc<Issuer>> 
 pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
     let settings = &runtime.settings;
     let own = settings.section::<IdentitySettings>();
+    let sealer = sealer(settings)?;
     let db = open(settings).await?;
-    let keys = key_ring(db.clone(), settings, Some(runtime.verifier.clone())).await?;
+    let keys = key_ring(sealer, db.clone(), settings, Some(runtime.verifier.clone())).await?;
     let outbox = bus::Outbox::new();
     let identity = Identity::new(
         db.clone(),
@@ -232,20 +354,53 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
     Ok(started)
 }
 
-/// Demo data: an admin with a generated password, shown once, when the
-/// shop has none.
-async fn seed_admin(identity: &Identity) -> anyhow::Result<Seeded> {
+/// Where the generated admin password goes.
+enum AdminPassword {
+    /// Into the notice shown at the terminal.
+    Print,
+    /// Into this file, readable by its owner only; the notice names it.
+    File(PathBuf),
+}
+
+/// Demo data: an admin with a generated password, handed over once, when
+/// the shop has none.
+async fn seed_admin(identity: &Identity, show: AdminPassword) -> anyhow::Result<Seeded> {
     const EMAIL: &str = "admin@emporium.local";
     let mut bytes = [0u8; 18];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness"))?;
     let password = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
-    match identity.ensure_admin(EMAIL, &password).await {
-        Ok(Some(_)) => Ok(Seeded {
-            records: 1,
-            notice: Some(format!(
-                "admin sign-in  {EMAIL} / {password}  (shown once: keep it)"
-            )),
-        }),
+    // The file is written before the admin is made, so that an admin never
+    // exists whose password was lost; it is put in place only if the admin
+    // was made, so that a seeding run that makes none keeps the old file.
+    let pending = match &show {
+        AdminPassword::Print => None,
+        AdminPassword::File(file) => {
+            let pending = file.with_extension("new");
+            write_private(&pending, &format!("{password}\n"))?;
+            Some(pending)
+        }
+    };
+    let made = identity.ensure_admin(EMAIL, &password).await;
+    if let (Some(pending), Ok(None) | Err(_)) = (&pending, &made) {
+        let _ = std::fs::remove_file(pending);
+    }
+    match made {
+        Ok(Some(_)) => {
+            let notice = match (show, pending) {
+                (AdminPassword::File(file), Some(pending)) => {
+                    std::fs::rename(&pending, &file)?;
+                    format!(
+                        "admin sign-in  {EMAIL}: password in {} (readable by its owner only: keep it, then delete the file)",
+                        std::path::absolute(&file).unwrap_or(file).display()
+                    )
+                }
+                _ => format!("admin sign-in  {EMAIL} / {password}  (shown once: keep it)"),
+            };
+            Ok(Seeded {
+                records: 1,
+                notice: Some(notice),
+            })
+        }
         Ok(None) => Ok(Seeded::default()),
         Err(e) => Err(anyhow::anyhow!("cannot create the demo admin: {e}")),
     }
@@ -289,6 +444,51 @@ mod tests {
     fn load(env: &[(&str, &str)], lone: Option<&'static str>) -> Settings {
         let sources = Sources::from_pairs(env, lone);
         config::load(&sources, &[SectionDef::of::<IdentitySettings>()]).unwrap()
+    }
+
+    #[test]
+    fn signing_keys_need_a_key_encryption_key_off_sqlite() {
+        let dir = tempfile_dir();
+        let data = [("EMPORIUM__DATA_DIR", dir.to_str().unwrap())];
+        let production = [
+            data[0],
+            ("DATABASE_URL", "postgres://postgres@db:5432/identity"),
+        ];
+        let refused = sealer(&load(&production, Some(NAME))).err().unwrap();
+        assert!(
+            refused.to_string().contains("key_encryption_keys"),
+            "{refused}"
+        );
+        let keyed = [
+            production[0],
+            production[1],
+            (
+                "EMPORIUM__IDENTITY__KEY_ENCRYPTION_KEYS",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=",
+            ),
+        ];
+        assert!(sealer(&load(&keyed, Some(NAME))).is_ok());
+        assert!(!dir.join("identity-key-encryption.key").exists());
+        // Embedded: a key is made once, readable by its owner only.
+        let embedded = load(&data, None);
+        assert!(!sealer(&embedded).unwrap().is_empty());
+        let file = dir.join("identity-key-encryption.key");
+        let made = std::fs::read_to_string(&file).unwrap();
+        sealer(&embedded).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), made, "kept");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("identity-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]

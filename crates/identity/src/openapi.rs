@@ -31,7 +31,7 @@ fn own_document() -> Value {
                     "operationId": "registerUser", "tags": ["identity"], "summary": "Create a customer account",
                     "requestBody": body("Registration"),
                     "responses": with_body_problems(json!({
-                        "201": ok("the new account", user.clone()), "409": problem("the email has an account")
+                        "201": ok("the new account; an email that has an account already is answered alike (the account shown is not stored, and its owner's password stays), so that registering does not tell who has an account", user.clone())
                     }))
                 }
             },
@@ -86,6 +86,7 @@ fn own_document() -> Value {
                     "responses": with_body_problems(json!({
                         "200": ok("the account", user.clone()), "400": problem("bad id or body"), "401": problem("no valid token"),
                         "403": problem("another user's account, or role/active without the admin role"), "404": problem("no such user"),
+                        "409": problem("the account is the last active admin: demoting or disabling it would leave the shop without one"),
                         "422": problem("a field breaks a rule, or an admin demotes or disables themselves")
                     }))
                 }

@@ -8,10 +8,25 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect,
 };
 
+/// `Debug` of a row that holds a secret (or the hash of one): the secret's
+/// field prints as `[redacted]`, so that logging a row leaks nothing.
+macro_rules! redacted_debug {
+    ($model:ty, $name:literal, secret: $secret:ident, fields: [$($field:ident),*]) => {
+        impl std::fmt::Debug for $model {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct($name)
+                    $(.field(stringify!($field), &self.$field))*
+                    .field(stringify!($secret), &"[redacted]")
+                    .finish()
+            }
+        }
+    };
+}
+
 pub mod user {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "users")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -31,6 +46,9 @@ pub mod user {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    redacted_debug!(Model, "UserRow", secret: password_hash,
+        fields: [id, email, name, phone, role, active, created_at, updated_at]);
 }
 
 pub mod refresh_token {
@@ -38,7 +56,7 @@ pub mod refresh_token {
 
     /// One refresh token; the tokens of one sign-in share a family, and at
     /// most one of them is live (neither used nor revoked).
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "refresh_tokens")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -58,17 +76,22 @@ pub mod refresh_token {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    redacted_debug!(Model, "RefreshRow", secret: token_hash,
+        fields: [id, family_id, user_id, created_at, expires_at, used_at, revoked_at]);
 }
 
 pub mod signing_key {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "signing_keys")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub kid: String,
-        /// The Ed25519 key as PKCS#8, base64.
+        /// The Ed25519 key as PKCS#8, sealed with the key-encryption key
+        /// (`keys::Sealer`); plain base64 in rows written before sealing,
+        /// which are sealed when next read.
         #[sea_orm(column_type = "Text")]
         pub private_key: String,
         /// The newest key signs; an older one stops signing when a newer
@@ -80,6 +103,8 @@ pub mod signing_key {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    redacted_debug!(Model, "KeyRow", secret: private_key, fields: [kid, created_at]);
 }
 
 pub type UserRow = user::Model;
@@ -123,6 +148,21 @@ pub async fn any_admin<C: ConnectionTrait>(conn: &C) -> Result<bool, DbErr> {
         .count(conn)
         .await?
         > 0)
+}
+
+/// The ids of the active admins, their rows locked until the transaction
+/// ends (SQLite's write transaction holds the whole database already), so
+/// that two admins demoting each other cannot both see the other remain.
+pub async fn lock_active_admins<C: ConnectionTrait>(conn: &C) -> Result<Vec<String>, DbErr> {
+    let query = user::Entity::find()
+        .filter(user::Column::Role.eq("admin"))
+        .filter(user::Column::Active.eq(true))
+        .order_by_asc(user::Column::Id);
+    let rows = match conn.get_database_backend() {
+        DbBackend::Sqlite => query.all(conn).await?,
+        _ => query.lock_exclusive().all(conn).await?,
+    };
+    Ok(rows.into_iter().map(|row| row.id).collect())
 }
 
 /// Sets the profile fields; `None` when no such user.
@@ -282,6 +322,20 @@ pub async fn insert_key<C: ConnectionTrait>(conn: &C, row: KeyRow) -> Result<(),
     .exec_without_returning(conn)
     .await
     .map(|_| ())
+}
+
+/// Replaces a key's stored form (sealed anew under the current key).
+pub async fn reseal_key<C: ConnectionTrait>(
+    conn: &C,
+    kid: &str,
+    private_key: String,
+) -> Result<(), DbErr> {
+    signing_key::Entity::update_many()
+        .col_expr(signing_key::Column::PrivateKey, Expr::value(private_key))
+        .filter(signing_key::Column::Kid.eq(kid))
+        .exec(conn)
+        .await
+        .map(|_| ())
 }
 
 /// Deletes refresh tokens that expired before `before`. Spent tokens stay

@@ -170,6 +170,10 @@ pub struct HttpSettings {
     pub request_timeout_ms: u64,
     /// Origins allowed by CORS at the gateway; empty means none.
     pub cors_origins: Vec<String>,
+    /// Proxies (CIDR blocks) whose `X-Forwarded-For` names the client: the
+    /// gateway for the services behind it, a load balancer for the
+    /// gateway. Empty, the default, believes no header.
+    pub trusted_proxies: Vec<crate::http::Cidr>,
 }
 
 impl Default for HttpSettings {
@@ -178,6 +182,7 @@ impl Default for HttpSettings {
             body_limit_bytes: 1024 * 1024,
             request_timeout_ms: 15_000,
             cors_origins: vec![],
+            trusted_proxies: vec![],
         }
     }
 }
@@ -520,7 +525,10 @@ pub fn load(sources: &Sources, services: &[SectionDef]) -> Result<Settings, Conf
     let list_keys: Vec<String> = services
         .iter()
         .flat_map(|s| s.list_keys.iter().map(move |k| format!("{}.{k}", s.name)))
-        .chain(["http.cors_origins".to_owned()])
+        .chain([
+            "http.cors_origins".to_owned(),
+            "http.trusted_proxies".to_owned(),
+        ])
         .collect();
     for map in [plain, prefixed] {
         let mut environment = config::Environment::with_prefix("EMPORIUM")

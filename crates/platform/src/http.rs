@@ -3,7 +3,7 @@
 //! operational routes and graceful serving.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -122,12 +122,102 @@ impl From<QueryRejection> for Problem {
     }
 }
 
-/// The client's address: the direct peer, or, when that peer is a proxy on
-/// a private network or this host (the gateway), the address it forwarded
-/// in `X-Forwarded-For`. A client reaching a service directly cannot choose
-/// its address by sending the header.
+/// An address block in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`); a
+/// bare address is a block of one. Read from the configuration as a string,
+/// so that a malformed block stops the start rather than trusting nobody or
+/// everybody by surprise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientAddr(pub Option<std::net::IpAddr>);
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        let (address, prefix) = match raw.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (raw, None),
+        };
+        let network = address
+            .parse::<IpAddr>()
+            .map_err(|_| format!("`{raw}` is not an address or a CIDR block"))?
+            .to_canonical();
+        let longest = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => longest,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= longest)
+                .ok_or_else(|| format!("`{raw}`: the prefix must be 0 to {longest}"))?,
+        };
+        Ok(Self { network, prefix })
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The proxies whose `X-Forwarded-For` is believed (`http.trusted_proxies`),
+/// handed to every handler as a request extension by [`finish_router`].
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(Arc<[Cidr]>);
+
+impl TrustedProxies {
+    pub fn new(blocks: &[Cidr]) -> Self {
+        Self(blocks.into())
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|block| block.contains(ip))
+    }
+}
+
+/// The client's address: the direct peer unless it is a trusted proxy, in
+/// which case the rightmost address of `X-Forwarded-For` that is not a
+/// trusted proxy. A client cannot choose its address by sending the header:
+/// only the hops our own proxies appended are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
@@ -140,27 +230,46 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
             .extensions
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip());
-        Ok(Self(client_addr(peer, &parts.headers)))
+        // A router served without `finish_router` trusts no proxy.
+        let trusted = parts
+            .extensions
+            .get::<TrustedProxies>()
+            .cloned()
+            .unwrap_or_default();
+        Ok(Self(client_addr(peer, &parts.headers, &trusted)))
     }
 }
 
 pub fn client_addr(
-    peer: Option<std::net::IpAddr>,
+    peer: Option<IpAddr>,
     headers: &axum::http::HeaderMap,
-) -> Option<std::net::IpAddr> {
-    let trusted = |ip: std::net::IpAddr| match ip {
-        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
-        std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local(),
-    };
-    let forwarded = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(|last| last.trim().parse().ok());
-    match peer {
-        Some(ip) if trusted(ip) => forwarded.or(Some(ip)),
-        other => other,
+    trusted: &TrustedProxies,
+) -> Option<IpAddr> {
+    let peer = peer?.to_canonical();
+    if !trusted.contains(peer) {
+        return Some(peer);
     }
+    // Every header line, in order: a proxy may append a line of its own
+    // rather than extend the last one.
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        // A hop that does not parse was not written by a proxy we trust:
+        // the last trusted hop is the client as far as we can tell.
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = ip.to_canonical();
+        if !trusted.contains(client) {
+            break;
+        }
+    }
+    Some(client)
 }
 
 /// One page of a list, as every list endpoint answers it.
@@ -423,8 +532,8 @@ struct Status {
     checks: serde_json::Map<String, serde_json::Value>,
 }
 
-/// `/health`, `/ready` and `/metrics`, the same on every service.
-pub fn operational_routes(service: &'static str, checks: Vec<Check>) -> Router {
+/// `/health`: the process is up. Public everywhere, since it tells nothing.
+pub fn health_route(service: &'static str) -> Router {
     let health = move || async move {
         Json(Status {
             status: "up",
@@ -432,6 +541,11 @@ pub fn operational_routes(service: &'static str, checks: Vec<Check>) -> Router {
             checks: Default::default(),
         })
     };
+    Router::new().route("/health", get(health))
+}
+
+/// `/health`, `/ready` and `/metrics`, the same on every service.
+pub fn operational_routes(service: &'static str, checks: Vec<Check>) -> Router {
     let ready = move || {
         let checks = checks.clone();
         async move {
@@ -466,8 +580,7 @@ pub fn operational_routes(service: &'static str, checks: Vec<Check>) -> Router {
             }
         }
     };
-    Router::new()
-        .route("/health", get(health))
+    health_route(service)
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
 }
@@ -491,12 +604,32 @@ pub fn finish_router(
     checks: Vec<Check>,
     settings: &crate::config::HttpSettings,
 ) -> Router {
+    finish(
+        service,
+        routes.merge(operational_routes(service, checks)),
+        settings,
+    )
+}
+
+/// As [`finish_router`], with `/health` alone: for a port the public
+/// reaches, whose readiness and metrics are served on another listener.
+pub fn finish_public_router(
+    service: &'static str,
+    routes: Router,
+    settings: &crate::config::HttpSettings,
+) -> Router {
+    finish(service, routes.merge(health_route(service)), settings)
+}
+
+fn finish(service: &'static str, routes: Router, settings: &crate::config::HttpSettings) -> Router {
     let observe_state = Observe {
         service,
         timeout: Duration::from_millis(settings.request_timeout_ms),
     };
     routes
-        .merge(operational_routes(service, checks))
+        .layer(axum::Extension(TrustedProxies::new(
+            &settings.trusted_proxies,
+        )))
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -541,7 +674,87 @@ where
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn forwarded(values: &[&str]) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        for v in values {
+            headers.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        }
+        headers
+    }
+
+    fn proxies(blocks: &[&str]) -> TrustedProxies {
+        let blocks: Vec<Cidr> = blocks.iter().map(|b| b.parse().unwrap()).collect();
+        TrustedProxies::new(&blocks)
+    }
+
+    fn ip(raw: &str) -> Option<IpAddr> {
+        Some(raw.parse().unwrap())
+    }
+
+    #[test]
+    fn client_addresses_come_from_forwarding_headers_only_from_trusted_proxies() {
+        let header = forwarded(&["198.51.100.1"]);
+        // No proxy is trusted by default, loopback and private peers included.
+        let none = TrustedProxies::default();
+        for peer in ["127.0.0.1", "10.1.2.3", "192.168.0.9", "::1", "203.0.113.9"] {
+            assert_eq!(client_addr(ip(peer), &header, &none), ip(peer), "{peer}");
+        }
+        // A peer outside the list is the client, whatever it says.
+        let trusted = proxies(&["10.0.0.0/8", "2001:db8:ff::/48"]);
+        assert_eq!(
+            client_addr(ip("192.168.0.9"), &header, &trusted),
+            ip("192.168.0.9")
+        );
+        // A trusted proxy: the rightmost address that is not one of ours.
+        let chain = forwarded(&["6.6.6.6, 198.51.100.1", "10.0.0.2"]);
+        assert_eq!(
+            client_addr(ip("10.0.0.1"), &chain, &trusted),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            client_addr(
+                ip("2001:db8:ff:1::5"),
+                &forwarded(&["2001:db8:1::7"]),
+                &trusted
+            ),
+            ip("2001:db8:1::7")
+        );
+        // Without a header, or with a hop that does not parse, the last
+        // trusted hop is all we know.
+        let empty = axum::http::HeaderMap::new();
+        assert_eq!(
+            client_addr(ip("10.0.0.1"), &empty, &trusted),
+            ip("10.0.0.1")
+        );
+        let garbage = forwarded(&["198.51.100.1, nonsense, 10.0.0.3"]);
+        assert_eq!(
+            client_addr(ip("10.0.0.1"), &garbage, &trusted),
+            ip("10.0.0.3")
+        );
+        // IPv4 over an IPv6 socket is the IPv4 address.
+        assert_eq!(
+            client_addr(ip("::ffff:10.0.0.1"), &header, &trusted),
+            ip("198.51.100.1")
+        );
+    }
+
+    #[test]
+    fn cidr_blocks_parse_and_refuse_nonsense() {
+        let block: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(block.contains("10.255.0.1".parse().unwrap()));
+        assert!(!block.contains("11.0.0.1".parse().unwrap()));
+        let one: Cidr = "192.0.2.4".parse().unwrap();
+        assert_eq!(one.to_string(), "192.0.2.4/32");
+        let all: Cidr = "::/0".parse().unwrap();
+        assert!(all.contains("2001:db8::1".parse().unwrap()));
+        assert!(!all.contains("192.0.2.1".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "nonsense", "::/129", "10.0.0.0/x", ""] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn every_grpc_code_is_named_as_itself() {

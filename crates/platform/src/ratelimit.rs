@@ -3,11 +3,25 @@
 //! also count in Redis, to share one budget across replicas).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Entries kept before expired ones are swept.
 const SWEEP_AT: usize = 100_000;
+
+/// The key of a client address: an IPv4 address as it is, an IPv6 address
+/// by its /64, since one subscriber is routinely handed a whole /64 and
+/// would otherwise get a fresh budget with every address in it.
+pub fn address_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & (u128::MAX << 64);
+            format!("{}/64", std::net::Ipv6Addr::from(network))
+        }
+    }
+}
 
 pub struct Windows {
     window: Duration,
@@ -62,7 +76,25 @@ impl Windows {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let key = |raw: &str| address_key(raw.parse().unwrap());
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(
+            key("::ffff:203.0.113.7"),
+            "203.0.113.7",
+            "IPv4 seen over IPv6"
+        );
+    }
 
     #[test]
     fn counts_start_again_with_each_window() {

@@ -808,6 +808,11 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
             "GRPC_PORT".to_owned(),
             grpc["identity"].rsplit(':').next().unwrap().to_owned(),
         ),
+        // On PostgreSQL, identity seals its signing keys with this.
+        (
+            "EMPORIUM__IDENTITY__KEY_ENCRYPTION_KEYS".into(),
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
+        ),
     ];
     identity_env.extend(["basket", "ordering"].map(secret));
     let identity = serve("identity", &env("identity", identity_env), dir.path()).await;
@@ -852,12 +857,21 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         "EMPORIUM__GATEWAY__RATE_LIMIT_PREFIX".to_owned(),
         prefix.clone(),
     ));
+    // The gateway's readiness is served apart from its public port.
+    let internal = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    gateway_env.push((
+        "EMPORIUM__GATEWAY__INTERNAL_ADDR".to_owned(),
+        internal.to_string(),
+    ));
     let gateway = serve("gateway", &gateway_env, dir.path()).await;
     let base = format!("http://{}", gateway.http);
     for (_, process) in &served {
         emporium_testkit::wait_ready(&format!("http://{}", process.http)).await;
     }
-    emporium_testkit::wait_ready(&base).await;
+    emporium_testkit::wait_ready(&format!("http://{internal}")).await;
 
     // Demo data through the services' own commands.
     for service in ["catalog", "inventory"] {

@@ -9,10 +9,11 @@ use std::time::Duration;
 use emporium_identity::Identity;
 use emporium_identity::accounts::{IdentityError, Policy, Session};
 use emporium_identity::domain::{ProfileChange, Registration, RegistrationInput, UserId};
-use emporium_identity::keys::KeyRing;
+use emporium_identity::keys::{KeyRing, Sealer};
+use emporium_identity::throttle::Limits;
 use emporium_platform::auth::{Role, Verifier};
 use emporium_platform::bus::Outbox;
-use emporium_platform::config::AuthSettings;
+use emporium_platform::config::{AuthSettings, Secret};
 use emporium_testkit::{Backend, TestDatabase};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
@@ -27,22 +28,45 @@ fn policy() -> Policy {
     Policy {
         access_ttl: Duration::from_secs(900),
         refresh_ttl: Duration::from_secs(3600),
-        failures_per_account: 5,
-        failures_per_address: 8,
-        failure_window: Duration::from_secs(600),
+        sign_in: Limits {
+            free_failures: 5,
+            first_delay: Duration::from_millis(400),
+            max_delay: Duration::from_secs(2),
+            failures_per_address: 8,
+            window: Duration::from_secs(600),
+        },
     }
 }
 
+/// The key-encryption keys of the tests (base64 of 32 bytes).
+const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const NEXT_KEK: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+fn sealer(keys: &[&str]) -> Sealer {
+    let keys: Vec<Secret> = keys.iter().map(|k| Secret::new(*k)).collect();
+    Sealer::new(&keys).unwrap()
+}
+
 async fn ring(db: &DatabaseConnection, verifier: Option<Verifier>) -> KeyRing {
+    sealed_ring(db, sealer(&[KEK]), verifier)
+        .await
+        .expect("keys load")
+}
+
+async fn sealed_ring(
+    db: &DatabaseConnection,
+    sealer: Sealer,
+    verifier: Option<Verifier>,
+) -> anyhow::Result<KeyRing> {
     KeyRing::load(
         db.clone(),
+        sealer,
         AuthSettings::default(),
         Duration::from_secs(3600),
         Duration::from_secs(900),
         verifier,
     )
     .await
-    .expect("keys load")
 }
 
 async fn fixture(backend: Backend) -> Option<Fixture> {
@@ -229,42 +253,227 @@ async fn contract_concurrent_refreshes_spend_a_token_once(backend: Backend) {
     assert_eq!(f.identity.active_sessions().await.unwrap(), 0);
 }
 
-async fn contract_sign_in_is_throttled(backend: Backend) {
+fn ip(raw: &str) -> Option<std::net::IpAddr> {
+    Some(raw.parse().unwrap())
+}
+
+async fn wrong_password(
+    f: &Fixture,
+    email: &str,
+    client: Option<std::net::IpAddr>,
+) -> IdentityError {
+    f.identity
+        .login(email, "wrong password!", client)
+        .await
+        .unwrap_err()
+}
+
+async fn contract_a_strangers_failures_do_not_lock_the_owner_out(backend: Backend) {
     let Some(f) = fixture(backend).await else {
         return;
     };
     f.register("ada@example.org").await;
-    f.register("bob@example.org").await;
-    let client = Some("203.0.113.7".parse().unwrap());
+    let stranger = ip("203.0.113.7");
     for _ in 0..5 {
-        let err = f
-            .identity
-            .login("ada@example.org", "wrong password!", client)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, IdentityError::BadCredentials));
+        assert!(matches!(
+            wrong_password(&f, "ada@example.org", stranger).await,
+            IdentityError::BadCredentials
+        ));
     }
-    // Even the right password waits out the window now.
-    let err = f.login("ada@example.org").await.unwrap_err();
-    let IdentityError::Throttled(wait) = err else {
-        panic!("expected throttling, got {err}");
+    // The stranger waits, the right password or not…
+    let IdentityError::Throttled(first) = wrong_password(&f, "ada@example.org", stranger).await
+    else {
+        panic!("expected a wait");
     };
-    assert!(wait > Duration::from_secs(590) && wait <= Duration::from_secs(600));
-    // Another account from another address is not held back…
-    assert!(f.login("bob@example.org").await.is_ok());
-    // …but the address that failed eight times is, for every account.
-    for _ in 0..3 {
-        let _ = f
-            .identity
-            .login("bob@example.org", "wrong password!", client)
-            .await;
+    assert!(first <= Duration::from_millis(400), "{first:?}");
+    // …while the owner, elsewhere, signs in.
+    let owner = f
+        .identity
+        .login(
+            "ada@example.org",
+            "correct horse battery",
+            ip("198.51.100.20"),
+        )
+        .await;
+    assert!(owner.is_ok(), "{:?}", owner.err());
+    // The wait grows: after it, one more try, then twice as long.
+    tokio::time::sleep(first).await;
+    assert!(matches!(
+        wrong_password(&f, "ada@example.org", stranger).await,
+        IdentityError::BadCredentials
+    ));
+    let IdentityError::Throttled(second) = wrong_password(&f, "ada@example.org", stranger).await
+    else {
+        panic!("expected a longer wait");
+    };
+    assert!(second > Duration::from_millis(600), "doubled: {second:?}");
+}
+
+async fn contract_sign_in_counts_before_checking_the_password(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    f.register("ada@example.org").await;
+    let guesses = (0..40).map(|_| {
+        let identity = f.identity.clone();
+        tokio::spawn(async move {
+            identity
+                .login("ada@example.org", "wrong password!", ip("203.0.113.7"))
+                .await
+        })
+    });
+    let outcomes = futures::future::join_all(guesses).await;
+    let (mut checked, mut throttled) = (0, 0);
+    for outcome in outcomes {
+        match outcome.unwrap() {
+            Err(IdentityError::BadCredentials) => checked += 1,
+            Err(IdentityError::Throttled(_)) => throttled += 1,
+            other => panic!("unexpected {:?}", other.map(|s| s.user.id)),
+        }
     }
+    assert_eq!(
+        (checked, throttled),
+        (5, 35),
+        "40 guesses at once: the free five are checked"
+    );
+}
+
+async fn contract_an_address_has_one_budget_and_ipv6_counts_by_64(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    f.register("bob@example.org").await;
+    // Eight failures across accounts from eight addresses of one /64…
+    for n in 1..=8 {
+        let email = format!("user{n}@example.org");
+        let client = ip(&format!("2001:db8:1:2::{n}"));
+        assert!(matches!(
+            wrong_password(&f, &email, client).await,
+            IdentityError::BadCredentials
+        ));
+    }
+    // …spend the budget of the whole /64, for every account…
     assert!(matches!(
         f.identity
-            .login("bob@example.org", "correct horse battery", client)
+            .login(
+                "bob@example.org",
+                "correct horse battery",
+                ip("2001:db8:1:2::99")
+            )
             .await,
         Err(IdentityError::Throttled(_))
     ));
+    // …and of no other.
+    assert!(
+        f.identity
+            .login(
+                "bob@example.org",
+                "correct horse battery",
+                ip("2001:db8:1:3::1")
+            )
+            .await
+            .is_ok()
+    );
+}
+
+async fn contract_the_last_admin_cannot_be_demoted_or_disabled(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let admin = f
+        .identity
+        .ensure_admin("root@example.org", "a very long admin secret")
+        .await
+        .unwrap()
+        .unwrap();
+    let bob = f.register("bob@example.org").await;
+    // An admin token whose account is gone, or was demoted since: the
+    // caller being an admin does not keep one in the shop.
+    let ghost = f
+        .verifier
+        .verify(
+            &f.identity
+                .keys()
+                .signing()
+                .mint(
+                    &UserId::new().to_string(),
+                    Role::Admin,
+                    Duration::from_secs(60),
+                )
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let change = |role: Option<Role>, active: Option<bool>| ProfileChange {
+        name: "Someone".into(),
+        phone: None,
+        role,
+        active,
+    };
+    for (role, active) in [(Some(Role::Customer), None), (None, Some(false))] {
+        assert!(matches!(
+            f.identity
+                .update(&ghost, admin.id, &change(role, active))
+                .await,
+            Err(IdentityError::LastAdmin)
+        ));
+    }
+    let still = f.identity.user(&ghost, admin.id).await.unwrap();
+    assert!(still.role == Role::Admin && still.active, "nothing changed");
+    // With a second admin, the first may go; then the second is the last.
+    f.identity
+        .update(&ghost, bob.id, &change(Some(Role::Admin), None))
+        .await
+        .unwrap();
+    f.identity
+        .update(&ghost, admin.id, &change(Some(Role::Customer), None))
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.identity
+            .update(&ghost, bob.id, &change(None, Some(false)))
+            .await,
+        Err(IdentityError::LastAdmin)
+    ));
+}
+
+async fn contract_registering_a_taken_email_answers_like_a_new_one(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let ada = f.register("ada@example.org").await;
+    let mut squatter = registration("ADA@example.org");
+    squatter.password = "another long passphrase".into();
+    squatter.name = "Not Ada".into();
+    let answered = f
+        .identity
+        .register_without_telling(&squatter)
+        .await
+        .unwrap();
+    assert_ne!(answered.id, ada.id, "the owner's id is not given away");
+    assert_eq!(
+        (answered.email.as_str(), answered.name.as_str()),
+        ("ada@example.org", "Not Ada")
+    );
+    assert_eq!(count(&f.db, "SELECT COUNT(*) AS n FROM users").await, 1);
+    assert_eq!(
+        count(
+            &f.db,
+            "SELECT COUNT(*) AS n FROM outbox WHERE event_type = 'user.registered'"
+        )
+        .await,
+        1
+    );
+    assert!(
+        f.login("ada@example.org").await.is_ok(),
+        "the owner's password stays"
+    );
+    assert!(
+        f.identity
+            .login("ada@example.org", "another long passphrase", None)
+            .await
+            .is_err()
+    );
 }
 
 async fn contract_profiles_roles_and_listing(backend: Backend) {
@@ -447,11 +656,76 @@ async fn contract_keys_rotate_and_replicas_agree(backend: Backend) {
     assert!(f.verifier.verify(&old_token).await.is_err(), "withdrawn");
 }
 
+async fn contract_signing_keys_are_sealed_at_rest_and_rolled(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let stored = || async {
+        use emporium_identity::store::signing_key;
+        use sea_orm::EntityTrait;
+        signing_key::Entity::find()
+            .all(&f.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| (row.kid, row.private_key))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let rows = stored().await;
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows.values().all(|key| key.starts_with("aes256gcm:")),
+        "sealed, not PKCS#8"
+    );
+    // Without the key, or with another one, the keys do not open.
+    assert!(sealed_ring(&f.db, Sealer::default(), None).await.is_err());
+    assert!(sealed_ring(&f.db, sealer(&[NEXT_KEK]), None).await.is_err());
+
+    // A key stored in the clear before sealing existed is read and sealed.
+    let (legacy, pkcs8) =
+        emporium_platform::auth::Issuer::generate(&AuthSettings::default()).unwrap();
+    let plain = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &pkcs8);
+    emporium_identity::store::insert_key(
+        &f.db,
+        emporium_identity::store::KeyRow {
+            kid: legacy.kid().to_owned(),
+            private_key: plain.clone(),
+            created_at: chrono::Utc::now() + chrono::Duration::seconds(5),
+        },
+    )
+    .await
+    .unwrap();
+    let keys = f.identity.keys().clone();
+    keys.reload().await.unwrap();
+    assert_eq!(keys.signing().kid(), legacy.kid(), "the legacy key signs");
+    let rows = stored().await;
+    assert!(
+        rows.values()
+            .all(|key| key.starts_with("aes256gcm:") && *key != plain)
+    );
+
+    // Rolled: the new key first, the old one still opens; every row is
+    // sealed anew, after which the old key can go.
+    let rolled = sealed_ring(&f.db, sealer(&[NEXT_KEK, KEK]), None)
+        .await
+        .unwrap();
+    assert_eq!(rolled.signing().kid(), legacy.kid());
+    assert_ne!(stored().await, rows, "sealed anew");
+    let only_new = sealed_ring(&f.db, sealer(&[NEXT_KEK]), None).await.unwrap();
+    assert_eq!(only_new.signing().kid(), legacy.kid());
+    assert!(sealed_ring(&f.db, sealer(&[KEK]), None).await.is_err());
+}
+
 emporium_testkit::on_every_backend!(
     contract_register_and_sign_in,
     contract_refresh_rotates_and_reuse_ends_the_session,
     contract_concurrent_refreshes_spend_a_token_once,
-    contract_sign_in_is_throttled,
+    contract_a_strangers_failures_do_not_lock_the_owner_out,
+    contract_sign_in_counts_before_checking_the_password,
+    contract_an_address_has_one_budget_and_ipv6_counts_by_64,
+    contract_the_last_admin_cannot_be_demoted_or_disabled,
+    contract_registering_a_taken_email_answers_like_a_new_one,
+    contract_signing_keys_are_sealed_at_rest_and_rolled,
     contract_profiles_roles_and_listing,
     contract_keys_rotate_and_replicas_agree,
 );
