@@ -72,6 +72,32 @@ async fn captured(shop: &TestShop, admin: &str) -> u64 {
     page["total"].as_u64().unwrap()
 }
 
+/// A counter of `service`, summed over the samples whose labels hold every
+/// one of `labels`.
+async fn counter(shop: &TestShop, service: &str, name: &str, labels: &[&str]) -> f64 {
+    let running = shop.shop.as_ref().unwrap();
+    let url = format!("{}/metrics", running.url(service).unwrap());
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    super::commerce::metric_sum(&text, name, labels)
+}
+
+/// What this test's checkouts add to the counters: orders made, payments
+/// captured, refunds. Read from the test's own baseline, since under
+/// `cargo test` every shop of the binary counts into one recorder.
+async fn checkout_counters(shop: &TestShop) -> [f64; 3] {
+    [
+        counter(shop, "ordering", "orders_created_total", &[]).await,
+        counter(
+            shop,
+            "payment",
+            "payments_processed_total{",
+            &["status=\"captured\""],
+        )
+        .await,
+        counter(shop, "payment", "refunds_processed_total", &[]).await,
+    ]
+}
+
 async fn order(
     shop: &TestShop,
     token: &str,
@@ -108,6 +134,7 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
         assert_eq!(page["total"], expected, "{status}: {page}");
     }
     assert_eq!(captured(&shop, &admin).await, 3);
+    let counted_before = checkout_counters(&shop).await;
     let ada = customer(&shop, "ada");
     let (first, sku) = product(&shop, 2).await;
     stock_to(&shop, &admin, &sku, 20).await;
@@ -401,7 +428,16 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
         .call(Method::GET, "/api/v1/orders?per_page=1", Some(&admin), None)
         .await;
     assert_eq!(after["total"], before["total"]);
-    // The business metrics of the checkout are exported.
+    // The business metrics of the checkout are exported, and grew by at
+    // least what this test did: three orders paid, one refunded.
+    let counted_after = checkout_counters(&shop).await;
+    let grew: Vec<f64> = (0..3)
+        .map(|i| counted_after[i] - counted_before[i])
+        .collect();
+    assert!(
+        grew[0] >= 3.0 && grew[1] >= 3.0 && grew[2] >= 1.0,
+        "orders, captures, refunds: {grew:?}"
+    );
     let running = shop.shop.as_ref().unwrap();
     for (service, names) in [
         (

@@ -928,7 +928,7 @@ async fn circuit_refusals(base: &str) -> f64 {
 
 /// The sum of the samples of `prefix` whose labels hold every one of
 /// `labels`.
-fn metric_sum(text: &str, prefix: &str, labels: &[&str]) -> f64 {
+pub(super) fn metric_sum(text: &str, prefix: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(prefix) && labels.iter().all(|label| l.contains(label)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
