@@ -32,8 +32,6 @@ use crate::store::{self, Change, LineRow, OrderRow};
 pub enum OrderError {
     #[error("no order has this id")]
     NotFound,
-    #[error("another user's order")]
-    Forbidden,
     #[error("{0:?}")]
     Invalid(Vec<FieldError>),
     #[error("{0}")]
@@ -52,9 +50,6 @@ impl From<OrderError> for Problem {
     fn from(err: OrderError) -> Self {
         match err {
             OrderError::NotFound => Problem::not_found(err.to_string()),
-            OrderError::Forbidden => {
-                Problem::new(emporium_platform::ErrorCode::Forbidden, err.to_string())
-            }
             OrderError::Invalid(errors) => Problem::invalid(errors),
             OrderError::State(_) => Problem::conflict(err.to_string()),
             OrderError::Peer(e) => Problem::from(e),
@@ -185,7 +180,8 @@ impl Orders {
     pub async fn get(&self, id: Uuid, user: Option<&str>) -> Result<OrderView> {
         let row = self.load(&id.to_string()).await?;
         if user.is_some_and(|u| u != row.user_id) {
-            return Err(OrderError::Forbidden);
+            // Another user's order answers as a missing one: ids cannot be probed.
+            return Err(OrderError::NotFound);
         }
         view(&row, &store::lines(&self.inner.db, &row.id).await?)
     }
@@ -706,7 +702,8 @@ impl Orders {
     pub async fn cancel(&self, id: Uuid, user: Option<&str>) -> Result<OrderView> {
         let row = self.load(&id.to_string()).await?;
         if user.is_some_and(|u| u != row.user_id) {
-            return Err(OrderError::Forbidden);
+            // Another user's order answers as a missing one: ids cannot be probed.
+            return Err(OrderError::NotFound);
         }
         let status =
             Status::parse(&row.status).ok_or_else(|| OrderError::Corrupt(row.status.clone()))?;

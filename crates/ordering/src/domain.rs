@@ -69,19 +69,46 @@ pub struct ItemInput {
     pub quantity: Option<i64>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+/// A checkout as it comes; `Debug` redacts the card.
+#[derive(Clone, Default, Deserialize)]
 pub struct CheckoutInput {
     /// The lines to buy; the caller's basket when absent.
     pub items: Option<Vec<ItemInput>>,
     pub card_number: Option<String>,
 }
 
-/// A checked checkout request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A checked checkout request. Its `Debug` shows the card's last four
+/// digits only: a checkout may end up in a log line.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Checkout {
     /// Product and quantity, merged by product; `None`: the basket.
     pub items: Option<Vec<(Uuid, i64)>>,
     pub card_number: String,
+}
+
+/// `****1234`: what may be shown of a card number.
+fn last_four(card: &str) -> String {
+    let digits: Vec<char> = card.chars().filter(char::is_ascii_digit).collect();
+    let tail: String = digits[digits.len().saturating_sub(4)..].iter().collect();
+    format!("****{tail}")
+}
+
+impl std::fmt::Debug for CheckoutInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckoutInput")
+            .field("items", &self.items)
+            .field("card_number", &self.card_number.as_deref().map(last_four))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Checkout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkout")
+            .field("items", &self.items)
+            .field("card_number", &last_four(&self.card_number))
+            .finish()
+    }
 }
 
 fn field(name: &str, message: impl Into<String>) -> FieldError {
@@ -167,6 +194,19 @@ mod tests {
         ] {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
+    }
+
+    #[test]
+    fn checkout_debug_redacts_the_card_number() {
+        let input = CheckoutInput {
+            items: None,
+            card_number: Some("4242 4242 4242 4242".into()),
+        };
+        let checkout = Checkout::parse(&input).unwrap();
+        let printed = format!("{checkout:?} {checkout:#?} {input:?}");
+        assert!(!printed.contains("4242 4242 4242 4242"), "{printed}");
+        assert!(!printed.contains("424242424242"), "{printed}");
+        assert!(printed.contains("****4242"), "{printed}");
     }
 
     #[test]

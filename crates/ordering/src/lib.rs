@@ -37,6 +37,10 @@ pub struct OrderingSettings {
     /// Where `Idempotency-Key`s live in production; the database otherwise.
     pub redis_url: Option<Secret>,
     pub redis_prefix: String,
+    /// The key of the HMAC kept for each request's fingerprint (a body
+    /// holds a card number); made under the data dir when unset. Replicas
+    /// that share `redis_url` need the same one.
+    pub fingerprint_key: Option<Secret>,
     pub idempotency_ttl_secs: u64,
     /// How long inventory holds a checkout's stock.
     pub reservation_ttl_secs: i64,
@@ -56,6 +60,7 @@ impl Default for OrderingSettings {
             database_url: None,
             redis_url: None,
             redis_prefix: "ordering".into(),
+            fingerprint_key: None,
             idempotency_ttl_secs: 24 * 3600,
             reservation_ttl_secs: 900,
             peer_deadline_ms: 3000,
@@ -213,7 +218,10 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
     let settings = &runtime.settings;
     let own = settings.section::<OrderingSettings>();
     let db = migrated(settings).await?;
-    let keys = idempotency::from_settings(own.redis_url.as_ref(), &own.redis_prefix, &db).await?;
+    let keys = idempotency::keyed(
+        idempotency::from_settings(own.redis_url.as_ref(), &own.redis_prefix, &db).await?,
+        &idempotency::fingerprint_key(own.fingerprint_key.as_ref(), &settings.data_dir, NAME)?,
+    );
     let outbox = bus::Outbox::new();
     let orders = orders(settings, local, &db, &outbox)?;
     let checks = vec![

@@ -62,7 +62,7 @@ fn own_document() -> Value {
                 "get": {
                     "operationId": "getOrder", "tags": ["ordering"], "summary": "An order (its buyer or an admin)", "security": bearer,
                     "parameters": [id],
-                    "responses": { "200": ok("the order", order.clone()), "400": problem("a bad id"), "401": problem("no valid token"), "403": problem("another user's order"), "404": problem("no such order") }
+                    "responses": { "200": ok("the order", order.clone()), "400": problem("a bad id"), "401": problem("no valid token"), "404": problem("no such order, or another user's (the two answer alike)") }
                 },
                 "put": {
                     "operationId": "updateOrder", "tags": ["ordering"], "summary": "Move a confirmed order along: processing → shipped → delivered (admin)", "security": bearer,
@@ -77,8 +77,8 @@ fn own_document() -> Value {
                     "operationId": "cancelOrder", "tags": ["ordering"], "summary": "Cancel an order not yet shipped: the payment is refunded and the stock put back", "security": bearer,
                     "parameters": [id],
                     "responses": {
-                        "200": ok("the cancelled order", order), "400": problem("a bad id"), "401": problem("no valid token"), "403": problem("another user's order"),
-                        "404": problem("no such order"), "409": problem("the order is not confirmed or processing"), "503": problem("payment is unavailable")
+                        "200": ok("the cancelled order", order), "400": problem("a bad id"), "401": problem("no valid token"),
+                        "404": problem("no such order, or another user's (the two answer alike)"), "409": problem("the order is not confirmed or processing"), "503": problem("payment is unavailable")
                     }
                 }
             }

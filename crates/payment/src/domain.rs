@@ -156,7 +156,8 @@ pub fn card_digits(raw: &str) -> Result<String, String> {
     Ok(digits)
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+/// A request for a new payment as it comes; `Debug` redacts the card.
+#[derive(Clone, Default, Deserialize)]
 pub struct PaymentInput {
     pub order_id: Option<String>,
     pub user_id: Option<String>,
@@ -166,8 +167,22 @@ pub struct PaymentInput {
     pub metadata: Option<serde_json::Value>,
 }
 
-/// A checked request for a new payment.
-#[derive(Clone, Debug, PartialEq)]
+impl std::fmt::Debug for PaymentInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentInput")
+            .field("order_id", &self.order_id)
+            .field("user_id", &self.user_id)
+            .field("amount", &self.amount)
+            .field("method", &self.method)
+            .field("card_number", &self.card_number.as_deref().map(last_four))
+            .field("metadata", &self.metadata)
+            .finish()
+    }
+}
+
+/// A checked request for a new payment. Its `Debug` shows the card's last
+/// four digits only: a draft may end up in a log line.
+#[derive(Clone, PartialEq)]
 pub struct PaymentDraft {
     pub order_id: String,
     /// Who pays: the caller, or the user an admin names.
@@ -176,6 +191,26 @@ pub struct PaymentDraft {
     pub method: String,
     pub card: String,
     pub metadata: serde_json::Value,
+}
+
+impl std::fmt::Debug for PaymentDraft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentDraft")
+            .field("order_id", &self.order_id)
+            .field("user_id", &self.user_id)
+            .field("amount", &self.amount)
+            .field("method", &self.method)
+            .field("card", &last_four(&self.card))
+            .field("metadata", &self.metadata)
+            .finish()
+    }
+}
+
+/// `****1234`: what may be shown of a card number.
+fn last_four(card: &str) -> String {
+    let digits: Vec<char> = card.chars().filter(char::is_ascii_digit).collect();
+    let tail: String = digits[digits.len().saturating_sub(4)..].iter().collect();
+    format!("****{tail}")
 }
 
 fn reference(raw: &str) -> bool {
@@ -270,6 +305,26 @@ impl PaymentDraft {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn draft_input() -> PaymentInput {
+        PaymentInput {
+            order_id: Some("order-1".into()),
+            amount: Some(MoneyJson {
+                amount: "1.00".into(),
+                currency: "USD".into(),
+            }),
+            card_number: Some("4242 4242 4242 4242".into()),
+            ..PaymentInput::default()
+        }
+    }
+
+    #[test]
+    fn payment_draft_debug_redacts_the_card_number() {
+        let draft = PaymentDraft::parse(&draft_input()).unwrap();
+        let printed = format!("{draft:?} {draft:#?} {:?}", draft_input());
+        assert!(!printed.contains("424242424242"), "{printed}");
+        assert!(printed.contains("****4242"), "{printed}");
+    }
 
     #[test]
     fn only_the_drawn_transitions_are_allowed() {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::domain::{PaymentDraft, PaymentInput, Status};
-use crate::payments::{BehaviourInput, Payments, view};
+use crate::payments::{BehaviourInput, PaymentError, Payments, view};
 use crate::provider::{MockBehaviour, MockProvider};
 use crate::store::{Filter, PaymentRow};
 
@@ -63,11 +63,12 @@ fn payment_id(raw: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(raw).map_err(|_| Problem::bad_parameter("id", "must be a UUID"))
 }
 
-/// The payment, if the caller may see it: its payer or an admin.
+/// The payment, if the caller may see it: its payer or an admin. Another
+/// user's payment answers as a missing one, so that ids cannot be probed.
 async fn owned(state: &AppState, claims: &Claims, raw: &str) -> Result<PaymentRow, Problem> {
     let row = state.payments.get(payment_id(raw)?).await?;
     if row.user_id != claims.sub && !claims.is_admin() {
-        return Err(forbidden());
+        return Err(PaymentError::NotFound.into());
     }
     Ok(row)
 }
@@ -107,9 +108,12 @@ where
     .await)
 }
 
+/// A payment named by REST is an admin's (decision 0020): a customer's
+/// payments are made by ordering's checkout, for the order's total, since
+/// nothing here can tell whose order an `order_id` is.
 async fn create(
     State(state): State<AppState>,
-    Caller(claims): Caller,
+    Admin(claims): Admin,
     headers: HeaderMap,
     method: Method,
     uri: Uri,
@@ -117,11 +121,7 @@ async fn create(
 ) -> Result<Response, Problem> {
     let input: PaymentInput = parse_value(body.clone())?;
     let draft = PaymentDraft::parse(&input).map_err(Problem::invalid)?;
-    let payer = match &draft.user_id {
-        Some(user) if user != &claims.sub && !claims.is_admin() => return Err(forbidden()),
-        Some(user) => user.clone(),
-        None => claims.sub.clone(),
-    };
+    let payer = draft.user_id.clone().unwrap_or_else(|| claims.sub.clone());
     let work = || async {
         json(
             StatusCode::CREATED,

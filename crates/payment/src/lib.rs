@@ -44,6 +44,10 @@ pub struct PaymentSettings {
     /// database otherwise.
     pub redis_url: Option<Secret>,
     pub redis_prefix: String,
+    /// The key of the HMAC kept for each request's fingerprint (a body
+    /// holds a card number); made under the data dir when unset. Replicas
+    /// that share `redis_url` need the same one.
+    pub fingerprint_key: Option<Secret>,
     /// How long a key's first answer is kept.
     pub idempotency_ttl_secs: u64,
     /// The longest one call to the processor may take.
@@ -63,6 +67,7 @@ impl Default for PaymentSettings {
             database_url: None,
             redis_url: None,
             redis_prefix: "payment".into(),
+            fingerprint_key: None,
             idempotency_ttl_secs: 24 * 3600,
             provider_timeout_ms: 2000,
             payment_ttl_secs: 1800,
@@ -131,7 +136,10 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
     let settings = &runtime.settings;
     let own = settings.section::<PaymentSettings>();
     let db = migrated(settings).await?;
-    let keys = idempotency::from_settings(own.redis_url.as_ref(), &own.redis_prefix, &db).await?;
+    let keys = idempotency::keyed(
+        idempotency::from_settings(own.redis_url.as_ref(), &own.redis_prefix, &db).await?,
+        &idempotency::fingerprint_key(own.fingerprint_key.as_ref(), &settings.data_dir, NAME)?,
+    );
     let mock = MockProvider::new(own.mock);
     let outbox = bus::Outbox::new();
     let payments = Payments::new(

@@ -47,7 +47,7 @@ fn own_document() -> Value {
             "parameters": [id, key],
             "responses": {
                 "200": ok("the payment after the step", payment.clone()), "400": problem("a bad id or Idempotency-Key"),
-                "401": problem("no valid token"), "403": problem("another user's payment"), "404": problem("no such payment"),
+                "401": problem("no valid token"), "404": problem("no such payment, or another user's (the two answer alike)"),
                 "409": problem(conflict), "422": problem("the Idempotency-Key was used for another request"),
                 "503": problem("the card processor or the idempotency store is unavailable")
             }
@@ -59,12 +59,12 @@ fn own_document() -> Value {
         "paths": {
             "/api/v1/payments": {
                 "post": {
-                    "operationId": "createPayment", "tags": ["payment"], "summary": "A pending payment for an order, paid by the caller (an admin may name the payer)", "security": bearer,
+                    "operationId": "createPayment", "tags": ["payment"], "summary": "A pending payment for an order (admin): the payer is the user named, else the caller. A customer's payments are made by the checkout (`POST /orders`)", "security": bearer,
                     "parameters": [key],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": schema("PaymentInput") } } },
                     "responses": with_body_problems(json!({
                         "201": ok("the pending payment", payment.clone()), "400": problem("a bad Idempotency-Key or body"),
-                        "401": problem("no valid token"), "403": problem("paying for another user"),
+                        "401": problem("no valid token"), "403": problem("not an admin"),
                         "409": problem("the first request with this Idempotency-Key is still running"),
                         "422": problem("a field breaks a rule, or the Idempotency-Key was used for another request"),
                         "503": problem("the idempotency store is unavailable")
@@ -98,7 +98,7 @@ fn own_document() -> Value {
                 "get": {
                     "operationId": "getPayment", "tags": ["payment"], "summary": "A payment (its payer or an admin)", "security": bearer,
                     "parameters": [id],
-                    "responses": { "200": ok("the payment", payment.clone()), "400": problem("a bad id"), "401": problem("no valid token"), "403": problem("another user's payment"), "404": problem("no such payment") }
+                    "responses": { "200": ok("the payment", payment.clone()), "400": problem("a bad id"), "401": problem("no valid token"), "404": problem("no such payment, or another user's (the two answer alike)") }
                 }
             },
             "/api/v1/payments/{id}/process": {
@@ -135,7 +135,7 @@ fn own_document() -> Value {
                     "type": "object", "required": ["order_id", "amount", "card_number"],
                     "properties": {
                         "order_id": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" },
-                        "user_id": { "type": ["string", "null"], "pattern": "^[A-Za-z0-9_-]{1,64}$", "description": "admins only; the caller when absent" },
+                        "user_id": { "type": ["string", "null"], "pattern": "^[A-Za-z0-9_-]{1,64}$", "description": "the payer; the caller when absent" },
                         "amount": { "$ref": "#/components/schemas/Money" },
                         "method": { "type": ["string", "null"], "enum": ["card", null] },
                         "card_number": { "type": "string", "description": "12 to 19 digits passing the Luhn check; only the last four are kept. Mock test cards: 4000000000000002 declines, 4000000000009995 has no funds, 4000000000000119 fails, 4000000000000101 hangs" },

@@ -78,7 +78,8 @@ pub fn check(store: SharedIdempotency, name: &'static str) -> crate::http::Check
     })
 }
 
-/// The digest of a request: method, path and body.
+/// The digest of a request: method, path and body. Stores never keep it as
+/// it is: [`keyed`] turns it into a keyed digest first.
 pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
     let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for part in [method.as_bytes(), b" ", path.as_bytes(), b"\n", body] {
@@ -90,6 +91,91 @@ pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// A store that keeps an HMAC-SHA256 of each fingerprint, under a key of
+/// the service's, instead of the fingerprint itself. A body may hold a
+/// card number, and card numbers are few enough to be guessed one by one
+/// against a bare digest kept beside their last four digits; without the
+/// key a kept digest tells nothing (decision 0019).
+pub fn keyed(inner: SharedIdempotency, key: &Secret) -> SharedIdempotency {
+    Arc::new(Keyed {
+        inner,
+        key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.expose().as_bytes()),
+    })
+}
+
+struct Keyed {
+    inner: SharedIdempotency,
+    key: aws_lc_rs::hmac::Key,
+}
+
+impl Keyed {
+    fn digest(&self, fingerprint: &str) -> String {
+        aws_lc_rs::hmac::sign(&self.key, fingerprint.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for Keyed {
+    async fn claim(&self, key: &str, fingerprint: &str, ttl: Duration) -> anyhow::Result<Claim> {
+        self.inner.claim(key, &self.digest(fingerprint), ttl).await
+    }
+    async fn complete(&self, key: &str, answer: &Recorded, ttl: Duration) -> anyhow::Result<()> {
+        self.inner.complete(key, answer, ttl).await
+    }
+    async fn release(&self, key: &str) -> anyhow::Result<()> {
+        self.inner.release(key).await
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.inner.check().await
+    }
+}
+
+/// The key of [`keyed`]: `configured` when set, else the one kept in
+/// `<data_dir>/<service>-fingerprint.key`, made there (readable by its
+/// owner only) the first time. Replicas that share a key store must be
+/// configured with one key: each data dir makes its own.
+pub fn fingerprint_key(
+    configured: Option<&Secret>,
+    data_dir: &std::path::Path,
+    service: &str,
+) -> anyhow::Result<Secret> {
+    if let Some(key) = configured.filter(|k| !k.expose().is_empty()) {
+        return Ok(key.clone());
+    }
+    let path = data_dir.join(format!("{service}-fingerprint.key"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(Secret::new(text.trim())),
+        Ok(_) => anyhow::bail!("{} is empty", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("no randomness for the fingerprint key"))?;
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(data_dir)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut file) => {
+            std::io::Write::write_all(&mut file, key.as_bytes())?;
+            tracing::info!(path = %path.display(), "fingerprint key made");
+            Ok(Secret::new(key))
+        }
+        // Another process of this data dir made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            fingerprint_key(None, data_dir, service)
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot write {}: {e}", path.display())),
+    }
 }
 
 /// The caller's key from the headers: `None` when absent; refused when it
@@ -430,5 +516,83 @@ impl sea_orm_migration::MigrationTrait for IdempotencyMigration {
                     .to_owned(),
             )
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Remembers the fingerprints it is handed.
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl IdempotencyStore for Seen {
+        async fn claim(&self, _: &str, fingerprint: &str, _: Duration) -> anyhow::Result<Claim> {
+            self.0.lock().unwrap().push(fingerprint.to_owned());
+            Ok(Claim::New)
+        }
+        async fn complete(&self, _: &str, _: &Recorded, _: Duration) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn release(&self, _: &str) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn check(&self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn idempotency_fingerprints_are_kept_keyed_not_as_a_bare_digest_of_the_card() {
+        let body = br#"{"card_number":"4242424242424242"}"#;
+        let bare = fingerprint("POST", "/api/v1/payments", body);
+        let seen = Arc::new(Seen::default());
+        let mut kept = vec![];
+        for key in ["one key", "one key", "another key"] {
+            seen.0.lock().unwrap().clear();
+            let store = keyed(seen.clone(), &Secret::new(key));
+            store
+                .claim("ada:k-1", &bare, Duration::from_secs(60))
+                .await
+                .unwrap();
+            kept.push(seen.0.lock().unwrap()[0].clone());
+        }
+        assert!(kept.iter().all(|k| k != &bare && k.len() == 64), "{kept:?}");
+        assert_eq!(kept[0], kept[1], "one key digests a request alike");
+        assert_ne!(kept[0], kept[2], "another key digests it otherwise");
+    }
+
+    #[test]
+    fn a_fingerprint_key_is_made_once_per_data_dir_for_its_owner_only() {
+        let dir = std::env::temp_dir().join(format!("fingerprint-{}", uuid::Uuid::now_v7()));
+        let made = fingerprint_key(None, &dir, "payment").unwrap();
+        assert_eq!(made.expose().len(), 64);
+        let again = fingerprint_key(None, &dir, "payment").unwrap();
+        assert_eq!(made.expose(), again.expose());
+        let other = fingerprint_key(None, &dir, "ordering").unwrap();
+        assert_ne!(made.expose(), other.expose());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("payment-fingerprint.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let configured = Secret::new("from the settings");
+        assert_eq!(
+            fingerprint_key(Some(&configured), &dir, "payment")
+                .unwrap()
+                .expose(),
+            "from the settings"
+        );
+        assert!(!format!("{made:?}").contains(made.expose()));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -330,6 +330,25 @@ pub async fn delete_queues(amqp_url: &str, queue: &str) {
     let _ = connection.close(0, "done".into()).await;
 }
 
+/// The types of the events in a service's outbox whose envelope names
+/// `subject` (an order's or a payment's id), oldest first.
+pub async fn outbox_events(db: &sea_orm::DatabaseConnection, subject: &str) -> Vec<String> {
+    db.query_all_raw(sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        "SELECT event_type, envelope FROM outbox ORDER BY id".to_owned(),
+    ))
+    .await
+    .expect("outbox read")
+    .into_iter()
+    .filter(|r| {
+        r.try_get::<String>("", "envelope")
+            .expect("envelope")
+            .contains(subject)
+    })
+    .map(|r| r.try_get::<String>("", "event_type").expect("event type"))
+    .collect()
+}
+
 /// Polls `probe` until it returns `Some` or `deadline` passes.
 pub async fn eventually<T, F, Fut>(deadline: Duration, mut probe: F) -> Option<T>
 where

@@ -1,6 +1,6 @@
-//! The basket store contract, on SQLite always and on Redis when its URL is
-//! set: compare-and-set writes, emptying that moves the version on, and 50
-//! concurrent writers that lose nothing.
+//! The basket store contract, on SQLite always and on PostgreSQL, MariaDB
+//! and Redis when their URLs are set: compare-and-set writes, emptying that
+//! moves the version on, and 50 concurrent writers that lose nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +11,7 @@ use emporium_basket::domain::{Stored, StoredLine};
 use emporium_basket::store::{BasketStore, RedisStore, SqlStore};
 use emporium_platform::config::Secret;
 use emporium_platform::money::MoneyJson;
-use emporium_testkit::{Backend, TestDatabase};
+use emporium_testkit::{Backend, TestDatabase, on_every_backend};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
@@ -21,27 +21,29 @@ struct Fixture {
     _guard: TestDatabase,
 }
 
-async fn database() -> (DatabaseConnection, TestDatabase) {
-    let guard = TestDatabase::fresh(Backend::Sqlite).await.unwrap();
+/// A fresh migrated database, or `None` (and a printed skip) when the
+/// backend's server is not configured.
+async fn database(backend: Backend) -> Option<(DatabaseConnection, TestDatabase)> {
+    let guard = TestDatabase::fresh(backend).await?;
     let db = emporium_platform::db::connect(&guard.url).await.unwrap();
     emporium_platform::db::migrate::<emporium_basket::migrations::Migrator>(&db)
         .await
         .unwrap();
-    (db, guard)
+    Some((db, guard))
 }
 
-async fn sql() -> Fixture {
-    let (db, guard) = database().await;
-    Fixture {
+async fn sql(backend: Backend) -> Option<Fixture> {
+    let (db, guard) = database(backend).await?;
+    Some(Fixture {
         store: Arc::new(SqlStore::new(db.clone(), Duration::from_secs(3600))),
         db,
         _guard: guard,
-    }
+    })
 }
 
 async fn redis() -> Option<Fixture> {
     let url = emporium_testkit::server_url(emporium_testkit::REDIS)?;
-    let (db, guard) = database().await;
+    let (db, guard) = database(Backend::Sqlite).await?;
     let prefix = format!("test-basket-{}", Uuid::now_v7().simple());
     let store = RedisStore::connect(&Secret::new(url), &prefix, Duration::from_secs(3600))
         .await
@@ -164,21 +166,28 @@ async fn concurrent_writers_lose_nothing(f: Fixture) {
     assert_eq!(read.version, 50);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_writes_compare_and_set() {
-    writes_compare_and_set(sql().await).await;
+async fn sql_writes_compare_and_set(backend: Backend) {
+    if let Some(f) = sql(backend).await {
+        writes_compare_and_set(f).await;
+    }
 }
+
+async fn sql_concurrent_writers_lose_nothing(backend: Backend) {
+    if let Some(f) = sql(backend).await {
+        concurrent_writers_lose_nothing(f).await;
+    }
+}
+
+on_every_backend!(
+    sql_writes_compare_and_set,
+    sql_concurrent_writers_lose_nothing
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_writes_compare_and_set() {
     if let Some(f) = redis().await {
         writes_compare_and_set(f).await;
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_concurrent_writers_lose_nothing() {
-    concurrent_writers_lose_nothing(sql().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,6 +72,32 @@ async fn captured(shop: &TestShop, admin: &str) -> u64 {
     page["total"].as_u64().unwrap()
 }
 
+/// A counter of `service`, summed over the samples whose labels hold every
+/// one of `labels`.
+async fn counter(shop: &TestShop, service: &str, name: &str, labels: &[&str]) -> f64 {
+    let running = shop.shop.as_ref().unwrap();
+    let url = format!("{}/metrics", running.url(service).unwrap());
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    super::commerce::metric_sum(&text, name, labels)
+}
+
+/// What this test's checkouts add to the counters: orders made, payments
+/// captured, refunds. Read from the test's own baseline, since under
+/// `cargo test` every shop of the binary counts into one recorder.
+async fn checkout_counters(shop: &TestShop) -> [f64; 3] {
+    [
+        counter(shop, "ordering", "orders_created_total", &[]).await,
+        counter(
+            shop,
+            "payment",
+            "payments_processed_total{",
+            &["status=\"captured\""],
+        )
+        .await,
+        counter(shop, "payment", "refunds_processed_total", &[]).await,
+    ]
+}
+
 async fn order(
     shop: &TestShop,
     token: &str,
@@ -108,6 +134,7 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
         assert_eq!(page["total"], expected, "{status}: {page}");
     }
     assert_eq!(captured(&shop, &admin).await, 3);
+    let counted_before = checkout_counters(&shop).await;
     let ada = customer(&shop, "ada");
     let (first, sku) = product(&shop, 2).await;
     stock_to(&shop, &admin, &sku, 20).await;
@@ -181,6 +208,7 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
         .call(Method::GET, "/api/v1/orders", Some(&ada), None)
         .await;
     assert_eq!(mine["total"], 2);
+    // Another user's order answers as a missing one.
     let bob = customer(&shop, "bob");
     assert_eq!(
         shop.call(
@@ -191,7 +219,7 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
         )
         .await
         .0,
-        StatusCode::FORBIDDEN
+        StatusCode::NOT_FOUND
     );
     assert_eq!(
         shop.call(
@@ -202,7 +230,7 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
         )
         .await
         .0,
-        StatusCode::FORBIDDEN
+        StatusCode::NOT_FOUND
     );
     assert_eq!(
         shop.call(Method::GET, "/api/v1/orders", Some(&bob), None)
@@ -400,7 +428,16 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
         .call(Method::GET, "/api/v1/orders?per_page=1", Some(&admin), None)
         .await;
     assert_eq!(after["total"], before["total"]);
-    // The business metrics of the checkout are exported.
+    // The business metrics of the checkout are exported, and grew by at
+    // least what this test did: three orders paid, one refunded.
+    let counted_after = checkout_counters(&shop).await;
+    let grew: Vec<f64> = (0..3)
+        .map(|i| counted_after[i] - counted_before[i])
+        .collect();
+    assert!(
+        grew[0] >= 3.0 && grew[1] >= 3.0 && grew[2] >= 1.0,
+        "orders, captures, refunds: {grew:?}"
+    );
     let running = shop.shop.as_ref().unwrap();
     for (service, names) in [
         (
@@ -650,45 +687,51 @@ async fn a_checkout_killed_mid_payment_is_settled_when_ordering_restarts() {
     );
 
     let (_second, base) = ordering_process(ordering_dir.path(), &peers, &jwks).await;
+    let admin = tokens.admin();
+    // Every order the shop holds, read as an admin: exactly one, settled.
     let settled = emporium_testkit::eventually(Duration::from_secs(30), || {
         let request = http
             .get(format!("{base}/api/v1/orders"))
-            .bearer_auth(&ada)
+            .bearer_auth(&admin)
             .send();
         async move {
             let page: Value = request.await.ok()?.json().await.ok()?;
             let order = page["items"][0].clone();
-            (order["status"] != "pending" && !order.is_null()).then_some(order)
+            (order["status"] != "pending" && !order.is_null()).then_some(page)
         }
     })
     .await
     .expect("the order is settled after the restart");
+    assert_eq!(settled["total"], 1, "exactly one order: {settled}");
+    let settled = settled["items"][0].clone();
+    assert_eq!(settled["user_id"], "ada");
+    // Every payment of the shop, whoever's: exactly one, for this order.
     let payments: Value = http
-        .get(format!(
-            "{}/api/v1/payments/order/{}",
-            peers.url("payment").unwrap(),
-            settled["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&ada)
+        .get(format!("{}/api/v1/payments", peers.url("payment").unwrap()))
+        .bearer_auth(&admin)
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let captured = payments["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["status"] == "captured")
-        .count();
+    assert_eq!(payments["total"], 1, "exactly one payment: {payments}");
+    let payment = &payments["items"][0];
+    assert_eq!(payment["order_id"], settled["id"], "{payments}");
     match settled["status"].as_str().unwrap() {
         "confirmed" => {
-            assert_eq!(captured, 1, "{payments}");
+            assert_eq!(payment["status"], "captured", "{payments}");
+            assert_eq!(payment["amount"], settled["total"], "{payments}");
+            assert_eq!(settled["payment_id"], payment["id"]);
             assert_eq!(level(http.clone()).await, (on_hand - 2, 0));
         }
         "failed" => {
-            assert_eq!(captured, 0, "{payments}");
+            // Nothing taken and no authorization left standing: the
+            // payment failed or was cancelled (which voids it).
+            assert!(
+                matches!(payment["status"].as_str(), Some("failed" | "cancelled")),
+                "{payments}"
+            );
             assert_eq!(level(http.clone()).await, (on_hand, 0), "released");
         }
         other => panic!("settled as {other}: {settled}"),
@@ -700,6 +743,8 @@ async fn a_checkout_killed_mid_payment_is_settled_when_ordering_restarts() {
 struct Served {
     child: tokio::process::Child,
     http: std::net::SocketAddr,
+    /// Where its gRPC face listens, on loopback.
+    grpc: Option<std::net::SocketAddr>,
 }
 
 async fn serve(service: &str, env: &[(String, String)], dir: &std::path::Path) -> Served {
@@ -717,13 +762,23 @@ async fn serve(service: &str, env: &[(String, String)], dir: &std::path::Path) -
     }
     let mut child = command.spawn().unwrap();
     let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
-    let (http, _) = listening_addr(&mut stdout, service).await;
+    let (http, logs) = listening_addr(&mut stdout, service).await;
+    // The port it took (`"grpc":"Some(0.0.0.0:50123)"`), so that a peer
+    // started after it is told where it is: no port is picked in advance,
+    // when another test might take it first.
+    let grpc = logs.lines().rev().find_map(|line| {
+        let value: Value = serde_json::from_str(line).ok()?;
+        let raw = value["grpc"].as_str()?;
+        let addr: std::net::SocketAddr =
+            raw.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok()?;
+        Some(std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())))
+    });
     // Keep draining the logs, so the process never blocks on a full pipe.
     tokio::spawn(async move {
         let mut sink = String::new();
         let _ = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut sink).await;
     });
-    Served { child, http }
+    Served { child, http, grpc }
 }
 
 /// Every service in its own process on PostgreSQL, MariaDB (payment),
@@ -774,22 +829,6 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         env.extend(extra);
         env
     };
-    let mut grpc = std::collections::HashMap::new();
-    for service in [
-        "identity",
-        "catalog",
-        "inventory",
-        "basket",
-        "payment",
-        "ordering",
-    ] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        grpc.insert(service, format!("127.0.0.1:{port}"));
-    }
     // Each service's secret: identity holds them all, each service its own.
     let secret = |service: &str| {
         (
@@ -804,10 +843,6 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
     let mut identity_env = vec![
         ("EMPORIUM_ADMIN_EMAIL".into(), "admin@example.org".into()),
         ("EMPORIUM_ADMIN_PASSWORD".into(), admin_password.into()),
-        (
-            "GRPC_PORT".to_owned(),
-            grpc["identity"].rsplit(':').next().unwrap().to_owned(),
-        ),
         // On PostgreSQL, identity seals its signing keys with this.
         (
             "EMPORIUM__IDENTITY__KEY_ENCRYPTION_KEYS".into(),
@@ -824,25 +859,19 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         ),
     );
     let mut served = vec![("identity", identity)];
-    let peers = |grpc: &std::collections::HashMap<&str, String>| {
-        vec![
-            ("PRODUCT_SERVICE_URL".to_owned(), grpc["catalog"].clone()),
-            (
-                "INVENTORY_SERVICE_URL".to_owned(),
-                grpc["inventory"].clone(),
-            ),
-            ("BASKET_SERVICE_URL".to_owned(), grpc["basket"].clone()),
-            ("PAYMENT_SERVICE_URL".to_owned(), grpc["payment"].clone()),
-            ("IDENTITY_SERVICE_URL".to_owned(), grpc["identity"].clone()),
-        ]
-    };
-    for service in ["catalog", "inventory", "basket", "payment", "ordering"] {
+    // Each after the peers it calls, told where those listen.
+    for service in ["catalog", "inventory", "payment", "basket", "ordering"] {
         let mut extra = vec![jwks.clone(), secret(service)];
-        extra.extend(peers(&grpc));
-        extra.push((
-            "GRPC_PORT".to_owned(),
-            grpc[service].rsplit(':').next().unwrap().to_owned(),
-        ));
+        for (peer, process) in &served {
+            let variable = match *peer {
+                "catalog" => "PRODUCT".to_owned(),
+                other => other.to_uppercase(),
+            };
+            extra.push((
+                format!("{variable}_SERVICE_URL"),
+                process.grpc.unwrap().to_string(),
+            ));
+        }
         let process = serve(service, &env(service, extra), dir.path()).await;
         served.push((service, process));
     }
@@ -1003,5 +1032,124 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
     let _ = gateway.child.start_kill();
     for queue in ["inventory", "basket"] {
         emporium_testkit::delete_queues(&amqp, queue).await;
+    }
+}
+
+/// Finding: `Checkout` and `PaymentDraft` printed the card number in their
+/// `Debug`. The binary as an operator runs it (`emporium up`, JSON logs at
+/// debug level), a checkout through the gateway, then every line it wrote
+/// read: none holds a card number, the demo checkouts' included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_line_of_a_full_checkout_holds_the_card_number() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let card = "5555 5555 5555 4444";
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"));
+    command
+        .args(["up", "--data-dir"])
+        .arg(dir.path())
+        .args(["--log-format", "json"])
+        .env("EMPORIUM__LOG__LEVEL", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    // Free ports, so that this shop takes no other test's.
+    for service in emporium::names() {
+        let section = service.to_uppercase();
+        command.env(format!("EMPORIUM__{section}__HTTP_ADDR"), "127.0.0.1:0");
+        if service != "gateway" {
+            command.env(format!("EMPORIUM__{section}__GRPC_ADDR"), "127.0.0.1:0");
+        }
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    // Up and seeded (three demo orders went through the checkout).
+    let mut logs = String::new();
+    let mut gateway = None;
+    let up = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).await.unwrap() == 0 {
+                panic!("the shop ended before it was up: {logs}");
+            }
+            logs.push_str(&line);
+            if let Ok(value) = serde_json::from_str::<Value>(&line)
+                && value["message"] == "service listening"
+                && value["service"] == "gateway"
+            {
+                gateway = value["http"].as_str().map(str::to_owned);
+            }
+            if line.contains("Emporium is up") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(up.is_ok(), "the shop is up within 120 s");
+    let rest = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text).await;
+        text
+    });
+    let base = format!(
+        "http://{}",
+        gateway.expect("the gateway said where it listens")
+    );
+    let token = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args([
+            "token",
+            "--role",
+            "customer",
+            "--subject",
+            "ada",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(token.status.success(), "{token:?}");
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let http = reqwest::Client::new();
+    let page: Value = http
+        .get(format!("{base}/api/v1/products?per_page=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let product = page["items"][0]["id"].clone();
+    let response = http
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "logged-checkout")
+        .json(&json!({ "items": [{ "product_id": product }], "card_number": card }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(order["status"], "confirmed", "{order}");
+    interrupt_and_wait(&mut child).await;
+    let during = rest.await.unwrap();
+    // The checkout's calls between services were logged, at debug level.
+    assert!(
+        during
+            .lines()
+            .any(|l| l.contains("\"level\":\"debug\"") && l.contains("\"target\":\"h2::")),
+        "the checkout was logged at debug level"
+    );
+    logs.push_str(&during);
+    logs.push_str(&errors.await.unwrap());
+    for number in [card, "5555555555554444", "4242424242424242"] {
+        let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(number)).collect();
+        assert!(leaks.is_empty(), "{number} logged: {leaks:#?}");
     }
 }

@@ -794,10 +794,33 @@ async fn a_confirmed_order_empties_the_basket_once() {
         emptied.is_some(),
         "order.confirmed did not empty the basket"
     );
-    // The same event again does not empty what was added since.
+    // The same event again does not empty what was added since. That it
+    // was delivered is shown first: the basket's consumer counts it.
     add(items[1].0.clone()).await;
+    let basket = shop.shop.as_ref().unwrap().url("basket").unwrap();
+    let consumed = || {
+        let url = format!("{basket}/metrics");
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            metric_sum(
+                &text,
+                "events_consumed_total{",
+                &[
+                    "consumer=\"basket\"",
+                    "type=\"order.confirmed\"",
+                    "outcome=\"ok\"",
+                ],
+            )
+        }
+    };
+    let before = consumed().await;
     transport.publish(&confirmed).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let delivered = emporium_testkit::eventually(Duration::from_secs(10), || {
+        let probe = consumed();
+        async move { (probe.await > before).then_some(()) }
+    })
+    .await;
+    assert!(delivered.is_some(), "the repeated event was delivered");
     assert_eq!(count(&shop).await, 1);
     assert_eq!(
         outbox_rows(shop._dir.path(), "basket", "basket.cleared", "baskets/ada").await,
@@ -891,6 +914,31 @@ async fn lone_basket(
     basket
 }
 
+/// How many calls to the catalog a basket's circuit breaker has refused
+/// without trying, as `base/metrics` counts them.
+async fn circuit_refusals(base: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metric_sum(
+        &text,
+        "grpc_client_requests_total{",
+        &["peer=\"catalog\"", "code=\"CircuitOpen\""],
+    )
+}
+
+/// The sum of the samples of `prefix` whose labels hold every one of
+/// `labels`.
+pub(super) fn metric_sum(text: &str, prefix: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The catalog away: reads answer from what the basket holds, adds fail
 /// with 503 naming it (at once, once the circuit is open), and all comes
 /// back with it.
@@ -912,6 +960,7 @@ async fn the_basket_reads_without_the_catalog_and_adds_again_when_it_returns() {
     };
     assert_eq!(add(&ids[0]).await.unwrap().status(), StatusCode::OK);
 
+    let refused_before = circuit_refusals(&base).await;
     link.cut();
     let read = read_basket(&http, &base, &ada).await;
     assert_eq!(read["checked"], false, "{read}");
@@ -927,19 +976,11 @@ async fn the_basket_reads_without_the_catalog_and_adds_again_when_it_returns() {
         let problem: Value = response.json().await.unwrap();
         assert_eq!(problem["dependency"], "catalog", "{problem}");
     }
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    // Counted, not read from the gauge: under `cargo test` every test of
-    // this binary shares one recorder, and another basket's calls to its
-    // own catalog set `grpc_client_circuit_open{peer="catalog"}` too.
-    assert!(
-        metrics.contains("code=\"CircuitOpen\""),
-        "calls were refused without trying"
-    );
+    // Counted from this test's own baseline, not read from the gauge or
+    // the mere presence of a line: under `cargo test` every test of this
+    // binary shares one recorder.
+    let refused = circuit_refusals(&base).await - refused_before;
+    assert!(refused >= 1.0, "calls were refused without trying");
 
     link.restore();
     let back = emporium_testkit::eventually(Duration::from_secs(20), || {
@@ -1235,6 +1276,8 @@ async fn post_keyed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_pays_once_per_idempotency_key_through_the_gateway() {
+    // Payments are made over REST by admins only, for the payer they name
+    // (decision 0020); the payer processes them.
     use reqwest::Method;
     let shop = TestShop::start().await;
     let ada = shop
@@ -1246,13 +1289,17 @@ async fn a_customer_pays_once_per_idempotency_key_through_the_gateway() {
         .mint("bob", Role::Customer, Duration::from_secs(300))
         .unwrap();
     let admin = shop.token(Role::Admin);
-    let order = |id: &str, card: &str| json!({ "order_id": id, "amount": { "amount": "25.00", "currency": "USD" }, "card_number": card });
+    let ops = shop
+        .issuer
+        .mint("ops", Role::Admin, Duration::from_secs(300))
+        .unwrap();
+    let order = |id: &str, card: &str| json!({ "order_id": id, "user_id": "ada", "amount": { "amount": "25.00", "currency": "USD" }, "card_number": card });
     let good = "4242 4242 4242 4242";
 
     let (status, replayed, first) = post_keyed(
         &shop,
         "/api/v1/payments",
-        &ada,
+        &admin,
         Some("k-1"),
         order("order-7", good),
     )
@@ -1265,7 +1312,7 @@ async fn a_customer_pays_once_per_idempotency_key_through_the_gateway() {
     let (status, replayed, again) = post_keyed(
         &shop,
         "/api/v1/payments",
-        &ada,
+        &admin,
         Some("k-1"),
         order("order-7", good),
     )
@@ -1277,7 +1324,7 @@ async fn a_customer_pays_once_per_idempotency_key_through_the_gateway() {
     let (status, _, _) = post_keyed(
         &shop,
         "/api/v1/payments",
-        &ada,
+        &admin,
         Some("k-1"),
         order("order-9", good),
     )
@@ -1287,13 +1334,13 @@ async fn a_customer_pays_once_per_idempotency_key_through_the_gateway() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "the key was used for another request"
     );
-    // Bob's k-1 is his own.
+    // Another caller's k-1 is its own.
     let (status, replayed, _) = post_keyed(
         &shop,
         "/api/v1/payments",
-        &bob,
+        &ops,
         Some("k-1"),
-        order("order-b", good),
+        json!({ "order_id": "order-b", "user_id": "bob", "amount": { "amount": "25.00", "currency": "USD" }, "card_number": good }),
     )
     .await;
     assert_eq!((status, replayed), (StatusCode::CREATED, false));
@@ -1303,7 +1350,7 @@ async fn a_customer_pays_once_per_idempotency_key_through_the_gateway() {
         post_keyed(
             &shop,
             "/api/v1/payments",
-            &ada,
+            &admin,
             Some("k-2"),
             order("order-8", good),
         )
@@ -1339,11 +1386,11 @@ async fn a_customer_pays_once_per_idempotency_key_through_the_gateway() {
     let (status, _, _) = post_keyed(&shop, &process, &ada, None, json!(null)).await;
     assert_eq!(status, StatusCode::CONFLICT);
 
-    // Who sees what.
+    // Who sees what: another user's payment answers as a missing one.
     let path = format!("/api/v1/payments/{id}");
     assert_eq!(
         shop.call(Method::GET, &path, Some(&bob), None).await.0,
-        StatusCode::FORBIDDEN
+        StatusCode::NOT_FOUND
     );
     assert_eq!(
         shop.call(Method::GET, &path, Some(&ada), None).await.0,
@@ -1397,7 +1444,7 @@ async fn a_customer_pays_once_per_idempotency_key_through_the_gateway() {
     let (_, _, declined) = post_keyed(
         &shop,
         "/api/v1/payments",
-        &ada,
+        &admin,
         None,
         order("order-d", "4000000000000002"),
     )
@@ -1436,7 +1483,7 @@ async fn a_customer_pays_once_per_idempotency_key_through_the_gateway() {
     let (_, _, doomed) = post_keyed(
         &shop,
         "/api/v1/payments",
-        &ada,
+        &admin,
         None,
         order("order-f", good),
     )
@@ -1535,9 +1582,9 @@ async fn a_customer_pays_once_per_idempotency_key_through_the_gateway() {
             "/api/v1/payments".into(),
             None,
             Some(
-                json!({ "order_id": "o", "amount": { "amount": "1.00", "currency": "USD" }, "card_number": good, "user_id": "bob" }),
+                json!({ "order_id": "o", "amount": { "amount": "1.00", "currency": "USD" }, "card_number": good, "user_id": "b o b" }),
             ),
-            StatusCode::FORBIDDEN,
+            StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             Method::POST,
@@ -1590,10 +1637,16 @@ async fn a_customer_pays_once_per_idempotency_key_through_the_gateway() {
         ),
     ];
     for (method, path, key, body, expected) in bad {
+        // Bodies for a new payment are an admin's to get wrong.
+        let token = if path == "/api/v1/payments" {
+            &admin
+        } else {
+            &ada
+        };
         let mut request = shop
             .http
             .request(method.clone(), shop.url(&path))
-            .bearer_auth(&ada);
+            .bearer_auth(token);
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
@@ -1608,6 +1661,16 @@ async fn a_customer_pays_once_per_idempotency_key_through_the_gateway() {
             "{method} {path}"
         );
     }
+    // A customer makes no payment of their own, for any order.
+    let (status, _, _) = post_keyed(
+        &shop,
+        "/api/v1/payments",
+        &ada,
+        None,
+        order("order-x", good),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     for (body, expected) in [
         (json!([null, null]), StatusCode::UNPROCESSABLE_ENTITY),
         (
