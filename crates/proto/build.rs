@@ -17,6 +17,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(files, ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("descriptors.bin"), descriptors.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Messages that hold a card number, a secret or a token print
+    // themselves redacted (src/lib.rs), never through a derived Debug.
+    tonic_prost_build::configure()
+        .skip_debug([
+            "emporium.payment.v1.CreatePaymentRequest",
+            "emporium.identity.v1.IssueServiceTokenRequest",
+            "emporium.identity.v1.ServiceToken",
+            "emporium.identity.v1.ValidateTokenRequest",
+        ])
+        .compile_fds(descriptors)?;
     Ok(())
 }

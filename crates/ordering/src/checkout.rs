@@ -453,6 +453,10 @@ impl Orders {
                 "reserved" => match card {
                     Some(card) => self.pay(&row, card).await?,
                     None => {
+                        // A crash may have come after payment made one and
+                        // before it was recorded here: void it first, or
+                        // leave the order for the next run.
+                        self.void_unrecorded_payments(&row).await?;
                         self.release(&row).await;
                         Some(self.fail(&row, "interrupted before payment".into()).await?)
                     }
@@ -563,6 +567,39 @@ impl Orders {
                 ))
             }
         }
+    }
+
+    /// Cancels every payment made for `row` not yet captured, and refunds
+    /// one its payer captured since (over REST): the order never recorded
+    /// them, so nothing else would.
+    async fn void_unrecorded_payments(&self, row: &OrderRow) -> Result<()> {
+        let request = payment::OrderPaymentsRequest {
+            order_id: row.id.clone(),
+        };
+        let made = self
+            .inner
+            .peers
+            .payment
+            .call("ListOrderPayments", true, |channel| {
+                let request = request.clone();
+                let mut client = self.payment(channel);
+                async move { client.list_order_payments(request).await }
+            })
+            .await?;
+        for payment in made.payments {
+            match payment.status.as_str() {
+                "pending" | "authorized" => {
+                    tracing::info!(order_id = %row.id, payment_id = %payment.id, "voiding a payment the order never recorded");
+                    self.payment_call("CancelPayment", &payment.id).await?;
+                }
+                "captured" | "partially_refunded" => {
+                    tracing::info!(order_id = %row.id, payment_id = %payment.id, "refunding a payment the order never recorded");
+                    self.refund_call(&payment.id).await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     async fn payment_call(

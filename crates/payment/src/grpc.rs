@@ -34,9 +34,16 @@ pub const ADMISSION: Admission = &[
     ),
     (
         "/emporium.payment.v1.Payments/GetPayment",
-        Callers::Services(&["ordering", "notification", "storefront"]),
+        Callers::Services(READERS),
+    ),
+    (
+        "/emporium.payment.v1.Payments/ListOrderPayments",
+        Callers::Services(READERS),
     ),
 ];
+
+/// Services that show or settle an order's payments.
+const READERS: &[&str] = &["ordering", "notification", "storefront"];
 
 pub struct PaymentGrpc {
     pub payments: Payments,
@@ -204,6 +211,30 @@ impl pb::payments_server::Payments for PaymentGrpc {
             .transpose()
             .map_err(Status::invalid_argument)?;
         answer(self.payments.refund(id(&message.id)?, amount).await)
+    }
+
+    async fn list_order_payments(
+        &self,
+        request: Request<pb::OrderPaymentsRequest>,
+    ) -> Result<Response<pb::OrderPayments>, Status> {
+        let order_id = id(&request.get_ref().order_id)?;
+        let filter = crate::store::Filter {
+            order_id: Some(order_id.to_string()),
+            ..crate::store::Filter::default()
+        };
+        // An order has one payment, a few after declines: a page holds them.
+        let page = self
+            .payments
+            .list(&filter, 1, 100)
+            .await
+            .map_err(Problem::from)?;
+        Ok(Response::new(pb::OrderPayments {
+            payments: page
+                .items
+                .into_iter()
+                .map(to_pb)
+                .collect::<Result<_, _>>()?,
+        }))
     }
 
     async fn get_payment(

@@ -437,6 +437,78 @@ async fn contract_an_interrupted_checkout_is_settled_when_resumed(backend: Backe
     f.stop().await;
 }
 
+/// A crash after payment made the order's payment and before the order
+/// recorded it: the resumed checkout, which has no card, voids that
+/// payment (it was left pending, for its payer to capture later) and one
+/// its payer captured meanwhile is refunded; the order fails, stock back.
+async fn contract_a_payment_made_before_a_crash_is_voided_when_resumed(backend: Backend) {
+    use emporium_proto::payment::v1::payments_client::PaymentsClient;
+    use emporium_proto::payment::v1::{CreatePaymentRequest, PaymentRequest};
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let (product, sku) = f.products[2].clone();
+    let (on_hand, _) = f.stock(&sku).await;
+    let addr = f.shop.get("payment").unwrap().grpc_addr.unwrap();
+    let token = f
+        .tokens
+        .issuer
+        .mint_service("ordering", "payment", Duration::from_secs(300))
+        .unwrap();
+    let channel =
+        emporium_platform::grpc::channel(&format!("http://{addr}"), Duration::from_secs(5))
+            .unwrap();
+    let mut payments =
+        PaymentsClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            Ok(request)
+        });
+    let (pending, captured) = (Uuid::now_v7().to_string(), Uuid::now_v7().to_string());
+    for order in [&pending, &captured] {
+        let lines = vec![line(order, product, &sku, 1)];
+        store::insert(&f.db, row(order, "ada", "reserved", 60), lines)
+            .await
+            .unwrap();
+        let made = payments
+            .create_payment(CreatePaymentRequest {
+                order_id: order.clone(),
+                user_id: "ada".into(),
+                amount: Some(emporium_proto::common::v1::Money {
+                    amount_minor: 1000,
+                    currency: "USD".into(),
+                }),
+                method: "card".into(),
+                card_number: CARD.into(),
+                idempotency_key: format!("order-{order}"),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if order == &captured {
+            payments
+                .process_payment(PaymentRequest { id: made.id })
+                .await
+                .unwrap();
+        }
+    }
+    let settled = f.orders.resume(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(settled, 2);
+    for (order, expected) in [(&pending, "cancelled"), (&captured, "refunded")] {
+        let resumed = store::find(&f.db, order).await.unwrap().unwrap();
+        assert_eq!(
+            (resumed.status.as_str(), resumed.failure_reason.as_deref()),
+            ("failed", Some("interrupted before payment"))
+        );
+        let made = f.payments(order).await;
+        assert_eq!(made.len(), 1, "{made:?}");
+        assert_eq!(made[0]["status"], expected, "{made:?}");
+    }
+    assert_eq!(f.stock(&sku).await, (on_hand, 0));
+    f.stop().await;
+}
+
 /// The buyer cancels a confirmed order: refunded, `order.cancelled`
 /// written, cancelled once. Another user reading or cancelling it is
 /// answered as for an order that does not exist.
@@ -474,6 +546,7 @@ on_every_backend!(
     contract_the_store_moves_an_order_by_compare_and_set,
     contract_a_checkout_confirms_paid_once_or_fails_with_everything_undone,
     contract_an_interrupted_checkout_is_settled_when_resumed,
+    contract_a_payment_made_before_a_crash_is_voided_when_resumed,
     contract_a_cancellation_refunds_and_another_user_sees_no_order,
 );
 
