@@ -241,23 +241,7 @@ async fn rabbitmq_dead_letters_after_bounded_retries() {
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
-    let dead = eventually(Duration::from_secs(5), || {
-        let channel = channel.clone();
-        let dlq = format!("{queue}.dlq");
-        async move {
-            channel
-                .basic_get(
-                    dlq.as_str().into(),
-                    lapin::options::BasicGetOptions { no_ack: true },
-                )
-                .await
-                .ok()
-                .flatten()
-        }
-    })
-    .await
-    .expect("dead letter");
-    let envelope: Envelope = serde_json::from_slice(&dead.delivery.data).unwrap();
+    let envelope = dead_letter(&channel, &queue).await.expect("dead letter");
     assert_eq!(envelope.data["n"], 7);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -413,31 +397,37 @@ async fn rabbitmq_consumers_take_events_only_from_the_broker_user_of_their_sourc
     assert_eq!(recorder.calls.load(Ordering::SeqCst), 1);
     // Each forged event was delivered, refused and kept aside.
     let mut dead = std::collections::BTreeSet::new();
-    let dlq = format!("{queue}.dlq");
     while dead.len() < forged.len() {
-        let got = eventually(Duration::from_secs(5), || {
-            let channel = channel.clone();
-            let dlq = dlq.clone();
-            async move {
-                channel
-                    .basic_get(
-                        dlq.as_str().into(),
-                        lapin::options::BasicGetOptions { no_ack: true },
-                    )
-                    .await
-                    .ok()
-                    .flatten()
-            }
-        })
-        .await
-        .expect("every forged event is dead-lettered");
-        let envelope: Envelope = serde_json::from_slice(&got.delivery.data).unwrap();
+        let envelope = dead_letter(&channel, &queue)
+            .await
+            .expect("every forged event is dead-lettered");
         dead.insert(envelope.data["n"].as_u64().unwrap());
     }
     assert_eq!(dead, [1, 2, 3, 4].into());
     shutdown.cancel();
     task.await.unwrap();
     emporium_testkit::delete_queues(&url, &queue).await;
+}
+
+/// The next event in `queue`'s dead-letter queue, waiting up to 5 s.
+async fn dead_letter(channel: &lapin::Channel, queue: &str) -> Option<Envelope> {
+    let dlq = format!("{queue}.dlq");
+    let got = eventually(Duration::from_secs(5), || {
+        let channel = channel.clone();
+        let dlq = dlq.clone();
+        async move {
+            channel
+                .basic_get(
+                    dlq.as_str().into(),
+                    lapin::options::BasicGetOptions { no_ack: true },
+                )
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await?;
+    Some(serde_json::from_slice(&got.delivery.data).unwrap())
 }
 
 /// Writes commit while the broker is away; the relay sends them, each once,
