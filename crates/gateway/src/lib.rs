@@ -2,8 +2,13 @@
 //! request ids and trace context, applies CORS and body limits, and serves
 //! the one OpenAPI document of the whole API.
 
+mod openapi;
+mod proxy;
 pub mod ratelimit;
+mod routes;
 pub mod upstream;
+
+pub use openapi::merge_documents;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -12,23 +17,23 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
 use axum::routing::{any, get};
 use emporium_platform::auth::Verifier;
 use emporium_platform::config::{Plain, Secret, Section, SectionDef, loopback};
-use emporium_platform::http::{Check, Json, TrustedProxies};
+use emporium_platform::http::{Check, TrustedProxies};
 use emporium_platform::service::Definition;
-use emporium_platform::{ErrorCode, Problem, Runtime, Started};
+use emporium_platform::{Runtime, Started};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
-use tower::ServiceExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::ratelimit::{Decision, Limiter};
+use crate::proxy::{Pass, proxy};
+use crate::ratelimit::{Limiter, Limits};
+use crate::routes::{ROUTES, Route};
 use crate::upstream::Pool;
 
 pub const NAME: &str = "gateway";
@@ -132,152 +137,26 @@ pub fn definition() -> Definition {
     }
 }
 
-/// Who may pass a route. The gateway turns away callers early; the service
-/// checks again (it trusts no header a client could send).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Policy {
-    Public,
-    /// Any signed-in user.
-    Customer,
-    Admin,
-    /// Reads for everyone, writes for admins.
-    ReadPublicWriteAdmin,
-}
-
-/// Which rate limits a route counts against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Group {
-    /// Sign-in, registration and tokens: few per address, whoever asks.
-    Auth,
-    Api,
-}
-
-impl Group {
-    fn name(self) -> &'static str {
-        match self {
-            Group::Auth => "auth",
-            Group::Api => "api",
-        }
-    }
-}
-
-/// One public route: the service behind it, who may pass, its rate-limit
-/// group, and whether it takes uploads (the larger body limit and a longer
-/// timeout).
-struct Route {
-    service: &'static str,
-    path: &'static str,
-    policy: Policy,
-    group: Group,
-    upload: bool,
-}
-
-const fn route(service: &'static str, path: &'static str, policy: Policy) -> Route {
-    Route {
-        service,
-        path,
-        policy,
-        group: Group::Api,
-        upload: false,
-    }
-}
-
-const fn auth(path: &'static str) -> Route {
-    Route {
-        group: Group::Auth,
-        ..route("identity", path, Policy::Public)
-    }
-}
-
-/// Every public route of the shop.
-const ROUTES: &[Route] = &[
-    auth("/api/v1/users/register"),
-    auth("/api/v1/users/login"),
-    auth("/api/v1/auth/refresh"),
-    auth("/api/v1/auth/logout"),
-    route("identity", "/api/v1/users/me", Policy::Customer),
-    route("identity", "/api/v1/users/{id}", Policy::Customer),
-    route("identity", "/api/v1/users", Policy::Admin),
-    route("identity", "/.well-known/jwks.json", Policy::Public),
-    route("catalog", "/api/v1/products", Policy::ReadPublicWriteAdmin),
-    route(
-        "catalog",
-        "/api/v1/products/{id}",
-        Policy::ReadPublicWriteAdmin,
-    ),
-    Route {
-        upload: true,
-        ..route("catalog", "/api/v1/products/{id}/images", Policy::Admin)
-    },
-    route(
-        "catalog",
-        "/api/v1/products/{id}/images/{name}",
-        Policy::Public,
-    ),
-    route(
-        "catalog",
-        "/api/v1/categories",
-        Policy::ReadPublicWriteAdmin,
-    ),
-    route("inventory", "/api/v1/inventory", Policy::Admin),
-    route("inventory", "/api/v1/inventory/alerts", Policy::Admin),
-    route("inventory", "/api/v1/inventory/adjust", Policy::Admin),
-    route("inventory", "/api/v1/inventory/reserve", Policy::Admin),
-    route("inventory", "/api/v1/inventory/release", Policy::Admin),
-    route("inventory", "/api/v1/inventory/{sku}", Policy::Public),
-    route(
-        "inventory",
-        "/api/v1/inventory/{sku}/movements",
-        Policy::Admin,
-    ),
-    route("basket", "/api/v1/baskets", Policy::Customer),
-    route("basket", "/api/v1/baskets/{user_id}", Policy::Customer),
-    route(
-        "basket",
-        "/api/v1/baskets/{user_id}/items",
-        Policy::Customer,
-    ),
-    route(
-        "basket",
-        "/api/v1/baskets/{user_id}/items/{product_id}",
-        Policy::Customer,
-    ),
-    route("payment", "/api/v1/payments", Policy::Customer),
-    route("payment", "/api/v1/payments/provider", Policy::Admin),
-    route(
-        "payment",
-        "/api/v1/payments/order/{order_id}",
-        Policy::Customer,
-    ),
-    route("payment", "/api/v1/payments/{id}", Policy::Customer),
-    route("payment", "/api/v1/payments/{id}/process", Policy::Customer),
-    route("payment", "/api/v1/payments/{id}/cancel", Policy::Customer),
-    route("payment", "/api/v1/payments/{id}/refund", Policy::Admin),
-    route("payment", "/api/v1/users/{id}/payments", Policy::Customer),
-    route("ordering", "/api/v1/orders", Policy::Customer),
-    route("ordering", "/api/v1/orders/{id}", Policy::Customer),
-];
-
-type HttpClient = Client<HttpConnector, Body>;
+pub(crate) type HttpClient = Client<HttpConnector, Body>;
 
 /// Where a service's requests go: its router in this process, or its
 /// replicas over HTTP.
 #[derive(Clone)]
-enum Upstream {
+pub(crate) enum Upstream {
     Local(Router),
     Replicas(Arc<Pool>),
 }
 
 #[derive(Clone)]
-struct Gateway {
-    client: HttpClient,
-    upstreams: Arc<HashMap<&'static str, Upstream>>,
-    verifier: Verifier,
-    limits: Limits,
+pub(crate) struct Gateway {
+    pub(crate) client: HttpClient,
+    pub(crate) upstreams: Arc<HashMap<&'static str, Upstream>>,
+    pub(crate) verifier: Verifier,
+    pub(crate) limits: Limits,
     /// Whose `X-Forwarded-For` names the client (`http.trusted_proxies`).
-    trusted: TrustedProxies,
-    timeout: Duration,
-    openapi: Arc<tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>>,
+    pub(crate) trusted: TrustedProxies,
+    pub(crate) timeout: Duration,
+    pub(crate) openapi: Arc<tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>>,
 }
 
 /// Serves the gateway in front of the services of `ROUTES`: those in
@@ -327,7 +206,7 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
     };
     let body_limit = settings.http.body_limit_bytes;
     let upload_limit = own.upload_limit_bytes.max(body_limit);
-    let mut routes = Router::new().route("/api/v1/openapi.json", get(openapi));
+    let mut routes = Router::new().route("/api/v1/openapi.json", get(openapi::document));
     for route in ROUTES {
         let pass = Pass {
             service: route.service,
@@ -477,512 +356,4 @@ fn upstream_check(client: HttpClient, service: &'static str, pool: Arc<Pool>) ->
             Err(format!("no {service} replica answers"))
         }
     })
-}
-
-/// The whole body when it is at most `limit` bytes. A larger one is read to
-/// its end (up to a bound) and dropped, so that the client, still sending,
-/// receives the 413 instead of a reset connection.
-async fn read_limited(body: Body, limit: usize) -> Option<bytes::Bytes> {
-    use http_body_util::BodyExt;
-    const DRAIN_AT_MOST: usize = 64 * 1024 * 1024;
-    let mut body = body;
-    let mut kept = bytes::BytesMut::new();
-    let mut seen = 0usize;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(Some(Ok(frame))) => frame,
-            Ok(None) => break,
-            Ok(Some(Err(_))) | Err(_) => return None,
-        };
-        if let Ok(data) = frame.into_data() {
-            seen += data.len();
-            if seen <= limit {
-                kept.extend_from_slice(&data);
-            } else if seen > DRAIN_AT_MOST {
-                return None;
-            }
-        }
-    }
-    (seen <= limit).then(|| kept.freeze())
-}
-
-/// Headers that belong to one connection and must not be forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-];
-
-/// What one route asks of a request on its way through.
-#[derive(Clone, Copy)]
-struct Pass {
-    service: &'static str,
-    policy: Policy,
-    group: Group,
-    limit: usize,
-    timeout: Duration,
-}
-
-/// The rate limits of every route group, and where they are counted.
-#[derive(Clone)]
-struct Limits {
-    limiter: Limiter,
-    auth_per_address: u32,
-    api_per_address: u32,
-    api_per_user: u32,
-}
-
-impl Limits {
-    async fn by_address(
-        &self,
-        group: Group,
-        client: Option<std::net::IpAddr>,
-    ) -> Result<Option<Decision>, Response> {
-        let limit = match group {
-            Group::Auth => self.auth_per_address,
-            Group::Api => self.api_per_address,
-        };
-        let Some(client) = client.filter(|_| limit > 0) else {
-            return Ok(None);
-        };
-        self.count(
-            group,
-            "address",
-            &format!(
-                "{}:address:{}",
-                group.name(),
-                emporium_platform::ratelimit::address_key(client)
-            ),
-            limit,
-        )
-        .await
-    }
-
-    async fn by_user(&self, group: Group, user: &str) -> Result<Option<Decision>, Response> {
-        if group != Group::Api || self.api_per_user == 0 {
-            return Ok(None);
-        }
-        self.count(
-            group,
-            "user",
-            &format!("api:user:{user}"),
-            self.api_per_user,
-        )
-        .await
-    }
-
-    async fn count(
-        &self,
-        group: Group,
-        by: &'static str,
-        key: &str,
-        limit: u32,
-    ) -> Result<Option<Decision>, Response> {
-        let decision = self.limiter.hit(key, limit).await;
-        if decision.allowed {
-            return Ok(Some(decision));
-        }
-        metrics::counter!("gateway_rate_limited_total", "group" => group.name(), "by" => by)
-            .increment(1);
-        let mut problem = Problem::new(
-            ErrorCode::TooManyRequests,
-            format!("too many requests from this {by}; slow down"),
-        );
-        problem.retry_after_secs = Some(decision.reset.as_secs_f64().ceil().max(1.0) as u64);
-        Err(with_limit_headers(problem.into_response(), Some(decision)))
-    }
-}
-
-/// The decision with the fewest requests left.
-fn tighter(a: Option<Decision>, b: Option<Decision>) -> Option<Decision> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(if b.remaining < a.remaining { b } else { a }),
-        (a, b) => a.or(b),
-    }
-}
-
-/// `RateLimit-Limit`, `-Remaining` and `-Reset` (seconds), as in the IETF
-/// draft on rate-limit headers.
-fn with_limit_headers(mut response: Response, decision: Option<Decision>) -> Response {
-    if let Some(decision) = decision {
-        let headers = response.headers_mut();
-        headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
-        headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
-        headers.insert(
-            "ratelimit-reset",
-            HeaderValue::from(decision.reset.as_secs_f64().ceil() as u64),
-        );
-    }
-    response
-}
-
-/// The header that names the verified caller to the service behind; any
-/// value a client sent is dropped.
-const USER_HEADER: &str = "x-emporium-user";
-
-/// The verified caller's id, or the problem that turns the request away.
-async fn admit(
-    verifier: &Verifier,
-    policy: Policy,
-    method: &Method,
-    headers: &HeaderMap,
-) -> Result<Option<String>, Problem> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    let claims = match policy {
-        Policy::Public => None,
-        Policy::ReadPublicWriteAdmin if read => None,
-        Policy::Customer => Some(verifier.authenticate(authorization).await?),
-        Policy::Admin | Policy::ReadPublicWriteAdmin => {
-            Some(verifier.authorize_admin(authorization).await?)
-        }
-    };
-    Ok(claims.map(|c| c.sub))
-}
-
-async fn proxy(
-    State(gateway): State<Gateway>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    pass: Pass,
-) -> Response {
-    let Pass { policy, group, .. } = pass;
-    let (parts, body) = request.into_parts();
-    let client =
-        emporium_platform::http::client_addr(Some(peer.ip()), &parts.headers, &gateway.trusted)
-            .unwrap_or(peer.ip());
-    let mut tightest = match gateway.limits.by_address(group, Some(client)).await {
-        Ok(decision) => decision,
-        Err(refused) => return refused,
-    };
-    let user = match admit(&gateway.verifier, policy, &parts.method, &parts.headers).await {
-        Ok(user) => user,
-        Err(problem) => return with_limit_headers(problem.into_response(), tightest),
-    };
-    if let Some(user) = &user {
-        match gateway.limits.by_user(group, user).await {
-            Ok(decision) => tightest = tighter(tightest, decision),
-            Err(refused) => return refused,
-        }
-    }
-    with_limit_headers(
-        forward(
-            &gateway,
-            pass,
-            parts,
-            body,
-            user,
-            SocketAddr::new(client, peer.port()),
-        )
-        .await,
-        tightest,
-    )
-}
-
-/// Sends the request on to the service: in this process, or to its
-/// replicas. `client` is the address the gateway resolved: a service in
-/// this process sees it as its peer, a remote one in `X-Forwarded-For`
-/// from the gateway (which it must list in its `http.trusted_proxies`).
-async fn forward(
-    gateway: &Gateway,
-    pass: Pass,
-    parts: axum::http::request::Parts,
-    body: Body,
-    user: Option<String>,
-    client: SocketAddr,
-) -> Response {
-    let Pass {
-        service,
-        limit,
-        timeout,
-        ..
-    } = pass;
-    let Some(body) = read_limited(body, limit).await else {
-        return Problem::new(
-            ErrorCode::PayloadTooLarge,
-            "the body is larger than this endpoint accepts",
-        )
-        .into_response();
-    };
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_owned();
-    let mut headers = forwarded_headers(&parts.headers, client.ip());
-    headers.remove(USER_HEADER);
-    if let Some(user) = user.and_then(|u| HeaderValue::from_str(&u).ok()) {
-        headers.insert(USER_HEADER, user);
-    }
-    emporium_platform::telemetry::inject_current(&mut headers);
-    let pool = match gateway.upstreams.get(service) {
-        Some(Upstream::Replicas(pool)) => pool,
-        Some(Upstream::Local(router)) => {
-            let Ok(uri) = path_and_query.parse::<Uri>() else {
-                return Problem::bad_request("the request path is not valid").into_response();
-            };
-            let mut local = Request::new(Body::from(body));
-            *local.method_mut() = parts.method;
-            *local.uri_mut() = uri;
-            *local.headers_mut() = headers;
-            local.extensions_mut().insert(ConnectInfo(client));
-            return match tokio::time::timeout(timeout, router.clone().oneshot(local)).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(never)) => match never {},
-                Err(_) => Problem::new(
-                    ErrorCode::Timeout,
-                    format!("{service} did not answer in time"),
-                )
-                .into_response(),
-            };
-        }
-        None => return Problem::unavailable(service).into_response(),
-    };
-    for base in pool.order() {
-        let Ok(uri) = format!("{base}{path_and_query}").parse::<Uri>() else {
-            return Problem::bad_request("the request path is not valid").into_response();
-        };
-        let mut upstream = Request::new(Body::from(body.clone()));
-        *upstream.method_mut() = parts.method.clone();
-        *upstream.uri_mut() = uri;
-        *upstream.headers_mut() = headers.clone();
-        match tokio::time::timeout(timeout, gateway.client.request(upstream)).await {
-            Ok(Ok(response)) => {
-                let status = response.status();
-                if matches!(
-                    status,
-                    StatusCode::BAD_GATEWAY
-                        | StatusCode::SERVICE_UNAVAILABLE
-                        | StatusCode::GATEWAY_TIMEOUT
-                ) {
-                    pool.failed(&base);
-                } else {
-                    pool.succeeded(&base);
-                }
-                let (mut parts, body) = response.into_parts();
-                for name in HOP_BY_HOP {
-                    parts.headers.remove(*name);
-                }
-                return Response::from_parts(parts, Body::new(body));
-            }
-            Ok(Err(e)) if e.is_connect() => {
-                tracing::warn!(replica = %base, error = %e, "replica unreachable; trying the next");
-                pool.failed(&base);
-            }
-            Ok(Err(e)) => {
-                // The request may have reached the replica: do not replay it.
-                tracing::warn!(replica = %base, error = %e, "replica failed mid-request");
-                pool.failed(&base);
-                return Problem::unavailable(pool.service).into_response();
-            }
-            Err(_) => {
-                pool.failed(&base);
-                return Problem::new(
-                    ErrorCode::Timeout,
-                    format!("{} did not answer in time", pool.service),
-                )
-                .into_response();
-            }
-        }
-    }
-    Problem::unavailable(pool.service).into_response()
-}
-
-/// The request's headers for the service: without the hop-by-hop ones, and
-/// with `X-Forwarded-For` holding only the client the gateway resolved, so
-/// that nothing a client wrote there reaches a service that trusts the
-/// gateway.
-fn forwarded_headers(incoming: &HeaderMap, client: std::net::IpAddr) -> HeaderMap {
-    let mut headers = incoming.clone();
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
-    }
-    headers.remove("forwarded");
-    headers.remove("x-forwarded-for");
-    if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
-        headers.insert("x-forwarded-for", value);
-    }
-    headers
-}
-
-/// The services' documents merged into one, cached for a minute. A schema
-/// that two services name alike must be the same in both.
-async fn openapi(State(gateway): State<Gateway>) -> Response {
-    let mut cached = gateway.openapi.lock().await;
-    if let Some((at, doc)) = cached.as_ref()
-        && at.elapsed() < Duration::from_secs(60)
-    {
-        return Json(doc.clone()).into_response();
-    }
-    let mut documents = Vec::new();
-    let mut services: Vec<_> = gateway.upstreams.iter().collect();
-    services.sort_by_key(|(name, _)| **name);
-    for (service, upstream) in services {
-        let Some(doc) = fetch_document(&gateway.client, upstream).await else {
-            return Problem::unavailable(service).into_response();
-        };
-        documents.push((*service, doc));
-    }
-    match merge_documents(&documents) {
-        Ok(merged) => {
-            *cached = Some((Instant::now(), merged.clone()));
-            Json(merged).into_response()
-        }
-        Err(e) => Problem::internal(e).into_response(),
-    }
-}
-
-/// One OpenAPI 3.1 document from the services' own.
-pub fn merge_documents(
-    documents: &[(&str, serde_json::Value)],
-) -> Result<serde_json::Value, String> {
-    let mut merged = serde_json::json!({
-        "openapi": "3.1.0",
-        "info": { "title": "Emporium API", "version": "1", "description": "The public REST API of Emporium, through the gateway." },
-        "servers": [{ "url": "/" }],
-        "paths": {},
-        "components": { "schemas": {}, "securitySchemes": {} }
-    });
-    let mut owners: HashMap<String, &str> = HashMap::new();
-    for (service, doc) in documents {
-        for section in ["paths", "components/schemas", "components/securitySchemes"] {
-            let pointer = format!("/{section}");
-            let Some(from) = doc.pointer(&pointer).and_then(|v| v.as_object()) else {
-                continue;
-            };
-            let Some(into) = merged.pointer_mut(&pointer).and_then(|v| v.as_object_mut()) else {
-                continue;
-            };
-            for (name, value) in from {
-                let key = format!("{section}/{name}");
-                match into.get(name) {
-                    Some(existing) if existing != value => {
-                        return Err(format!(
-                            "{key} differs between {} and {service}",
-                            owners.get(&key).copied().unwrap_or("?")
-                        ));
-                    }
-                    Some(_) => {}
-                    None => {
-                        into.insert(name.clone(), value.clone());
-                        owners.insert(key, service);
-                    }
-                }
-            }
-        }
-    }
-    add_edge_answers(&mut merged);
-    Ok(merged)
-}
-
-/// What the gateway itself may answer on any route: 429 over a rate limit,
-/// 503 when no replica of the service answers, 504 when it answers late.
-fn add_edge_answers(merged: &mut serde_json::Value) {
-    let Some(paths) = merged.get_mut("paths").and_then(|p| p.as_object_mut()) else {
-        return;
-    };
-    for operation in paths
-        .values_mut()
-        .filter_map(|item| item.as_object_mut())
-        .flat_map(|item| item.values_mut())
-    {
-        let Some(responses) = operation
-            .get_mut("responses")
-            .and_then(|r| r.as_object_mut())
-        else {
-            continue;
-        };
-        for (status, description) in [
-            ("429", "over a rate limit; see Retry-After"),
-            ("503", "the service is unreachable"),
-            ("504", "the service did not answer in time"),
-        ] {
-            responses
-                .entry(status)
-                .or_insert_with(|| emporium_platform::openapi::problem(description));
-        }
-    }
-}
-
-async fn fetch_document(client: &HttpClient, upstream: &Upstream) -> Option<serde_json::Value> {
-    let pool = match upstream {
-        Upstream::Local(router) => {
-            let request = Request::get("/openapi.json").body(Body::empty()).ok()?;
-            let Ok(response) = router.clone().oneshot(request).await;
-            let bytes = axum::body::to_bytes(response.into_body(), 4 * 1024 * 1024)
-                .await
-                .ok()?;
-            return serde_json::from_slice(&bytes).ok();
-        }
-        Upstream::Replicas(pool) => pool,
-    };
-    for base in pool.order() {
-        let uri = format!("{base}/openapi.json").parse::<Uri>().ok()?;
-        let request = Request::get(uri).body(Body::empty()).ok()?;
-        let Ok(Ok(response)) =
-            tokio::time::timeout(Duration::from_secs(3), client.request(request)).await
-        else {
-            continue;
-        };
-        if !response.status().is_success() {
-            continue;
-        }
-        let bytes = axum::body::to_bytes(Body::new(response.into_body()), 4 * 1024 * 1024)
-            .await
-            .ok()?;
-        if let Ok(doc) = serde_json::from_slice(&bytes) {
-            return Some(doc);
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::merge_documents;
-    use serde_json::json;
-
-    #[test]
-    fn documents_merge_and_shared_schemas_must_agree() {
-        let shared = emporium_platform::openapi::shared_schemas();
-        let doc = |path: &str, extra: serde_json::Value| {
-            let mut schemas = shared.clone();
-            schemas.insert("Extra".into(), extra);
-            json!({ "paths": { path: { "get": { "responses": {} } } }, "components": { "schemas": schemas } })
-        };
-        let merged = merge_documents(&[
-            ("catalog", doc("/a", json!({ "type": "string" }))),
-            ("basket", doc("/b", json!({ "type": "string" }))),
-        ])
-        .unwrap();
-        assert!(merged.pointer("/paths/~1a").is_some() && merged.pointer("/paths/~1b").is_some());
-        assert!(
-            merged.pointer("/paths/~1a/get/responses/429").is_some(),
-            "the gateway's own answers are documented on every operation"
-        );
-        assert_eq!(
-            merged.pointer("/components/schemas/Problem/properties/dependency/type"),
-            Some(&json!("string"))
-        );
-        let err = merge_documents(&[
-            ("catalog", doc("/a", json!({ "type": "string" }))),
-            ("basket", doc("/b", json!({ "type": "integer" }))),
-        ])
-        .unwrap_err();
-        assert!(
-            err.contains("Extra") && err.contains("catalog") && err.contains("basket"),
-            "{err}"
-        );
-    }
 }

@@ -1,0 +1,128 @@
+//! The public routes of the shop: which service serves each, who may pass,
+//! which rate limits it counts against.
+
+/// Who may pass a route. The gateway turns away callers early; the service
+/// checks again (it trusts no header a client could send).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Policy {
+    Public,
+    /// Any signed-in user.
+    Customer,
+    Admin,
+    /// Reads for everyone, writes for admins.
+    ReadPublicWriteAdmin,
+}
+
+/// Which rate limits a route counts against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Group {
+    /// Sign-in, registration and tokens: few per address, whoever asks.
+    Auth,
+    Api,
+}
+
+impl Group {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Group::Auth => "auth",
+            Group::Api => "api",
+        }
+    }
+}
+
+/// One public route: the service behind it, who may pass, its rate-limit
+/// group, and whether it takes uploads (the larger body limit and a longer
+/// timeout).
+pub(crate) struct Route {
+    pub(crate) service: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) policy: Policy,
+    pub(crate) group: Group,
+    pub(crate) upload: bool,
+}
+
+const fn route(service: &'static str, path: &'static str, policy: Policy) -> Route {
+    Route {
+        service,
+        path,
+        policy,
+        group: Group::Api,
+        upload: false,
+    }
+}
+
+const fn auth(path: &'static str) -> Route {
+    Route {
+        group: Group::Auth,
+        ..route("identity", path, Policy::Public)
+    }
+}
+
+/// Every public route of the shop.
+pub(crate) const ROUTES: &[Route] = &[
+    auth("/api/v1/users/register"),
+    auth("/api/v1/users/login"),
+    auth("/api/v1/auth/refresh"),
+    auth("/api/v1/auth/logout"),
+    route("identity", "/api/v1/users/me", Policy::Customer),
+    route("identity", "/api/v1/users/{id}", Policy::Customer),
+    route("identity", "/api/v1/users", Policy::Admin),
+    route("identity", "/.well-known/jwks.json", Policy::Public),
+    route("catalog", "/api/v1/products", Policy::ReadPublicWriteAdmin),
+    route(
+        "catalog",
+        "/api/v1/products/{id}",
+        Policy::ReadPublicWriteAdmin,
+    ),
+    Route {
+        upload: true,
+        ..route("catalog", "/api/v1/products/{id}/images", Policy::Admin)
+    },
+    route(
+        "catalog",
+        "/api/v1/products/{id}/images/{name}",
+        Policy::Public,
+    ),
+    route(
+        "catalog",
+        "/api/v1/categories",
+        Policy::ReadPublicWriteAdmin,
+    ),
+    route("inventory", "/api/v1/inventory", Policy::Admin),
+    route("inventory", "/api/v1/inventory/alerts", Policy::Admin),
+    route("inventory", "/api/v1/inventory/adjust", Policy::Admin),
+    route("inventory", "/api/v1/inventory/reserve", Policy::Admin),
+    route("inventory", "/api/v1/inventory/release", Policy::Admin),
+    route("inventory", "/api/v1/inventory/{sku}", Policy::Public),
+    route(
+        "inventory",
+        "/api/v1/inventory/{sku}/movements",
+        Policy::Admin,
+    ),
+    route("basket", "/api/v1/baskets", Policy::Customer),
+    route("basket", "/api/v1/baskets/{user_id}", Policy::Customer),
+    route(
+        "basket",
+        "/api/v1/baskets/{user_id}/items",
+        Policy::Customer,
+    ),
+    route(
+        "basket",
+        "/api/v1/baskets/{user_id}/items/{product_id}",
+        Policy::Customer,
+    ),
+    route("payment", "/api/v1/payments", Policy::Customer),
+    route("payment", "/api/v1/payments/provider", Policy::Admin),
+    route(
+        "payment",
+        "/api/v1/payments/order/{order_id}",
+        Policy::Customer,
+    ),
+    route("payment", "/api/v1/payments/{id}", Policy::Customer),
+    route("payment", "/api/v1/payments/{id}/process", Policy::Customer),
+    route("payment", "/api/v1/payments/{id}/cancel", Policy::Customer),
+    route("payment", "/api/v1/payments/{id}/refund", Policy::Admin),
+    route("payment", "/api/v1/users/{id}/payments", Policy::Customer),
+    route("ordering", "/api/v1/orders", Policy::Customer),
+    route("ordering", "/api/v1/orders/{id}", Policy::Customer),
+];
