@@ -7,6 +7,7 @@ mod proxy;
 pub mod ratelimit;
 mod routes;
 pub mod upstream;
+mod websocket;
 
 pub use openapi::merge_documents;
 
@@ -149,6 +150,8 @@ pub(crate) enum Upstream {
 
 #[derive(Clone)]
 pub(crate) struct Gateway {
+    /// Where joined sockets run, stopped with the servers.
+    pub(crate) runtime: Runtime,
     pub(crate) client: HttpClient,
     pub(crate) upstreams: Arc<HashMap<&'static str, Upstream>>,
     pub(crate) verifier: Verifier,
@@ -186,6 +189,7 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
         .pool_idle_timeout(Duration::from_secs(30))
         .build(connector);
     let gateway = Gateway {
+        runtime: runtime.clone(),
         client,
         upstreams: Arc::new(upstreams),
         verifier: runtime.verifier.clone(),

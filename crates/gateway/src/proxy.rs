@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use emporium_platform::auth::Verifier;
 use emporium_platform::{ErrorCode, Problem};
@@ -78,10 +78,11 @@ async fn admit(
     policy: Policy,
     method: &Method,
     headers: &HeaderMap,
+    uri: &Uri,
 ) -> Result<Option<String>, Problem> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    // A socket's token may come in its subprotocols or query instead.
+    let presented = emporium_platform::auth::presented_authorization(headers, uri);
+    let authorization = presented.as_deref();
     let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     let claims = match policy {
         Policy::Public => None,
@@ -109,7 +110,15 @@ pub(crate) async fn proxy(
         Ok(decision) => decision,
         Err(refused) => return refused,
     };
-    let user = match admit(&gateway.verifier, policy, &parts.method, &parts.headers).await {
+    let user = match admit(
+        &gateway.verifier,
+        policy,
+        &parts.method,
+        &parts.headers,
+        &parts.uri,
+    )
+    .await
+    {
         Ok(user) => user,
         Err(problem) => return with_limit_headers(problem.into_response(), tightest),
     };
@@ -151,13 +160,6 @@ async fn forward(
         timeout,
         ..
     } = pass;
-    let Some(body) = read_limited(body, limit).await else {
-        return Problem::new(
-            ErrorCode::PayloadTooLarge,
-            "the body is larger than this endpoint accepts",
-        )
-        .into_response();
-    };
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -170,6 +172,23 @@ async fn forward(
         headers.insert(USER_HEADER, user);
     }
     emporium_platform::telemetry::inject_current(&mut headers);
+    if crate::websocket::is_upgrade(&parts.headers) {
+        let handshake = crate::websocket::Handshake {
+            service,
+            headers,
+            path_and_query: &path_and_query,
+            client,
+            timeout,
+        };
+        return crate::websocket::pass_through(gateway, parts, handshake).await;
+    }
+    let Some(body) = read_limited(body, limit).await else {
+        return Problem::new(
+            ErrorCode::PayloadTooLarge,
+            "the body is larger than this endpoint accepts",
+        )
+        .into_response();
+    };
     let pool = match gateway.upstreams.get(service) {
         Some(Upstream::Replicas(pool)) => pool,
         Some(Upstream::Local(router)) => {

@@ -287,6 +287,55 @@ fn parse_jwks(text: &str) -> anyhow::Result<Keys> {
     Ok(keys)
 }
 
+/// The subprotocol a socket client offers beside its token, which the
+/// server echoes (a browser drops a socket whose server chose none).
+pub const SOCKET_PROTOCOL: &str = "emporium.v1";
+
+/// The prefix of the subprotocol that carries a socket's access token
+/// (`Sec-WebSocket-Protocol: emporium.v1, bearer.<token>`): browsers cannot
+/// set `Authorization` on a WebSocket.
+pub const SOCKET_BEARER_PREFIX: &str = "bearer.";
+
+/// The `Authorization` value a request presents: its header, or for a
+/// WebSocket handshake the token in its subprotocols or its
+/// `access_token` query parameter.
+pub fn presented_authorization(
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+) -> Option<String> {
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return Some(value.to_owned());
+    }
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return None;
+    }
+    let from_protocol = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| {
+            p.trim()
+                .strip_prefix(SOCKET_BEARER_PREFIX)
+                .map(str::to_owned)
+        });
+    let from_query = || {
+        url::form_urlencoded::parse(uri.query()?.as_bytes())
+            .find(|(key, _)| key == "access_token")
+            .map(|(_, value)| value.into_owned())
+    };
+    from_protocol
+        .or_else(from_query)
+        .map(|token| format!("Bearer {token}"))
+}
+
 /// The authenticated caller; 401 without a valid bearer token.
 #[derive(Clone, Debug)]
 pub struct Caller(pub Claims);

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 mod checkout;
 mod commerce;
 mod signin;
+mod sockets;
 mod trust;
 
 struct TestShop {
