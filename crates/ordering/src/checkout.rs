@@ -789,7 +789,10 @@ impl Orders {
                 next.as_str()
             )));
         }
+        // Every step has its event, so that a customer's open page hears
+        // each one.
         let event = match next {
+            Status::Processing => Some(events::ORDER_PROCESSING),
             Status::Shipped => Some(events::ORDER_SHIPPED),
             Status::Delivered => Some(events::ORDER_DELIVERED),
             _ => None,

@@ -10,6 +10,7 @@ pub const ORDER_CREATED: &str = "order.created";
 pub const ORDER_CONFIRMED: &str = "order.confirmed";
 pub const ORDER_FAILED: &str = "order.failed";
 pub const ORDER_CANCELLED: &str = "order.cancelled";
+pub const ORDER_PROCESSING: &str = "order.processing";
 pub const ORDER_SHIPPED: &str = "order.shipped";
 pub const ORDER_DELIVERED: &str = "order.delivered";
 

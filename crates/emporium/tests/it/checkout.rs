@@ -1,6 +1,10 @@
 //! The checkout saga in the whole shop, through the gateway: confirmed or
 //! fully undone, never oversold, never charged twice.
 
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
 use super::*;
 
 const CARD: &str = "4242424242424242";
@@ -300,6 +304,27 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
         .0,
         StatusCode::CONFLICT
     );
+    // Every step is announced, each once.
+    let heard = Arc::new(Heard::default());
+    let listening = CancellationToken::new();
+    let consumer = shop
+        .shop
+        .as_ref()
+        .unwrap()
+        .runtime
+        .transport
+        .subscribe(
+            "test-fulfilment",
+            &[emporium_platform::bus::Interest::new(
+                "order.*",
+                "emporium.ordering",
+            )],
+            heard.clone(),
+            listening.clone(),
+        )
+        .await
+        .unwrap();
+    let consumer = tokio::spawn(consumer);
     for step in ["processing", "shipped", "delivered"] {
         let (status, _, moved) = shop
             .call(
@@ -314,6 +339,22 @@ async fn a_basket_checks_out_into_a_confirmed_paid_order_and_back_out_when_cance
             (StatusCode::OK, Some(step))
         );
     }
+    let order_id = next["id"].as_str().unwrap().to_owned();
+    let announced = emporium_testkit::eventually(Duration::from_secs(10), || {
+        let (heard, order_id) = (heard.clone(), order_id.clone());
+        async move {
+            let kinds = heard.kinds_of(&order_id).await;
+            (kinds.len() >= 3).then_some(kinds)
+        }
+    })
+    .await
+    .expect("three fulfilment events");
+    assert_eq!(
+        announced,
+        ["order.processing", "order.shipped", "order.delivered"]
+    );
+    listening.cancel();
+    consumer.await.unwrap();
     assert_eq!(
         shop.call(
             Method::PUT,
@@ -1150,5 +1191,30 @@ async fn no_log_line_of_a_full_checkout_holds_the_card_number() {
     for number in [card, "5555555555554444", "4242424242424242"] {
         let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(number)).collect();
         assert!(leaks.is_empty(), "{number} logged: {leaks:#?}");
+    }
+}
+
+/// Every event a test subscription hears.
+#[derive(Default)]
+struct Heard(tokio::sync::Mutex<Vec<emporium_platform::bus::Envelope>>);
+
+impl Heard {
+    /// The types of the events about `subject`, in the order heard.
+    async fn kinds_of(&self, subject: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .await
+            .iter()
+            .filter(|e| e.subject.ends_with(subject))
+            .map(|e| e.kind.clone())
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl emporium_platform::bus::Handler for Heard {
+    async fn handle(&self, envelope: &emporium_platform::bus::Envelope) -> anyhow::Result<()> {
+        self.0.lock().await.push(envelope.clone());
+        Ok(())
     }
 }
