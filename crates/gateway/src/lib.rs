@@ -103,6 +103,7 @@ impl Section for GatewaySettings {
         "upstreams.basket",
         "upstreams.payment",
         "upstreams.ordering",
+        "upstreams.recommendation",
     ];
     const PLAIN: Plain = Plain {
         http_port: true,
@@ -256,6 +257,12 @@ const ROUTES: &[Route] = &[
     route("payment", "/api/v1/users/{id}/payments", Policy::Customer),
     route("ordering", "/api/v1/orders", Policy::Customer),
     route("ordering", "/api/v1/orders/{id}", Policy::Customer),
+    route("recommendation", "/api/v1/recommendations", Policy::Public),
+    route(
+        "recommendation",
+        "/api/v1/recommendations/me",
+        Policy::Customer,
+    ),
 ];
 
 type HttpClient = Client<HttpConnector, Body>;
