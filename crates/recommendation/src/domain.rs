@@ -33,8 +33,9 @@ pub struct Limit(u32);
 
 impl Limit {
     pub fn parse(raw: Option<&str>) -> Result<Self, String> {
+        // An empty `limit=` is not a number: the document says integer.
         match raw.map(str::trim) {
-            None | Some("") => Ok(Self(DEFAULT_LIMIT)),
+            None => Ok(Self(DEFAULT_LIMIT)),
             Some(text) => text
                 .parse::<i64>()
                 .map_err(|_| format!("must be a whole number from 1 to {MAX_LIMIT}"))
@@ -178,9 +179,8 @@ mod tests {
         assert!(ProductId::parse("not-a-uuid").is_err());
         assert!(ProductId::parse("").is_err());
         assert_eq!(Limit::parse(None).unwrap().get(), 10);
-        assert_eq!(Limit::parse(Some("")).unwrap().get(), 10);
         assert_eq!(Limit::parse(Some("50")).unwrap().get(), 50);
-        for bad in ["0", "51", "-1", "ten", "1.5", "99999999999999999999"] {
+        for bad in ["", "0", "51", "-1", "ten", "1.5", "99999999999999999999"] {
             assert!(Limit::parse(Some(bad)).is_err(), "{bad}");
         }
     }

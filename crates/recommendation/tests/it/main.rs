@@ -267,6 +267,7 @@ async fn bad_input_on_every_endpoint_is_a_problem_and_the_service_keeps_answerin
         "/api/v1/recommendations?product_id=".to_owned(),
         "/api/v1/recommendations?product_id=not-a-uuid".to_owned(),
         "/api/v1/recommendations?product_id=%00".to_owned(),
+        format!("/api/v1/recommendations?product_id={a}&limit="),
         format!("/api/v1/recommendations?product_id={a}&limit=0"),
         format!("/api/v1/recommendations?product_id={a}&limit=51"),
         format!("/api/v1/recommendations?product_id={a}&limit=-1"),
@@ -285,6 +286,7 @@ async fn bad_input_on_every_endpoint_is_a_problem_and_the_service_keeps_answerin
     assert_eq!(status, StatusCode::NOT_FOUND);
     let customer = tokens.customer();
     for uri in [
+        "/api/v1/recommendations/me?limit=",
         "/api/v1/recommendations/me?limit=0",
         "/api/v1/recommendations/me?limit=51",
         "/api/v1/recommendations/me?limit=x",
