@@ -104,8 +104,12 @@ impl Handler for Consumer {
             _ => None,
         };
         let recommender = &self.recommender;
-        if let Some(lesson) = lesson {
-            recommender.learn(&txn, lesson).await?;
+        match lesson {
+            Some(lesson) if lesson.fits() => recommender.learn(&txn, lesson).await?,
+            Some(_) => {
+                tracing::warn!(event_id = %envelope.id, kind = %envelope.kind, "event data too wide; dropped");
+            }
+            None => {}
         }
         txn.commit().await?;
         if let Err(e) = recommender.refresh_gauges().await {

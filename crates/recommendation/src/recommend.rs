@@ -54,6 +54,30 @@ pub enum Lesson {
     },
 }
 
+/// The widest values the tables hold (what the catalog, inventory and
+/// ordering make themselves).
+const USER_ID_MAX: usize = 64;
+const SKU_MAX: usize = 64;
+const CATEGORY_MAX: usize = 64;
+const WAREHOUSE_MAX: usize = 32;
+
+impl Lesson {
+    /// Whether every value fits its column: one that does not could never
+    /// be written, and retrying its event would not change that.
+    pub fn fits(&self) -> bool {
+        let within = |value: &str, max: usize| value.chars().count() <= max;
+        match self {
+            Lesson::Order { user_id, .. } => within(user_id, USER_ID_MAX),
+            Lesson::Product { sku, category, .. } => {
+                within(sku, SKU_MAX) && within(category, CATEGORY_MAX)
+            }
+            Lesson::Stock { sku, warehouse, .. } => {
+                within(sku, SKU_MAX) && within(warehouse, WAREHOUSE_MAX)
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Recommender {
     db: DatabaseConnection,

@@ -185,6 +185,19 @@ async fn contract_the_same_event_delivered_twice_counts_once(backend: Backend) {
     f.deliver(&confirmed).await;
     f.deliver(&confirmed).await;
     assert_eq!(f.also_bought('a', 10).await, vec![(id('b'), 1)]);
+    // Data wider than what the catalog, inventory or ordering make is
+    // dropped, not retried for ever, and changes nothing.
+    let mut wide = product("product.updated", 'b', "books");
+    wide.data["sku"] = json!("X".repeat(65));
+    let mut far = stock('b', "east", 10);
+    far.data["warehouse"] = json!("w".repeat(33));
+    let mut stranger = order(&"u".repeat(65), "ab");
+    stranger.data["lines"][0]["product_id"] = json!(id('c'));
+    for envelope in [wide, far, stranger] {
+        f.deliver(&envelope).await;
+    }
+    assert_eq!(f.also_bought('a', 10).await, vec![(id('b'), 1)]);
+    assert_eq!(f.also_bought('b', 10).await, vec![(id('a'), 1)]);
     // A stock change older than the one kept (a late delivery) is ignored.
     let mut late = stock('b', "east", 10);
     late.time -= chrono::Duration::minutes(1);
