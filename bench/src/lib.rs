@@ -39,6 +39,10 @@ pub const UP: &[&str] = &[
     "ordering.http_addr=127.0.0.1:28001",
     "--set",
     "ordering.grpc_addr=127.0.0.1:25053",
+    "--set",
+    "recommendation.http_addr=127.0.0.1:28008",
+    "--set",
+    "recommendation.grpc_addr=127.0.0.1:25057",
 ];
 
 pub fn env_number(name: &str, default: u64) -> u64 {

@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/emporium/inventory/v1/inventory.proto",
         "proto/emporium/basket/v1/basket.proto",
         "proto/emporium/payment/v1/payment.proto",
+        "proto/emporium/recommendation/v1/recommendation.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -19,6 +19,7 @@ pub fn services() -> Vec<Definition> {
         emporium_basket::definition(),
         emporium_payment::definition(),
         emporium_ordering::definition(),
+        emporium_recommendation::definition(),
         emporium_gateway::definition(),
     ]
 }

@@ -109,6 +109,7 @@ impl Section for GatewaySettings {
         "upstreams.basket",
         "upstreams.payment",
         "upstreams.ordering",
+        "upstreams.recommendation",
     ];
     const PLAIN: Plain = Plain {
         http_port: true,

@@ -125,4 +125,10 @@ pub(crate) const ROUTES: &[Route] = &[
     route("payment", "/api/v1/users/{id}/payments", Policy::Customer),
     route("ordering", "/api/v1/orders", Policy::Customer),
     route("ordering", "/api/v1/orders/{id}", Policy::Customer),
+    route("recommendation", "/api/v1/recommendations", Policy::Public),
+    route(
+        "recommendation",
+        "/api/v1/recommendations/me",
+        Policy::Customer,
+    ),
 ];

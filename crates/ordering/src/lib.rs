@@ -138,8 +138,8 @@ fn orders(
 }
 
 /// A few past orders of a demo customer, made through the real checkout
-/// (so payments, stock and events agree): one delivered, one shipped, one
-/// confirmed. Only when the shop has no order yet and the catalog runs in
+/// (so payments, stock and events agree), several items each: one
+/// delivered, one shipped, one confirmed. Only when the shop has no order yet and the catalog runs in
 /// this process (`emporium up`), since the products are listed through it.
 async fn seed(settings: &Settings, local: &[Started]) -> anyhow::Result<Seeded> {
     let Some(catalog) = local.iter().find(|s| s.name == "catalog") else {
@@ -177,10 +177,21 @@ async fn seed(settings: &Settings, local: &[Started]) -> anyhow::Result<Seeded> 
                 .collect()
         })
         .unwrap_or_default();
+    // Three orders that share the second and third products, the second
+    // order with the first as well, so that "also bought" has pairs to
+    // show for each; the cheapest product (stocked low) is bought once.
+    let baskets: Vec<Vec<(uuid::Uuid, i64)>> = match ids.as_slice() {
+        [first, second, third] => vec![
+            vec![(*second, 1), (*third, 1)],
+            vec![(*first, 1), (*second, 1), (*third, 1)],
+            vec![(*second, 1), (*third, 1)],
+        ],
+        _ => ids.iter().map(|id| vec![(*id, 1)]).collect(),
+    };
     let mut made = 0;
-    for (index, id) in ids.into_iter().enumerate() {
+    for (index, items) in baskets.into_iter().enumerate() {
         let checkout = domain::Checkout {
-            items: Some(vec![(id, 1)]),
+            items: Some(items),
             card_number: "4242424242424242".into(),
         };
         let order = orders.checkout("demo-customer", &checkout).await?;

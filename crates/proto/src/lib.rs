@@ -90,6 +90,13 @@ pub mod payment {
     }
 }
 
+pub mod recommendation {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic)]
+        tonic::include_proto!("emporium.recommendation.v1");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

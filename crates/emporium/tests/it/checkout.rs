@@ -839,13 +839,14 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         ("basket", Backend::Postgres),
         ("ordering", Backend::Postgres),
         ("payment", Backend::MySql),
+        ("recommendation", Backend::MySql),
     ] {
         let Some(db) = TestDatabase::fresh(backend).await else {
             return;
         };
         databases.insert(service, db);
     }
-    for queue in ["inventory", "basket"] {
+    for queue in ["inventory", "basket", "recommendation"] {
         emporium_testkit::delete_queues(&amqp, queue).await;
     }
     let broker = emporium_testkit::Link::to(server_addr(&amqp, 5672).await).await;
@@ -900,7 +901,14 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
     );
     let mut served = vec![("identity", identity)];
     // Each after the peers it calls, told where those listen.
-    for service in ["catalog", "inventory", "payment", "basket", "ordering"] {
+    for service in [
+        "catalog",
+        "inventory",
+        "payment",
+        "basket",
+        "ordering",
+        "recommendation",
+    ] {
         let mut extra = vec![jwks.clone(), secret(service)];
         for (peer, process) in &served {
             let variable = match *peer {
@@ -1065,12 +1073,24 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         emptied.is_some(),
         "order.confirmed arrived once the broker was back"
     );
+    // Recommendation, a process of its own on MariaDB, learnt the product
+    // from the catalog's events through the broker.
+    let learnt = emporium_testkit::eventually(Duration::from_secs(30), || {
+        let request = http
+            .get(format!(
+                "{base}/api/v1/recommendations?product_id={product}"
+            ))
+            .send();
+        async move { (request.await.ok()?.status() == StatusCode::OK).then_some(()) }
+    })
+    .await;
+    assert!(learnt.is_some(), "recommendation knows the product");
     for (_, mut process) in served {
         let _ = process.child.start_kill();
     }
     let mut gateway = gateway;
     let _ = gateway.child.start_kill();
-    for queue in ["inventory", "basket"] {
+    for queue in ["inventory", "basket", "recommendation"] {
         emporium_testkit::delete_queues(&amqp, queue).await;
     }
 }

@@ -308,13 +308,7 @@ async fn inventory_stocks_the_demo_catalog_and_holds_stock_through_the_gateway()
     assert_eq!(ledger_size(&shop, &admin, "KIT-001").await, before);
 
     // The business metrics are exported.
-    let inventory = shop.shop.as_ref().unwrap().url("inventory").unwrap();
-    let metrics = reqwest::get(format!("{inventory}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = shop.metrics("inventory").await;
     for name in [
         "inventory_stock_level{",
         "inventory_low_stock_items",

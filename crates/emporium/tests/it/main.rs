@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 mod checkout;
 mod commerce;
+mod recommend;
 mod signin;
 mod sockets;
 mod trust;
@@ -140,11 +141,32 @@ impl TestShop {
             .unwrap()
     }
 
+    /// The Prometheus text `service` exports.
+    async fn metrics(&self, service: &str) -> String {
+        let base = self.shop.as_ref().unwrap().url(service).unwrap();
+        reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     async fn stop(mut self) {
         if let Some(shop) = self.shop.take() {
             shop.stop(Duration::from_secs(5)).await;
         }
     }
+}
+
+/// The ids of a page of products.
+fn ids_of(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn product_body(sku: &str) -> Value {
@@ -630,14 +652,20 @@ async fn the_gateway_serves_one_openapi_document_for_its_routes() {
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
     // Every documented public GET without path parameters answers; the
-    // others ask for a token.
+    // others ask for a token; one whose query names a required parameter
+    // refuses to answer without it.
     for (path, item) in paths {
         let Some(get) = item.get("get") else { continue };
         if path.contains('{') {
             continue;
         }
+        let required = get["parameters"]
+            .as_array()
+            .is_some_and(|all| all.iter().any(|p| p["required"] == true));
         let expected = if get.get("security").is_some() {
             StatusCode::UNAUTHORIZED
+        } else if required {
+            StatusCode::BAD_REQUEST
         } else {
             StatusCode::OK
         };
@@ -703,12 +731,7 @@ async fn grpc_reads_in_batches_and_guards_writes() {
             .unwrap();
     let mut client = CatalogClient::new(shop.grpc_as("basket", "catalog"));
     let (_, page) = shop.get("/api/v1/products?per_page=2").await;
-    let ids: Vec<String> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids = ids_of(&page);
     let one = client
         .get_product(GetProductRequest { id: ids[0].clone() })
         .await

@@ -51,17 +51,14 @@ async fn gateway_before_echo(
     let jwks = dir.join("jwks.json");
     std::fs::write(&jwks, tokens.issuer.jwks()).unwrap();
     settings.auth.jwks_file = Some(jwks);
-    let services = [
-        "identity",
-        "catalog",
-        "inventory",
-        "basket",
-        "payment",
-        "ordering",
-    ];
+    // Every service the gateway routes to.
+    let services: Vec<&'static str> = emporium::names()
+        .into_iter()
+        .filter(|name| *name != "gateway")
+        .collect();
     let mut local = vec![];
     if in_process {
-        for name in services {
+        for name in services.iter().copied() {
             local.push(emporium_platform::Started {
                 name,
                 http_addr: ([127, 0, 0, 1], 9).into(),
@@ -75,7 +72,7 @@ async fn gateway_before_echo(
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, echo_service()).await });
         settings.update_section::<emporium_gateway::GatewaySettings>(|g| {
-            for name in services {
+            for name in services.iter().copied() {
                 g.upstreams
                     .insert(name.into(), vec![format!("http://{addr}")]);
             }

@@ -13,7 +13,7 @@ use super::*;
 
 /// Each gRPC face of the shop: the service, the one gRPC service its port
 /// serves, and who may call what.
-fn faces() -> [(&'static str, &'static str, Admission); 5] {
+fn faces() -> [(&'static str, &'static str, Admission); 6] {
     [
         (
             "identity",
@@ -39,6 +39,11 @@ fn faces() -> [(&'static str, &'static str, Admission); 5] {
             "payment",
             "emporium.payment.v1.Payments",
             emporium_payment::grpc::ADMISSION,
+        ),
+        (
+            "recommendation",
+            "emporium.recommendation.v1.Recommendations",
+            emporium_recommendation::grpc::ADMISSION,
         ),
     ]
 }
