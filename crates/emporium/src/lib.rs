@@ -20,6 +20,7 @@ pub fn services() -> Vec<Definition> {
         emporium_payment::definition(),
         emporium_ordering::definition(),
         emporium_recommendation::definition(),
+        emporium_notification::definition(),
         emporium_gateway::definition(),
     ]
 }

@@ -110,6 +110,7 @@ impl Section for GatewaySettings {
         "upstreams.payment",
         "upstreams.ordering",
         "upstreams.recommendation",
+        "upstreams.notification",
     ];
     const PLAIN: Plain = Plain {
         http_port: true,
@@ -199,6 +200,7 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
                 &own.rate_limit_url,
                 &own.rate_limit_prefix,
                 Duration::from_secs(own.rate_limit_window_secs.max(1)),
+                "gateway.rate_limit_url",
             )
             .await?,
             auth_per_address: own.auth_per_address,

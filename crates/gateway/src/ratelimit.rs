@@ -1,121 +1,13 @@
-//! Rate limits: a fixed window per key, counted in this process or in
-//! Redis so that every gateway replica counts against one budget. When
-//! Redis does not answer, the replica counts on its own rather than turn
-//! the shop away.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! Rate limits of the routes: a fixed window per key, counted by the
+//! platform's [`Limiter`] in this process or in Redis so that every
+//! gateway replica counts against one budget.
 
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use emporium_platform::config::Secret;
-use emporium_platform::ratelimit::Windows;
+pub use emporium_platform::ratelimit::{Decision, Limiter};
 use emporium_platform::{ErrorCode, Problem};
 
 use crate::routes::Group;
-
-/// The answer for one request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    pub limit: u32,
-    pub remaining: u32,
-    /// Until the window ends.
-    pub reset: Duration,
-}
-
-impl Decision {
-    fn of(count: u64, limit: u32, reset: Duration) -> Self {
-        Self {
-            allowed: count <= u64::from(limit),
-            limit,
-            remaining: u32::try_from(u64::from(limit).saturating_sub(count)).unwrap_or(0),
-            reset,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub enum Limiter {
-    Memory(Arc<Windows>),
-    Redis {
-        connection: redis::aio::ConnectionManager,
-        prefix: String,
-        window: Duration,
-        fallback: Arc<Windows>,
-    },
-}
-
-/// Counts one hit and makes the window expire with its first hit.
-const SCRIPT: &str = r"
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
-return {n, ttl}
-";
-
-impl Limiter {
-    /// `memory://`, or `redis://…` with keys under `prefix`; windows of
-    /// `window`.
-    pub async fn from_url(url: &Secret, prefix: &str, window: Duration) -> anyhow::Result<Self> {
-        let raw = url.expose();
-        let local = Arc::new(Windows::new(window));
-        if raw.is_empty() || raw == "memory://" {
-            return Ok(Self::Memory(local));
-        }
-        if raw.starts_with("redis://") || raw.starts_with("rediss://") {
-            return Ok(Self::Redis {
-                connection: emporium_platform::cache::redis_connection(url, "gateway.rate_limit")
-                    .await?,
-                prefix: prefix.to_owned(),
-                window,
-                fallback: local,
-            });
-        }
-        anyhow::bail!(
-            "configuration: gateway.rate_limit_url `{}` must be memory:// or redis://",
-            url.masked()
-        )
-    }
-
-    /// Counts one request for `key` against `limit` in the current window.
-    pub async fn hit(&self, key: &str, limit: u32) -> Decision {
-        let local = |windows: &Windows| {
-            let (count, left) = windows.add(key);
-            Decision::of(count, limit, left)
-        };
-        match self {
-            Limiter::Memory(windows) => local(windows),
-            Limiter::Redis {
-                connection,
-                prefix,
-                window,
-                fallback,
-            } => {
-                let mut connection = connection.clone();
-                let millis = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-                let counted: Result<(u64, i64), _> = redis::Script::new(SCRIPT)
-                    .key(format!("{prefix}:{key}"))
-                    .arg(millis)
-                    .invoke_async(&mut connection)
-                    .await;
-                match counted {
-                    Ok((count, ttl)) => Decision::of(
-                        count,
-                        limit,
-                        Duration::from_millis(u64::try_from(ttl).unwrap_or(0)),
-                    ),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "rate limit store unreachable; counting locally");
-                        metrics::counter!("gateway_rate_limit_fallbacks_total").increment(1);
-                        local(fallback)
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// The rate limits of every route group, and where they are counted.
 #[derive(Clone)]

@@ -131,4 +131,7 @@ pub(crate) const ROUTES: &[Route] = &[
         "/api/v1/recommendations/me",
         Policy::Customer,
     ),
+    route("notification", "/api/v1/notifications", Policy::Customer),
+    route("notification", "/api/v1/notifications/send", Policy::Admin),
+    route("notification", "/api/v1/notifications/{id}", Policy::Customer),
 ];

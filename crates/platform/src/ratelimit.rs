@@ -1,11 +1,16 @@
-//! Counting in fixed windows, by key, in this process: the one counter
-//! behind identity's sign-in throttle and the gateway's rate limits (which
-//! also count in Redis, to share one budget across replicas).
+//! Counting in fixed windows, by key: [`Windows`] in this process, the one
+//! counter behind identity's sign-in throttle; and [`Limiter`], in this
+//! process or in Redis so that replicas share one budget, behind the
+//! gateway's rate limits and notification's per-recipient limit. When
+//! Redis does not answer, a replica counts on its own rather than turn
+//! everyone away.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crate::config::Secret;
 
 /// Entries kept before expired ones are swept.
 const SWEEP_AT: usize = 100_000;
@@ -70,6 +75,122 @@ impl Windows {
         match self.counts.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// The answer for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Until the window ends.
+    pub reset: Duration,
+}
+
+impl Decision {
+    fn of(count: u64, limit: u32, reset: Duration) -> Self {
+        Self {
+            allowed: count <= u64::from(limit),
+            limit,
+            remaining: u32::try_from(u64::from(limit).saturating_sub(count)).unwrap_or(0),
+            reset,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub enum Limiter {
+    Memory(Arc<Windows>),
+    Redis {
+        connection: redis::aio::ConnectionManager,
+        prefix: String,
+        window: Duration,
+        fallback: Arc<Windows>,
+        /// The setting that named the store, for the fallback's log.
+        setting: &'static str,
+    },
+}
+
+/// Counts one hit and makes the window expire with its first hit.
+const SCRIPT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {n, ttl}
+";
+
+impl Limiter {
+    /// Counts in this process alone, in windows of `window`.
+    pub fn memory(window: Duration) -> Self {
+        Self::Memory(Arc::new(Windows::new(window)))
+    }
+
+    /// `memory://`, or `redis://…` with keys under `prefix`; windows of
+    /// `window`. `setting` names the URL's key in errors and logs.
+    pub async fn from_url(
+        url: &Secret,
+        prefix: &str,
+        window: Duration,
+        setting: &'static str,
+    ) -> anyhow::Result<Self> {
+        let raw = url.expose();
+        if raw.is_empty() || raw == "memory://" {
+            return Ok(Self::memory(window));
+        }
+        if raw.starts_with("redis://") || raw.starts_with("rediss://") {
+            return Ok(Self::Redis {
+                connection: crate::cache::redis_connection(url, setting).await?,
+                prefix: prefix.to_owned(),
+                window,
+                fallback: Arc::new(Windows::new(window)),
+                setting,
+            });
+        }
+        anyhow::bail!(
+            "configuration: {setting} `{}` must be memory:// or redis://",
+            url.masked()
+        )
+    }
+
+    /// Counts one request for `key` against `limit` in the current window.
+    pub async fn hit(&self, key: &str, limit: u32) -> Decision {
+        let local = |windows: &Windows| {
+            let (count, left) = windows.add(key);
+            Decision::of(count, limit, left)
+        };
+        match self {
+            Limiter::Memory(windows) => local(windows),
+            Limiter::Redis {
+                connection,
+                prefix,
+                window,
+                fallback,
+                setting,
+            } => {
+                let mut connection = connection.clone();
+                let millis = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+                let counted: Result<(u64, i64), _> = redis::Script::new(SCRIPT)
+                    .key(format!("{prefix}:{key}"))
+                    .arg(millis)
+                    .invoke_async(&mut connection)
+                    .await;
+                match counted {
+                    Ok((count, ttl)) => Decision::of(
+                        count,
+                        limit,
+                        Duration::from_millis(u64::try_from(ttl).unwrap_or(0)),
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, setting, "rate limit store unreachable; counting locally");
+                        metrics::counter!("rate_limit_fallbacks_total", "setting" => *setting)
+                            .increment(1);
+                        local(fallback)
+                    }
+                }
+            }
         }
     }
 }
