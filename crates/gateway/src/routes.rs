@@ -133,5 +133,9 @@ pub(crate) const ROUTES: &[Route] = &[
     ),
     route("notification", "/api/v1/notifications", Policy::Customer),
     route("notification", "/api/v1/notifications/send", Policy::Admin),
-    route("notification", "/api/v1/notifications/{id}", Policy::Customer),
+    route(
+        "notification",
+        "/api/v1/notifications/{id}",
+        Policy::Customer,
+    ),
 ];

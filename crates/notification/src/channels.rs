@@ -74,7 +74,10 @@ impl Smtp {
     pub fn from_url(url: &Secret, from: &str) -> anyhow::Result<Self> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
             .map_err(|e| {
-                anyhow::anyhow!("configuration: notification.smtp_url `{}`: {e}", url.masked())
+                anyhow::anyhow!(
+                    "configuration: notification.smtp_url `{}`: {e}",
+                    url.masked()
+                )
             })?
             .timeout(Some(Duration::from_secs(10)))
             .build();
@@ -92,7 +95,8 @@ impl Channel for Smtp {
         let started = std::time::Instant::now();
         let sent = self.transport.send(email).await;
         metrics::histogram!("email_send_duration_seconds").record(started.elapsed().as_secs_f64());
-        sent.map(|_| ()).map_err(|e| SendError(format!("smtp: {e}")))
+        sent.map(|_| ())
+            .map_err(|e| SendError(format!("smtp: {e}")))
     }
 }
 
@@ -206,7 +210,10 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("To: ann@example.org"), "{text}");
         assert!(text.contains("Subject: Order confirmed"), "{text}");
-        assert!(text.contains("Message-ID: <0193a4b2-0000-7000-8000-000000000009@emporium>"), "{text}");
+        assert!(
+            text.contains("Message-ID: <0193a4b2-0000-7000-8000-000000000009@emporium>"),
+            "{text}"
+        );
         assert!(text.contains("multipart/alternative"), "{text}");
         #[cfg(unix)]
         {
@@ -221,7 +228,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let error = Mailbox::open(dir.path(), "not an address").err().unwrap();
         assert!(error.to_string().contains("notification.sender"), "{error}");
-        let error = Smtp::from_url(&Secret::new("ftp://user:hunter2@mail".into()), "shop@example.org")
+        let error = Smtp::from_url(&Secret::new("ftp://user:hunter2@mail"), "shop@example.org")
             .err()
             .unwrap()
             .to_string();

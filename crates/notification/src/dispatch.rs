@@ -45,9 +45,7 @@ impl Retry {
     /// The wait after attempt number `attempts` (from 1).
     pub fn backoff(&self, attempts: u32) -> Duration {
         let doublings = attempts.saturating_sub(1).min(20);
-        self.base
-            .saturating_mul(1 << doublings)
-            .min(MAX_BACKOFF)
+        self.base.saturating_mul(1 << doublings).min(MAX_BACKOFF)
     }
 }
 
@@ -111,7 +109,10 @@ impl Dispatcher {
                 continue;
             }
             let wait = match self.inner.store.next_due().await {
-                Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(POLL),
+                Ok(Some(at)) => (at - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(POLL),
                 _ => POLL,
             };
             tokio::select! {
@@ -154,7 +155,8 @@ impl Dispatcher {
             let key = record.user_id.as_deref().unwrap_or(&record.recipient);
             let decision = inner.limiter.hit(key, inner.per_hour).await;
             if !decision.allowed {
-                let at = Utc::now() + chrono::Duration::from_std(decision.reset).unwrap_or_default();
+                let at =
+                    Utc::now() + chrono::Duration::from_std(decision.reset).unwrap_or_default();
                 let note = format!(
                     "rate limited: more than {} messages to this recipient in an hour; waits until {}",
                     inner.per_hour,
@@ -166,7 +168,10 @@ impl Dispatcher {
                     note,
                     at,
                 };
-                inner.store.settle(&record.id, record.version, outcome).await?;
+                inner
+                    .store
+                    .settle(&record.id, record.version, outcome)
+                    .await?;
                 return Ok(());
             }
         }
@@ -197,12 +202,16 @@ impl Dispatcher {
         };
         let outcome = match error {
             None => Outcome::Sent { attempts },
-            Some(error) if u32::try_from(attempts).unwrap_or(u32::MAX) >= inner.retry.max_attempts => {
+            Some(error)
+                if u32::try_from(attempts).unwrap_or(u32::MAX) >= inner.retry.max_attempts =>
+            {
                 tracing::warn!(notification_id = %record.id, attempts, error, "message failed for good");
                 Outcome::Failed { attempts, error }
             }
             Some(error) => {
-                let wait = inner.retry.backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
+                let wait = inner
+                    .retry
+                    .backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
                 tracing::info!(notification_id = %record.id, attempts, error, wait_ms = wait.as_millis() as u64, "message not sent; retrying");
                 Outcome::Retry {
                     attempts,
@@ -216,7 +225,11 @@ impl Dispatcher {
             Outcome::Failed { .. } => Some("failed"),
             _ => None,
         };
-        if inner.store.settle(&record.id, record.version, outcome).await? {
+        if inner
+            .store
+            .settle(&record.id, record.version, outcome)
+            .await?
+        {
             if let Some(status) = status {
                 metrics::counter!("notifications_sent_total", "type" => record.kind.clone(), "status" => status)
                     .increment(1);

@@ -112,9 +112,8 @@ pub fn phone_number(raw: &str) -> Result<String, String> {
 pub fn staff_addresses(raw: &[String]) -> anyhow::Result<Vec<String>> {
     raw.iter()
         .map(|a| {
-            email_address(a).map_err(|m| {
-                anyhow::anyhow!("configuration: notification.staff_emails: `{a}` {m}")
-            })
+            email_address(a)
+                .map_err(|m| anyhow::anyhow!("configuration: notification.staff_emails: `{a}` {m}"))
         })
         .collect()
 }
@@ -317,13 +316,23 @@ mod tests {
 
     #[test]
     fn addresses_and_numbers_are_checked() {
-        assert_eq!(email_address(" ann@example.org ").unwrap(), "ann@example.org");
+        assert_eq!(
+            email_address(" ann@example.org ").unwrap(),
+            "ann@example.org"
+        );
         for bad in ["", "ann", "ann@", "@example.org", "a b@example.org"] {
             assert!(email_address(bad).is_err(), "{bad:?} passed");
         }
         assert!(email_address(&format!("{}@example.org", "a".repeat(250))).is_err());
         assert_eq!(phone_number("+4915112345678").unwrap(), "+4915112345678");
-        for bad in ["", "4915112345678", "+0151123456", "+12", "+1234567890123456", "+49 151"] {
+        for bad in [
+            "",
+            "4915112345678",
+            "+0151123456",
+            "+12",
+            "+1234567890123456",
+            "+49 151",
+        ] {
             assert!(phone_number(bad).is_err(), "{bad:?} passed");
         }
     }

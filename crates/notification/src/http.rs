@@ -13,7 +13,9 @@ use emporium_platform::{ErrorCode, Problem};
 use serde::{Deserialize, Serialize};
 
 use crate::dispatch::Dispatcher;
-use crate::domain::{Channel, Directory, Draft, MANUAL, MAX_KIND, Status, email_address, phone_number};
+use crate::domain::{
+    Channel, Directory, Draft, MANUAL, MAX_KIND, Status, email_address, phone_number,
+};
 use crate::store::{Filter, MAX_SUBJECT, Record, Store};
 
 /// The longest text an admin may send.
@@ -157,7 +159,10 @@ fn checked(input: SendInput) -> Result<Sending, Problem> {
     if body.trim().is_empty() {
         errors.push(field("body", "is required"));
     } else if body.chars().count() > MAX_BODY {
-        errors.push(field("body", format!("must have at most {MAX_BODY} characters")));
+        errors.push(field(
+            "body",
+            format!("must have at most {MAX_BODY} characters"),
+        ));
     }
     match channel {
         Some(channel) if errors.is_empty() => Ok(Sending {
@@ -315,22 +320,58 @@ mod tests {
 
     #[test]
     fn a_message_needs_one_recipient_a_subject_for_email_and_a_body() {
-        let ok = checked(input(serde_json::json!({ "to": "ann@example.org", "subject": "Hi", "body": "Hello" }))).unwrap();
-        assert_eq!((ok.channel, ok.to.as_deref()), (Channel::Email, Some("ann@example.org")));
-        let sms = checked(input(serde_json::json!({ "to": "+4915112345678", "channel": "sms", "body": "Hello" }))).unwrap();
+        let ok = checked(input(
+            serde_json::json!({ "to": "ann@example.org", "subject": "Hi", "body": "Hello" }),
+        ))
+        .unwrap();
+        assert_eq!(
+            (ok.channel, ok.to.as_deref()),
+            (Channel::Email, Some("ann@example.org"))
+        );
+        let sms = checked(input(
+            serde_json::json!({ "to": "+4915112345678", "channel": "sms", "body": "Hello" }),
+        ))
+        .unwrap();
         assert_eq!(sms.channel, Channel::Sms);
 
         for (json, field) in [
             (serde_json::json!({ "subject": "Hi", "body": "x" }), "to"),
-            (serde_json::json!({ "to": "a@example.org", "user_id": "0193a4b2-0000-7000-8000-000000000002", "subject": "Hi", "body": "x" }), "to"),
-            (serde_json::json!({ "to": "nobody", "subject": "Hi", "body": "x" }), "to"),
-            (serde_json::json!({ "to": "a@example.org", "channel": "sms", "body": "x" }), "to"),
-            (serde_json::json!({ "to": "a@example.org", "channel": "fax", "body": "x" }), "channel"),
-            (serde_json::json!({ "user_id": "7", "subject": "Hi", "body": "x" }), "user_id"),
-            (serde_json::json!({ "to": "a@example.org", "body": "x" }), "subject"),
-            (serde_json::json!({ "to": "a@example.org", "subject": "a\r\nBcc: b@example.org", "body": "x" }), "subject"),
-            (serde_json::json!({ "to": "a@example.org", "subject": "Hi", "body": " " }), "body"),
-            (serde_json::json!({ "to": "a@example.org", "subject": "Hi", "body": "x".repeat(MAX_BODY + 1) }), "body"),
+            (
+                serde_json::json!({ "to": "a@example.org", "user_id": "0193a4b2-0000-7000-8000-000000000002", "subject": "Hi", "body": "x" }),
+                "to",
+            ),
+            (
+                serde_json::json!({ "to": "nobody", "subject": "Hi", "body": "x" }),
+                "to",
+            ),
+            (
+                serde_json::json!({ "to": "a@example.org", "channel": "sms", "body": "x" }),
+                "to",
+            ),
+            (
+                serde_json::json!({ "to": "a@example.org", "channel": "fax", "body": "x" }),
+                "channel",
+            ),
+            (
+                serde_json::json!({ "user_id": "7", "subject": "Hi", "body": "x" }),
+                "user_id",
+            ),
+            (
+                serde_json::json!({ "to": "a@example.org", "body": "x" }),
+                "subject",
+            ),
+            (
+                serde_json::json!({ "to": "a@example.org", "subject": "a\r\nBcc: b@example.org", "body": "x" }),
+                "subject",
+            ),
+            (
+                serde_json::json!({ "to": "a@example.org", "subject": "Hi", "body": " " }),
+                "body",
+            ),
+            (
+                serde_json::json!({ "to": "a@example.org", "subject": "Hi", "body": "x".repeat(MAX_BODY + 1) }),
+                "body",
+            ),
         ] {
             let problem = checked(input(json.clone())).err().unwrap();
             assert_eq!(problem.code, ErrorCode::Unprocessable, "{json}");

@@ -165,11 +165,25 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
     let email = email_channel(settings, &own)?;
     let db = migrated(settings).await?;
     let limiter = match &own.redis_url {
-        Some(url) => Limiter::from_url(url, "notification:recipient", Duration::from_secs(3600), "notification.redis_url").await?,
+        Some(url) => {
+            Limiter::from_url(
+                url,
+                "notification:recipient",
+                Duration::from_secs(3600),
+                "notification.redis_url",
+            )
+            .await?
+        }
         None => Limiter::memory(Duration::from_secs(3600)),
     };
     let credentials = ServiceCredentials::for_service(settings, local, NAME)?;
-    let identity = Peer::of("identity", settings, local, PeerPolicy::default(), &credentials)?;
+    let identity = Peer::of(
+        "identity",
+        settings,
+        local,
+        PeerPolicy::default(),
+        &credentials,
+    )?;
     let directory = domain::Directory::new(identity);
     let hub = live::Hub::start(
         own.redis_url.as_ref(),

@@ -1,7 +1,9 @@
 //! The OpenAPI 3.1 description of notification's public routes; the
 //! gateway merges it into the one document it serves.
 
-use emporium_platform::openapi::{ok, page_params, param, problem, with_body_problems, with_shared_schemas};
+use emporium_platform::openapi::{
+    ok, page_params, param, problem, with_body_problems, with_shared_schemas,
+};
 use serde_json::{Value, json};
 
 use crate::domain::MAX_KIND;

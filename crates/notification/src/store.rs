@@ -189,12 +189,7 @@ impl Store {
 
     /// Settles an attempt on a record taken at `version`: its new status,
     /// attempts, error and, while queued, when to try again.
-    pub async fn settle(
-        &self,
-        id: &str,
-        version: i64,
-        outcome: Outcome,
-    ) -> Result<bool, DbErr> {
+    pub async fn settle(&self, id: &str, version: i64, outcome: Outcome) -> Result<bool, DbErr> {
         let now = Utc::now();
         let (status, attempts, error, next) = match outcome {
             Outcome::Sent { attempts } => (Status::Sent, attempts, None, now),

@@ -158,7 +158,8 @@ impl Templates {
         for kind in KINDS {
             for channel in Channel::ALL {
                 let parts = self.parts(channel, kind);
-                let present: Vec<&String> = parts.iter().filter(|p| self.names.contains(*p)).collect();
+                let present: Vec<&String> =
+                    parts.iter().filter(|p| self.names.contains(*p)).collect();
                 if present.is_empty() {
                     continue;
                 }
@@ -328,9 +329,17 @@ mod tests {
     fn the_built_in_templates_render_every_type_they_cover() {
         let templates = Templates::load(None).unwrap();
         let confirmed = templates
-            .render(Channel::Email, "order.confirmed", &sample("order.confirmed"))
+            .render(
+                Channel::Email,
+                "order.confirmed",
+                &sample("order.confirmed"),
+            )
             .unwrap();
-        assert!(confirmed.subject.contains("0193a4b2"), "{}", confirmed.subject);
+        assert!(
+            confirmed.subject.contains("0193a4b2"),
+            "{}",
+            confirmed.subject
+        );
         assert!(confirmed.text.contains("49.90 EUR"), "{}", confirmed.text);
         assert!(confirmed.html.unwrap().contains("<html"));
         assert!(templates.has(Channel::Sms, "order.shipped"));
@@ -356,17 +365,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("email")).unwrap();
         let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
-        write("email/order.confirmed.subject.txt", "Yours: {{ order.order_id }}");
-        write("email/payment.completed.subject.txt", "Paid {{ payment.amount_minor | money(payment.amount.currency) }}");
-        write("email/payment.completed.txt", "Thanks, {{ recipient.name }}.");
+        write(
+            "email/order.confirmed.subject.txt",
+            "Yours: {{ order.order_id }}",
+        );
+        write(
+            "email/payment.completed.subject.txt",
+            "Paid {{ payment.amount_minor | money(payment.amount.currency) }}",
+        );
+        write(
+            "email/payment.completed.txt",
+            "Thanks, {{ recipient.name }}.",
+        );
         let templates = Templates::load(Some(dir.path())).unwrap();
         let subject = templates
-            .render(Channel::Email, "order.confirmed", &sample("order.confirmed"))
+            .render(
+                Channel::Email,
+                "order.confirmed",
+                &sample("order.confirmed"),
+            )
             .unwrap()
             .subject;
         assert!(subject.starts_with("Yours: 0193a4b2"), "{subject}");
         let paid = templates
-            .render(Channel::Email, "payment.completed", &sample("payment.completed"))
+            .render(
+                Channel::Email,
+                "payment.completed",
+                &sample("payment.completed"),
+            )
             .unwrap();
         assert_eq!(paid.subject, "Paid 49.90 EUR");
         assert_eq!(paid.html, None);
@@ -374,10 +400,22 @@ mod tests {
         // A misspelt field, bad syntax, an unknown name, a subject alone:
         // each refused in one line that names the file.
         for (name, text, says) in [
-            ("email/order.shipped.txt", "{{ order.tracking_number }}", "does not render"),
+            (
+                "email/order.shipped.txt",
+                "{{ order.tracking_number }}",
+                "does not render",
+            ),
             ("email/order.shipped.txt", "{% if %}", "order.shipped.txt"),
-            ("email/order.shiped.txt", "hi", "not a name this service knows"),
-            ("email/payment.failed.subject.txt", "hi", "payment.failed.txt` is missing"),
+            (
+                "email/order.shiped.txt",
+                "hi",
+                "not a name this service knows",
+            ),
+            (
+                "email/payment.failed.subject.txt",
+                "hi",
+                "payment.failed.txt` is missing",
+            ),
         ] {
             let bad = tempfile::tempdir().unwrap();
             std::fs::create_dir(bad.path().join("email")).unwrap();
