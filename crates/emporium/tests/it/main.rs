@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 mod checkout;
 mod commerce;
+mod notify;
 mod recommend;
 mod signin;
 mod sockets;
