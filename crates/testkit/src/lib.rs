@@ -21,6 +21,34 @@ pub const POSTGRES: &str = "EMPORIUM_TEST_POSTGRES_URL";
 pub const MYSQL: &str = "EMPORIUM_TEST_MYSQL_URL";
 pub const REDIS: &str = "EMPORIUM_TEST_REDIS_URL";
 pub const AMQP: &str = "EMPORIUM_TEST_AMQP_URL";
+/// A real SMTP server (aiosmtpd in CI)...
+pub const SMTP: &str = "EMPORIUM_TEST_SMTP_URL";
+/// ...and the Maildir it delivers into.
+pub const SMTP_MAILDIR: &str = "EMPORIUM_TEST_SMTP_MAILDIR";
+
+/// The messages in the Maildir at `maildir` addressed to `to` (its `To:`
+/// header), as raw text.
+pub fn delivered(maildir: &str, to: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(std::path::Path::new(maildir).join(sub)) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let addressed = text
+                .lines()
+                .take_while(|l| !l.is_empty())
+                .any(|l| l.strip_prefix("To: ").is_some_and(|v| v.trim() == to));
+            if addressed {
+                found.push(text);
+            }
+        }
+    }
+    found
+}
 
 /// The URL of a real server for this test, or `None` after printing why the
 /// test is skipped.

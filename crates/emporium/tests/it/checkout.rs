@@ -822,13 +822,22 @@ async fn serve(service: &str, env: &[(String, String)], dir: &std::path::Path) -
 }
 
 /// Every service in its own process on PostgreSQL, MariaDB (payment),
-/// Redis and RabbitMQ, the broker behind a link: a customer registers,
+/// Redis and RabbitMQ, the broker behind a link, notification twice behind
+/// the gateway mailing through a real SMTP server: a customer registers,
 /// fills a basket and checks out through the gateway; with the broker cut
-/// the order still confirms, and the basket empties once it is back.
+/// the order still confirms, and once it is back the basket empties and
+/// exactly one confirmation is mailed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away() {
-    use emporium_testkit::{AMQP, Backend, REDIS, TestDatabase, server_url};
-    let (Some(amqp), Some(redis)) = (server_url(AMQP), server_url(REDIS)) else {
+    use emporium_testkit::{
+        AMQP, Backend, REDIS, SMTP, SMTP_MAILDIR, TestDatabase, delivered, server_url,
+    };
+    let (Some(amqp), Some(redis), Some(smtp), Some(maildir)) = (
+        server_url(AMQP),
+        server_url(REDIS),
+        server_url(SMTP),
+        server_url(SMTP_MAILDIR),
+    ) else {
         return;
     };
     let mut databases = std::collections::HashMap::new();
@@ -840,13 +849,14 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         ("ordering", Backend::Postgres),
         ("payment", Backend::MySql),
         ("recommendation", Backend::MySql),
+        ("notification", Backend::Postgres),
     ] {
         let Some(db) = TestDatabase::fresh(backend).await else {
             return;
         };
         databases.insert(service, db);
     }
-    for queue in ["inventory", "basket", "recommendation"] {
+    for queue in ["inventory", "basket", "recommendation", "notification"] {
         emporium_testkit::delete_queues(&amqp, queue).await;
     }
     let broker = emporium_testkit::Link::to(server_addr(&amqp, 5672).await).await;
@@ -890,7 +900,7 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
         ),
     ];
-    identity_env.extend(["basket", "ordering"].map(secret));
+    identity_env.extend(["basket", "ordering", "notification"].map(secret));
     let identity = serve("identity", &env("identity", identity_env), dir.path()).await;
     let jwks = (
         "EMPORIUM__AUTH__JWKS_URL".to_owned(),
@@ -923,6 +933,22 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         let process = serve(service, &env(service, extra), dir.path()).await;
         served.push((service, process));
     }
+    // Notification twice, on one database, one after the other (each
+    // migrates it at start); they share the queue and, through Redis, the
+    // sockets.
+    let mut notifiers = Vec::new();
+    for _ in 0..2 {
+        let extra = vec![
+            jwks.clone(),
+            secret("notification"),
+            ("SMTP_URL".to_owned(), smtp.clone()),
+            (
+                "IDENTITY_SERVICE_URL".to_owned(),
+                served[0].1.grpc.unwrap().to_string(),
+            ),
+        ];
+        notifiers.push(serve("notification", &env("notification", extra), dir.path()).await);
+    }
     let mut gateway_env = vec![jwks.clone(), ("REDIS_URL".to_owned(), redis.clone())];
     for (service, process) in &served {
         gateway_env.push((
@@ -930,6 +956,14 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
             format!("http://{}", process.http),
         ));
     }
+    gateway_env.push((
+        "EMPORIUM__GATEWAY__UPSTREAMS__NOTIFICATION".to_owned(),
+        notifiers
+            .iter()
+            .map(|n| format!("http://{}", n.http))
+            .collect::<Vec<_>>()
+            .join(","),
+    ));
     gateway_env.push((
         "EMPORIUM__GATEWAY__RATE_LIMIT_PREFIX".to_owned(),
         prefix.clone(),
@@ -945,7 +979,7 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
     ));
     let gateway = serve("gateway", &gateway_env, dir.path()).await;
     let base = format!("http://{}", gateway.http);
-    for (_, process) in &served {
+    for process in served.iter().map(|(_, p)| p).chain(&notifiers) {
         emporium_testkit::wait_ready(&format!("http://{}", process.http)).await;
     }
     emporium_testkit::wait_ready(&format!("http://{internal}")).await;
@@ -985,19 +1019,19 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
     let (on_hand, _) = stock().await;
     assert!(on_hand >= 2, "demo stock in PostgreSQL: {on_hand}");
 
-    // Register, sign in, fill the basket.
+    // Register, sign in, fill the basket. The address is this run's own:
+    // the SMTP server's Maildir outlives the test.
+    let email = format!("far-{}@example.org", uuid::Uuid::now_v7().simple());
     let response = http
         .post(format!("{base}/api/v1/users/register"))
-        .json(
-            &json!({ "email": "far@example.org", "password": "a long passphrase", "name": "Far" }),
-        )
+        .json(&json!({ "email": email, "password": "a long passphrase", "name": "Far" }))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let session: Value = http
         .post(format!("{base}/api/v1/users/login"))
-        .json(&json!({ "email": "far@example.org", "password": "a long passphrase" }))
+        .json(&json!({ "email": email, "password": "a long passphrase" }))
         .send()
         .await
         .unwrap()
@@ -1085,12 +1119,63 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
     })
     .await;
     assert!(learnt.is_some(), "recommendation knows the product");
+
+    // Through the real SMTP server: the welcome, and exactly one
+    // confirmation, though two notification processes consume the queue.
+    let order_id = order["id"].as_str().unwrap();
+    let subjects = || {
+        let mut subjects: Vec<String> = delivered(&maildir, &email)
+            .iter()
+            .filter_map(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("Subject: "))
+                    .map(str::to_owned)
+            })
+            .collect();
+        subjects.sort();
+        subjects
+    };
+    let mailed = emporium_testkit::eventually(Duration::from_secs(30), || async {
+        (subjects().len() >= 2).then_some(())
+    })
+    .await;
+    assert!(mailed.is_some(), "mailed: {:?}", subjects());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        subjects(),
+        [
+            format!("Order {order_id} is confirmed"),
+            "Welcome to Emporium, Far".to_owned()
+        ]
+    );
+    // Both records sent, in the customer's list through either replica.
+    let mine: Value = http
+        .get(format!("{base}/api/v1/notifications"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["total"], 2, "{mine}");
+    assert!(
+        mine["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] == "sent"),
+        "{mine}"
+    );
+    for mut process in notifiers {
+        let _ = process.child.start_kill();
+    }
     for (_, mut process) in served {
         let _ = process.child.start_kill();
     }
     let mut gateway = gateway;
     let _ = gateway.child.start_kill();
-    for queue in ["inventory", "basket", "recommendation"] {
+    for queue in ["inventory", "basket", "recommendation", "notification"] {
         emporium_testkit::delete_queues(&amqp, queue).await;
     }
 }

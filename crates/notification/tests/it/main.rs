@@ -507,6 +507,58 @@ async fn an_smtp_server_that_refuses_leaves_the_message_failed_with_its_answer()
     assert!(error.contains("refuses all mail"), "{error}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_smtp_server_receives_one_message_with_both_parts() {
+    use emporium_testkit::{SMTP, SMTP_MAILDIR, delivered, server_url};
+    let (Some(url), Some(maildir)) = (server_url(SMTP), server_url(SMTP_MAILDIR)) else {
+        return;
+    };
+    let f = fixture(Backend::Sqlite).await.unwrap();
+    let store = &f.store;
+    let to = format!("smtp-{}@example.org", uuid::Uuid::now_v7().simple());
+    let smtp = Smtp::from_url(&Secret::new(url), "Shop <shop@example.org>").unwrap();
+    let record = Store::insert(
+        store.db(),
+        &Draft {
+            html: Some("<p>Thanks for your order</p>".into()),
+            ..draft(Some("ann"), &to, "order.confirmed")
+        },
+    )
+    .await
+    .unwrap();
+    let d = Dispatcher::new(
+        store.clone(),
+        Channels {
+            email: Arc::new(smtp),
+            sms: Arc::new(Recording::default()),
+        },
+        Limiter::memory(Duration::from_secs(3600)),
+        QUICK,
+        0,
+    );
+    drain(store, &[d], Duration::from_secs(20)).await;
+    let record = store.get(&record.id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status.as_str(), record.attempts),
+        ("sent", 1),
+        "{:?}",
+        record.error
+    );
+    let got = emporium_testkit::eventually(Duration::from_secs(5), || async {
+        let got = delivered(&maildir, &to);
+        (!got.is_empty()).then_some(got)
+    })
+    .await
+    .expect("the SMTP server delivered it");
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].contains(&format!("Message-ID: <{}@emporium>", record.id)),
+        "{}",
+        got[0]
+    );
+    assert!(got[0].contains("multipart/alternative"), "{}", got[0]);
+}
+
 fn app(store: &Store, tokens: &Tokens) -> axum::Router {
     let identity = Peer::new(
         "identity",
