@@ -216,6 +216,15 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .section::<emporium_gateway::GatewaySettings>()
                 .tls_cert_file
                 .is_some();
+            // Where emails land when no SMTP server is configured.
+            let mailbox = {
+                let own = settings.section::<emporium_notification::NotificationSettings>();
+                own.smtp_url.is_none().then(|| {
+                    own.mailbox_dir
+                        .clone()
+                        .unwrap_or_else(|| data_dir.join("mailbox"))
+                })
+            };
             let emporium::Up {
                 running: shop,
                 notices,
@@ -239,6 +248,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             for (service, kind, addr) in shop.addresses() {
                 println!("  {service:<12} {kind:<5} {addr}");
+            }
+            if let Some(mailbox) = mailbox {
+                println!(
+                    "  mailbox      {} (each email as an .eml file)",
+                    mailbox.display()
+                );
             }
             for notice in &notices {
                 println!("  {notice}");
