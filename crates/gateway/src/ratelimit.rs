@@ -105,29 +105,3 @@ pub(crate) fn with_limit_headers(mut response: Response, decision: Option<Decisi
     }
     response
 }
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[tokio::test]
-    async fn a_window_allows_its_limit_then_refuses_until_it_ends() {
-        let window = Duration::from_millis(300);
-        let limiter = Limiter::from_url(&Secret::new("memory://"), "t", window)
-            .await
-            .unwrap();
-        for n in 1..=3u32 {
-            let decision = limiter.hit("a", 3).await;
-            assert!(decision.allowed);
-            assert_eq!(decision.remaining, 3 - n);
-        }
-        let refused = limiter.hit("a", 3).await;
-        assert!(!refused.allowed);
-        assert_eq!(refused.remaining, 0);
-        assert!(refused.reset <= window);
-        assert!(limiter.hit("b", 3).await.allowed, "keys are apart");
-        tokio::time::sleep(window + Duration::from_millis(20)).await;
-        assert!(limiter.hit("a", 3).await.allowed, "a new window");
-    }
-}

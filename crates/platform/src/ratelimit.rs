@@ -232,4 +232,24 @@ mod tests {
         windows.clear("a");
         assert_eq!(windows.peek("a").0, 0);
     }
+
+    #[tokio::test]
+    async fn a_window_allows_its_limit_then_refuses_until_it_ends() {
+        let window = Duration::from_millis(300);
+        let limiter = Limiter::from_url(&Secret::new("memory://"), "t", window, "test.limit")
+            .await
+            .unwrap();
+        for n in 1..=3u32 {
+            let decision = limiter.hit("a", 3).await;
+            assert!(decision.allowed);
+            assert_eq!(decision.remaining, 3 - n);
+        }
+        let refused = limiter.hit("a", 3).await;
+        assert!(!refused.allowed);
+        assert_eq!(refused.remaining, 0);
+        assert!(refused.reset <= window);
+        assert!(limiter.hit("b", 3).await.allowed, "keys are apart");
+        tokio::time::sleep(window + Duration::from_millis(20)).await;
+        assert!(limiter.hit("a", 3).await.allowed, "a new window");
+    }
 }

@@ -614,6 +614,15 @@ async fn call(
     )
 }
 
+/// Method, URI, token, body and the status expected.
+type Case<'a> = (
+    &'a str,
+    String,
+    Option<&'a str>,
+    Option<&'a str>,
+    StatusCode,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_refuses_bad_input_with_a_problem_and_writes_nothing() {
     let f = fixture(Backend::Sqlite).await.unwrap();
@@ -636,7 +645,7 @@ async fn every_route_refuses_bad_input_with_a_problem_and_writes_nothing() {
     .unwrap();
 
     let good = r#"{"to":"x@example.org","subject":"Hi","body":"Hello"}"#;
-    let cases: Vec<(&str, String, Option<&str>, Option<&str>, StatusCode)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/api/v1/notifications/send".into(),
