@@ -70,7 +70,17 @@ pub struct Up {
 
 /// The whole shop on embedded stores: every service, and the demo data on
 /// first start.
-pub async fn up(settings: Settings, seed: bool) -> anyhow::Result<Up> {
+pub async fn up(mut settings: Settings, seed: bool) -> anyhow::Result<Up> {
+    // The shop's one admin hears of low stock, unless staff are named.
+    let admin = settings
+        .section::<emporium_identity::IdentitySettings>()
+        .admin_email
+        .unwrap_or_else(|| emporium_identity::DEMO_ADMIN_EMAIL.to_owned());
+    settings.update_section::<emporium_notification::NotificationSettings>(|n| {
+        if n.staff_emails.is_empty() {
+            n.staff_emails = vec![admin];
+        }
+    });
     let issuer = emporium_identity::signing_issuer(&settings).await?;
     let running = service::start(settings, &services()).await?;
     let notices = if seed {

@@ -364,8 +364,11 @@ enum AdminPassword {
 
 /// Demo data: an admin with a generated password, handed over once, when
 /// the shop has none.
+/// The demo admin's address, when `identity.admin_email` names none.
+pub const DEMO_ADMIN_EMAIL: &str = "admin@emporium.local";
+
 async fn seed_admin(identity: &Identity, show: AdminPassword) -> anyhow::Result<Seeded> {
-    const EMAIL: &str = "admin@emporium.local";
+    const EMAIL: &str = DEMO_ADMIN_EMAIL;
     let mut bytes = [0u8; 18];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness"))?;
     let password = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);

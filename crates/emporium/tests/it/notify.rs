@@ -295,3 +295,79 @@ async fn an_event_delivered_twice_mails_once_and_an_admin_writes_to_anyone() {
     assert_eq!(all["total"], 1, "{all}");
     shop.stop().await;
 }
+
+/// An SMTP server that answers every connection with a refusal.
+async fn refusing_smtp() -> std::net::SocketAddr {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket
+                .write_all(b"554 5.7.1 relaying denied for this shop\r\n")
+                .await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_mail_server_leaves_the_message_failed_in_the_api_and_staff_hear_of_low_stock() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = shop_settings(dir.path());
+    let smtp = refusing_smtp().await;
+    settings.update_section::<emporium_notification::NotificationSettings>(|n| {
+        n.smtp_url = Some(emporium_platform::config::Secret::new(format!(
+            "smtp://{smtp}"
+        )));
+        n.retry_base_ms = 50;
+        n.max_attempts = 3;
+    });
+    let shop = TestShop::start_with(settings, dir).await;
+    let admin = shop.token(Role::Admin);
+    let (status, _, queued) = shop
+        .call(
+            Method::POST,
+            "/api/v1/notifications/send",
+            Some(&admin),
+            Some(json!({ "to": "ops@example.org", "subject": "Hello", "body": "Anyone there?" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let path = format!("/api/v1/notifications/{}", queued["id"].as_str().unwrap());
+    let failed = emporium_testkit::eventually(Duration::from_secs(15), || async {
+        let (_, _, record) = shop.call(Method::GET, &path, Some(&admin), None).await;
+        (record["status"] == "failed").then_some(record)
+    })
+    .await
+    .expect("the record ends failed");
+    assert_eq!(failed["attempts"], 3, "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("relaying denied"),
+        "{failed}"
+    );
+
+    // The demo stock holds SKUs below their threshold: their `stock.low`
+    // went to the shop's admin, the one staff member `up` knows, and
+    // failed here like every other message.
+    let (_, _, low) = shop
+        .call(
+            Method::GET,
+            "/api/v1/notifications?type=stock.low&per_page=100",
+            Some(&admin),
+            None,
+        )
+        .await;
+    let items = low["items"].as_array().unwrap();
+    assert!(!items.is_empty(), "{low}");
+    assert!(
+        items.iter().all(
+            |n| n["recipient"] == emporium_identity::DEMO_ADMIN_EMAIL && n["user_id"].is_null()
+        ),
+        "{low}"
+    );
+    shop.stop().await;
+}
