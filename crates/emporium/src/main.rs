@@ -243,22 +243,22 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 } else {
                     url
                 };
-                println!("  shop API     {url}/api/v1/products");
-                println!("  OpenAPI      {url}/api/v1/openapi.json");
+                println!("  shop API       {url}/api/v1/products");
+                println!("  OpenAPI        {url}/api/v1/openapi.json");
             }
             for (service, kind, addr) in shop.addresses() {
-                println!("  {service:<12} {kind:<5} {addr}");
+                println!("  {service:<14} {kind:<5} {addr}");
             }
             if let Some(mailbox) = mailbox {
                 println!(
-                    "  mailbox      {} (each email as an .eml file)",
+                    "  mailbox        {} (each email as an .eml file)",
                     mailbox.display()
                 );
             }
             for notice in &notices {
                 println!("  {notice}");
             }
-            println!("  dev token    emporium token --role admin");
+            println!("  dev token      emporium token --role admin");
             println!("Press Ctrl-C to stop.");
             stop.await;
             shop.stop(Duration::from_secs(15)).await;
