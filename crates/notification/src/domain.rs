@@ -95,9 +95,16 @@ pub fn email_address(raw: &str) -> Result<String, String> {
         .map_err(|_| "must be an email address".to_owned())
 }
 
-/// A phone number in E.164: `+` and 8 to 15 digits.
+/// A phone number in E.164: `+` and 8 to 15 digits, written with or
+/// without spaces, dashes, dots and parentheses (as identity keeps them).
+/// A national number (no `+`) is refused: its country is unknown.
 pub fn phone_number(raw: &str) -> Result<String, String> {
-    let digits = raw.trim().strip_prefix('+').unwrap_or("");
+    let compact: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !" -.()".contains(*c))
+        .collect();
+    let digits = compact.strip_prefix('+').unwrap_or("");
     let fits = (8..=15).contains(&digits.len())
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !digits.starts_with('0');
@@ -325,6 +332,10 @@ mod tests {
         }
         assert!(email_address(&format!("{}@example.org", "a".repeat(250))).is_err());
         assert_eq!(phone_number("+4915112345678").unwrap(), "+4915112345678");
+        assert_eq!(
+            phone_number("+49 (151) 1234-5678").unwrap(),
+            "+4915112345678"
+        );
         for bad in [
             "",
             "4915112345678",

@@ -57,7 +57,7 @@ async fn a_customer_is_mailed_once_at_each_step_of_an_order() {
             Method::POST,
             "/api/v1/users/register",
             None,
-            Some(json!({ "email": email, "password": "a long passphrase", "name": "Mila" })),
+            Some(json!({ "email": email, "password": "a long passphrase", "name": "Mila", "phone": "+49 151 1234 5678" })),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
@@ -131,7 +131,9 @@ async fn a_customer_is_mailed_once_at_each_step_of_an_order() {
         "one message a step; none for `processing`"
     );
 
-    // Her list holds those four, sent; nobody else's list holds them.
+    // Her list holds those four and, since she gave a phone number, an SMS
+    // when it shipped and one when it came; all sent. Nobody else's list
+    // holds them.
     let (status, _, mine) = shop
         .call(
             Method::GET,
@@ -141,8 +143,26 @@ async fn a_customer_is_mailed_once_at_each_step_of_an_order() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{mine}");
-    assert_eq!(mine["total"], 4, "{mine}");
+    assert_eq!(mine["total"], 6, "{mine}");
     let items = mine["items"].as_array().unwrap();
+    let mut texts: Vec<(&str, &str)> = items
+        .iter()
+        .filter(|n| n["channel"] == "sms")
+        .map(|n| {
+            (
+                n["type"].as_str().unwrap(),
+                n["recipient"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    texts.sort_unstable();
+    assert_eq!(
+        texts,
+        [
+            ("order.delivered", "+4915112345678"),
+            ("order.shipped", "+4915112345678")
+        ]
+    );
     assert!(
         items
             .iter()
@@ -194,7 +214,8 @@ async fn a_customer_is_mailed_once_at_each_step_of_an_order() {
             None,
         )
         .await;
-    assert_eq!(filtered["total"], 1, "{filtered}");
+    // By email and by SMS.
+    assert_eq!(filtered["total"], 2, "{filtered}");
 
     let sent = super::commerce::metric_sum(
         &shop.metrics("notification").await,
