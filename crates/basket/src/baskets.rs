@@ -356,12 +356,43 @@ impl Baskets {
         reason: &str,
         order_id: Option<&str>,
     ) -> Result<()> {
+        self.announce_cleared(txn, owner, reason, order_id).await?;
+        self.inner.store.delete(owner.as_str(), txn).await?;
+        Ok(())
+    }
+
+    /// Records `basket.cleared` in `txn`, and counts it.
+    pub(crate) async fn announce_cleared(
+        &self,
+        txn: &DatabaseTransaction,
+        owner: &Owner,
+        reason: &str,
+        order_id: Option<&str>,
+    ) -> Result<()> {
         let event: Envelope =
             events::cleared(owner, reason, order_id).map_err(BasketsError::Encode)?;
         self.inner.outbox.enqueue(txn, &event).await?;
-        self.inner.store.delete(owner.as_str(), txn).await?;
         metrics::counter!("baskets_cleared_total", "reason" => reason.to_owned()).increment(1);
         Ok(())
+    }
+
+    /// Takes what order `order_id` bought out of `owner`'s basket, once
+    /// however often asked (the basket remembers the order), by the same
+    /// compare-and-set as any change: what the customer added meanwhile
+    /// stays. Whether the basket is empty afterwards.
+    pub async fn settle(
+        &self,
+        owner: &Owner,
+        order_id: &str,
+        bought: &[(Uuid, i64)],
+    ) -> Result<bool> {
+        let basket = self
+            .change(owner, |basket, _| {
+                basket.settle(order_id, bought);
+                Ok(())
+            })
+            .await?;
+        Ok(basket.lines.is_empty())
     }
 
     pub(crate) fn wake(&self) {

@@ -107,11 +107,38 @@ impl std::fmt::Display for BasketError {
 pub struct Basket {
     pub lines: Vec<Line>,
     pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last orders whose lines were taken out, newest last: an order's
+    /// lines come out once, however often its event is delivered.
+    pub settled: Vec<String>,
 }
+
+/// How many settled orders a basket remembers.
+pub const SETTLED_KEPT: usize = 20;
 
 impl Basket {
     pub fn currency(&self) -> Option<Currency> {
         self.lines.first().map(|l| l.unit_price.currency)
+    }
+
+    /// Takes out what order `order_id` bought (product, quantity), once:
+    /// a line drops by the quantity ordered and goes when none is left, so
+    /// that what the customer added after checking out stays. False when
+    /// the order was taken out before.
+    pub fn settle(&mut self, order_id: &str, bought: &[(Uuid, i64)]) -> bool {
+        if self.settled.iter().any(|o| o == order_id) {
+            return false;
+        }
+        for (product, quantity) in bought {
+            if let Some(line) = self.lines.iter_mut().find(|l| l.product_id == *product) {
+                line.quantity -= quantity;
+            }
+        }
+        self.lines.retain(|l| l.quantity > 0);
+        self.settled.push(order_id.to_owned());
+        if self.settled.len() > SETTLED_KEPT {
+            self.settled.remove(0);
+        }
+        true
     }
 
     /// Adds `quantity` of `offer`, at its current price.
@@ -287,6 +314,8 @@ pub fn parse_quantity(input: &QuantityInput) -> Result<i64, Vec<FieldError>> {
 pub struct Stored {
     pub lines: Vec<StoredLine>,
     pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settled: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -313,6 +342,7 @@ impl From<&Basket> for Stored {
                 })
                 .collect(),
             updated_at: basket.updated_at,
+            settled: basket.settled.clone(),
         }
     }
 }
@@ -336,6 +366,7 @@ impl TryFrom<Stored> for Basket {
         Ok(Basket {
             lines,
             updated_at: stored.updated_at,
+            settled: stored.settled,
         })
     }
 }
@@ -352,6 +383,34 @@ mod tests {
             name: format!("Product {n}"),
             price: Money::parse(price, currency).unwrap(),
         }
+    }
+
+    #[test]
+    fn an_order_takes_out_what_it_bought_once() {
+        let mut basket = Basket::default();
+        basket.add(&offer(1, "1.00", "USD"), 3).unwrap();
+        basket.add(&offer(2, "1.00", "USD"), 1).unwrap();
+        let (one, two, three) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        assert!(basket.settle("o1", &[(one, 2), (two, 1), (three, 5)]));
+        let left: Vec<(Uuid, i64)> = basket
+            .lines
+            .iter()
+            .map(|l| (l.product_id, l.quantity))
+            .collect();
+        assert_eq!(left, [(one, 1)]);
+        assert!(!basket.settle("o1", &[(one, 1)]), "once per order");
+        assert_eq!(basket.lines.len(), 1);
+        for n in 0..SETTLED_KEPT + 5 {
+            basket.settle(&format!("x{n}"), &[]);
+        }
+        assert_eq!(basket.settled.len(), SETTLED_KEPT);
+        assert_eq!(basket.settled.last().map(String::as_str), Some("x24"));
+        let stored = Stored::from(&basket);
+        assert_eq!(
+            Basket::try_from(stored).unwrap(),
+            basket,
+            "kept with the basket"
+        );
     }
 
     #[test]

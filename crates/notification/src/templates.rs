@@ -288,6 +288,7 @@ pub fn sample(kind: &str) -> Value {
         "reservation_id": "0193a4b2-0000-7000-8000-000000000003",
         "payment_id": "0193a4b2-0000-7000-8000-000000000004",
         "reason": null,
+        "basket": true,
         "lines": [{ "product_id": "0193a4b2-0000-7000-8000-000000000005", "sku": "KIT-002", "quantity": 2, "unit_minor": 2_495 }],
     });
     let payment = json!({

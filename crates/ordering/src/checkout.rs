@@ -307,6 +307,7 @@ impl Orders {
             failure_reason: None,
             created_at: now,
             updated_at: now,
+            from_basket: checkout.items.is_none(),
         };
         let txn = db::begin_write(&self.inner.db).await?;
         store::insert(&txn, row.clone(), lines.clone()).await?;

@@ -23,8 +23,9 @@ struct LinePayload<'a> {
 }
 
 /// The `data` of every order event: the order after the change. The basket
-/// reads `user_id` of `order.confirmed`; inventory reads `reservation_id`
-/// of `order.cancelled`.
+/// reads `user_id`, `basket` and `lines` of `order.confirmed` (to take the
+/// ordered lines out of a basket checked out); inventory reads
+/// `reservation_id` of `order.cancelled`.
 #[derive(Serialize)]
 struct OrderPayload<'a> {
     order_id: &'a str,
@@ -35,6 +36,9 @@ struct OrderPayload<'a> {
     reservation_id: Option<&'a str>,
     payment_id: Option<&'a str>,
     reason: Option<&'a str>,
+    /// Whether the customer's basket was checked out (else items named in
+    /// the request: a "buy now" that leaves the basket alone).
+    basket: bool,
     lines: Vec<LinePayload<'a>>,
 }
 
@@ -48,6 +52,7 @@ pub fn order(kind: &str, row: &OrderRow, lines: &[LineRow]) -> Result<Envelope, 
         reservation_id: row.reservation_id.as_deref(),
         payment_id: row.payment_id.as_deref(),
         reason: row.failure_reason.as_deref(),
+        basket: row.from_basket,
         lines: lines
             .iter()
             .map(|l| LinePayload {

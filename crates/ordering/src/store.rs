@@ -28,6 +28,8 @@ pub mod order {
         pub failure_reason: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// Checked out from the basket (not items named in the request).
+        pub from_basket: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -78,6 +80,7 @@ pub async fn insert<C: ConnectionTrait>(
         failure_reason: Set(row.failure_reason),
         created_at: Set(row.created_at),
         updated_at: Set(row.updated_at),
+        from_basket: Set(row.from_basket),
     })
     .exec_without_returning(conn)
     .await?;

@@ -72,6 +72,7 @@ fn basket(lines: Vec<StoredLine>) -> Stored {
     Stored {
         lines,
         updated_at: Some(chrono::Utc::now()),
+        settled: Vec::new(),
     }
 }
 

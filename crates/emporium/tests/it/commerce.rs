@@ -724,43 +724,39 @@ async fn concurrent_adds_to_one_basket_lose_nothing_on_redis() {
     shop.stop().await;
 }
 
-/// `order.confirmed` empties the buyer's basket once, however often it comes.
+/// `order.confirmed` takes the ordered lines out of the buyer's basket
+/// once, however often it comes, and leaves what was added after the
+/// checkout; an order of named items leaves the basket alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_confirmed_order_empties_the_basket_once() {
+async fn a_confirmed_order_takes_its_lines_out_of_the_basket_once() {
     use emporium_platform::bus::Envelope;
     let shop = TestShop::start().await;
     let ada = shop
         .issuer
         .mint("ada", Role::Customer, Duration::from_secs(300))
         .unwrap();
-    let items = products(&shop, 2).await;
-    let add = |product: String| {
+    let items = products(&shop, 3).await;
+    let (a, b, c) = (items[0].0.clone(), items[1].0.clone(), items[2].0.clone());
+    let add = |product: &str, quantity: i64| {
         let (http, url, token) = (
             shop.http.clone(),
             shop.url("/api/v1/baskets/ada/items"),
             ada.clone(),
         );
+        let body = json!({ "product_id": product, "quantity": quantity });
         async move {
             let response = http
                 .post(url)
                 .bearer_auth(token)
-                .json(&json!({ "product_id": product }))
+                .json(&body)
                 .send()
                 .await
                 .unwrap();
             assert_eq!(response.status(), StatusCode::OK);
         }
     };
-    add(items[0].0.clone()).await;
-    let confirmed = Envelope::new(
-        "order.confirmed",
-        "emporium.ordering",
-        "orders/1",
-        json!({ "order_id": "1", "user_id": "ada" }),
-    );
-    let transport = shop.shop.as_ref().unwrap().runtime.transport.clone();
-    transport.publish(&confirmed).await.unwrap();
-    let count = |shop: &TestShop| {
+    // (product, quantity) of each line.
+    let lines = |shop: &TestShop| {
         let (http, url, token) = (
             shop.http.clone(),
             shop.url("/api/v1/baskets/ada"),
@@ -776,24 +772,28 @@ async fn a_confirmed_order_empties_the_basket_once() {
                 .json()
                 .await
                 .unwrap();
-            body["item_count"].as_i64().unwrap()
+            let mut lines: Vec<(String, i64)> = body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    (
+                        i["product_id"].as_str().unwrap().to_owned(),
+                        i["quantity"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            lines.sort();
+            lines
         }
     };
-    let emptied = emporium_testkit::eventually(Duration::from_secs(10), || {
-        let probe = count(&shop);
-        async move { (probe.await == 0).then_some(()) }
-    })
-    .await;
-    assert!(
-        emptied.is_some(),
-        "order.confirmed did not empty the basket"
-    );
-    // The same event again does not empty what was added since. That it
-    // was delivered is shown first: the basket's consumer counts it.
-    add(items[1].0.clone()).await;
-    let basket = shop.shop.as_ref().unwrap().url("basket").unwrap();
+    let sorted = |mut v: Vec<(String, i64)>| {
+        v.sort();
+        v
+    };
+    let basket_url = shop.shop.as_ref().unwrap().url("basket").unwrap();
     let consumed = || {
-        let url = format!("{basket}/metrics");
+        let url = format!("{basket_url}/metrics");
         async move {
             let text = reqwest::get(url).await.unwrap().text().await.unwrap();
             metric_sum(
@@ -807,19 +807,164 @@ async fn a_confirmed_order_empties_the_basket_once() {
             )
         }
     };
-    let before = consumed().await;
-    transport.publish(&confirmed).await.unwrap();
-    let delivered = emporium_testkit::eventually(Duration::from_secs(10), || {
-        let probe = consumed();
-        async move { (probe.await > before).then_some(()) }
-    })
-    .await;
-    assert!(delivered.is_some(), "the repeated event was delivered");
-    assert_eq!(count(&shop).await, 1);
+    let transport = shop.shop.as_ref().unwrap().runtime.transport.clone();
+    // Publishes `envelope` and waits until the basket has handled it.
+    let deliver = |envelope: Envelope| {
+        let transport = transport.clone();
+        async move {
+            let before = consumed().await;
+            transport.publish(&envelope).await.unwrap();
+            let handled = emporium_testkit::eventually(Duration::from_secs(10), || {
+                let probe = consumed();
+                async move { (probe.await > before).then_some(()) }
+            })
+            .await;
+            assert!(handled.is_some(), "{} was delivered", envelope.id);
+        }
+    };
+    let confirmed = |order: &str, basket: bool, bought: &[(&str, i64)]| {
+        let lines: Vec<Value> = bought
+            .iter()
+            .map(|(p, q)| json!({ "product_id": p, "sku": "X", "quantity": q, "unit_minor": 100 }))
+            .collect();
+        Envelope::new(
+            "order.confirmed",
+            "emporium.ordering",
+            format!("orders/{order}"),
+            json!({ "order_id": order, "user_id": "ada", "status": "confirmed", "basket": basket, "lines": lines }),
+        )
+    };
+
+    // Ada checks out 2 of A and her B; before the confirmation comes she
+    // adds a third A and a C. The confirmation takes only what it bought.
+    add(&a, 2).await;
+    add(&b, 1).await;
+    let first = confirmed("order-1", true, &[(&a, 2), (&b, 1)]);
+    add(&a, 1).await;
+    add(&c, 1).await;
+    deliver(first.clone()).await;
+    let after = sorted(vec![(a.clone(), 1), (c.clone(), 1)]);
+    assert_eq!(lines(&shop).await, after);
+    // The same event again, and the same order in another event: nothing.
+    deliver(first).await;
+    deliver(confirmed("order-1", true, &[(&a, 2), (&b, 1)])).await;
+    assert_eq!(lines(&shop).await, after);
+    // A "buy now" of named items leaves the basket as it is.
+    deliver(confirmed("order-2", false, &[(&a, 1), (&c, 1)])).await;
+    assert_eq!(lines(&shop).await, after);
+    assert_eq!(
+        outbox_rows(shop._dir.path(), "basket", "basket.cleared", "baskets/ada").await,
+        0,
+        "not emptied"
+    );
+    // An order of all that is left empties it, and says so once.
+    deliver(confirmed("order-3", true, &[(&a, 1), (&c, 1)])).await;
+    assert!(lines(&shop).await.is_empty());
     assert_eq!(
         outbox_rows(shop._dir.path(), "basket", "basket.cleared", "baskets/ada").await,
         1
     );
+    shop.stop().await;
+}
+
+/// The loop of the issue: add one item, order it, again and again, through
+/// the real checkout; and a "buy now" of named items beside a full basket.
+/// No order finds the basket empty, and the basket keeps what was not
+/// ordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordering_in_a_loop_never_finds_the_basket_emptied_by_the_last_order() {
+    let shop = TestShop::start().await;
+    let me = "looper";
+    let token = shop
+        .issuer
+        .mint(me, Role::Customer, Duration::from_secs(600))
+        .unwrap();
+    let items = products(&shop, 2).await;
+    // Enough of the first for every round.
+    let sku = shop
+        .get(&format!("/api/v1/products/{}", items[0].0))
+        .await
+        .1["sku"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _, adjusted) = shop
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/inventory/adjust",
+            Some(&shop.token(Role::Admin)),
+            Some(json!({ "sku": sku, "warehouse": "east", "delta": 50, "reason": "test stock" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{adjusted}");
+    let add = |product: &str| {
+        shop.http
+            .post(shop.url(&format!("/api/v1/baskets/{me}/items")))
+            .bearer_auth(&token)
+            .json(&json!({ "product_id": product, "quantity": 1 }))
+            .send()
+    };
+    for round in 0..12 {
+        assert_eq!(add(&items[0].0).await.unwrap().status(), StatusCode::OK);
+        let response = shop
+            .http
+            .post(shop.url("/api/v1/orders"))
+            .bearer_auth(&token)
+            .json(&json!({ "card_number": "4242424242424242" }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "round {round}: {body}");
+        assert_eq!(body["status"], "confirmed", "round {round}: {body}");
+    }
+    // A buy-now beside a basket: the basket keeps its line.
+    assert_eq!(add(&items[1].0).await.unwrap().status(), StatusCode::OK);
+    let settled = emporium_testkit::eventually(Duration::from_secs(10), || async {
+        let body: Value = shop
+            .http
+            .get(shop.url(&format!("/api/v1/baskets/{me}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (body["item_count"] == 1).then_some(body)
+    })
+    .await;
+    assert!(
+        settled.is_some(),
+        "the loop's orders took their lines, not the new one"
+    );
+    let response = shop
+        .http
+        .post(shop.url("/api/v1/orders"))
+        .bearer_auth(&token)
+        .json(&json!({ "items": [{ "product_id": items[0].0, "quantity": 1 }], "card_number": "4242424242424242" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let body: Value = shop
+        .http
+        .get(shop.url(&format!("/api/v1/baskets/{me}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["items"][0]["product_id"],
+        items[1].0.as_str(),
+        "{body}"
+    );
+    assert_eq!(body["item_count"], 1, "{body}");
     shop.stop().await;
 }
 

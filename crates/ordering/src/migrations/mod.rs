@@ -4,6 +4,7 @@
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261124_000001_orders;
+mod m20261202_000001_from_basket;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(emporium_platform::bus::OutboxMigration),
             Box::new(emporium_platform::idempotency::IdempotencyMigration),
             Box::new(m20261124_000001_orders::Migration),
+            Box::new(m20261202_000001_from_basket::Migration),
         ]
     }
 }

@@ -209,6 +209,7 @@ fn row(id: &str, user: &str, step: &str, age_secs: i64) -> OrderRow {
         failure_reason: None,
         created_at: at,
         updated_at: at,
+        from_basket: true,
     }
 }
 
