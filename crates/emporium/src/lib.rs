@@ -70,7 +70,16 @@ pub struct Up {
 
 /// The whole shop on embedded stores: every service, and the demo data on
 /// first start.
-pub async fn up(mut settings: Settings, seed: bool) -> anyhow::Result<Up> {
+pub async fn up(settings: Settings, seed: bool) -> anyhow::Result<Up> {
+    up_reporting(settings, seed, &|_, _| {}).await
+}
+
+/// As [`up`], telling `report` of each service once it listens.
+pub async fn up_reporting(
+    mut settings: Settings,
+    seed: bool,
+    report: &(dyn Fn(&emporium_platform::Started, std::time::Duration) + Sync),
+) -> anyhow::Result<Up> {
     // The shop's one admin hears of low stock, unless staff are named.
     let admin = settings
         .section::<emporium_identity::IdentitySettings>()
@@ -82,7 +91,7 @@ pub async fn up(mut settings: Settings, seed: bool) -> anyhow::Result<Up> {
         }
     });
     let issuer = emporium_identity::signing_issuer(&settings).await?;
-    let running = service::start(settings, &services()).await?;
+    let running = service::start_reporting(settings, &services(), report).await?;
     let notices = if seed {
         // The settings the services run with: they hold the secrets made
         // at start, with which past orders go through the checkout.

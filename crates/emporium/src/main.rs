@@ -27,6 +27,11 @@ struct Cli {
     /// `json`, `pretty`, or `auto`: pretty on a terminal, JSON otherwise.
     #[arg(long, global = true, value_parser = ["auto", "json", "pretty"])]
     log_format: Option<String>,
+    /// What to log: `info`, `debug`, `warn`, or a filter such as
+    /// `info,catalog=debug`. On a terminal `up` shows only warnings and a
+    /// line per service unless this is given.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -100,6 +105,9 @@ fn settings(cli: &Cli, lone: Option<&'static str>) -> Result<Settings, config::C
             .overrides
             .push((key.trim().to_owned(), value.to_owned()));
     }
+    if let Some(level) = &cli.log_level {
+        sources.overrides.push(("log.level".into(), level.clone()));
+    }
     if let Some(format) = &cli.log_format {
         sources
             .overrides
@@ -141,7 +149,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, settings)) {
+    // A level chosen anywhere (flag, variable, file) keeps every line.
+    let level_chosen = cli.log_level.is_some()
+        || std::env::var_os("LOG_LEVEL").is_some()
+        || std::env::var_os("EMPORIUM__LOG__LEVEL").is_some()
+        || settings.log.level != emporium_platform::config::LogSettings::default().level;
+    match runtime.block_on(run(cli.command, settings, level_chosen)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -150,7 +163,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+async fn run(command: Command, mut settings: Settings, level_chosen: bool) -> anyhow::Result<()> {
     match command {
         Command::Config { .. } => {
             print!("{}", settings.to_masked_toml());
@@ -209,6 +222,14 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Up { no_seed } => {
             let started = Instant::now();
+            // On a terminal, a line per service instead of every log line.
+            let quiet = !level_chosen
+                && settings.log.format != emporium_platform::config::LogFormat::Json
+                && std::io::IsTerminal::is_terminal(&std::io::stdout());
+            if quiet {
+                settings.log.level = "warn".into();
+                println!("Starting Emporium (every log line: --log-level info)");
+            }
             let _telemetry = emporium_platform::telemetry::init(&settings, "emporium")?;
             let stop = emporium_platform::shutdown::signals()?;
             let data_dir = std::path::absolute(&settings.data_dir)?;
@@ -229,7 +250,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 running: shop,
                 notices,
                 ..
-            } = emporium::up(settings, !no_seed).await?;
+            } = emporium::up_reporting(settings, !no_seed, &|service, after| {
+                if quiet {
+                    println!("  {:<14} up after {} ms", service.name, after.as_millis());
+                }
+            })
+            .await?;
             let ready = started.elapsed();
             println!();
             println!(

@@ -137,9 +137,6 @@ impl Runtime {
     pub async fn new(settings: Settings) -> anyhow::Result<Self> {
         let transport = bus::transport_from_settings(&settings.bus)?;
         let verifier = Verifier::from_settings(&settings.auth).await?;
-        if settings.auth.jwks_file.is_none() && settings.auth.jwks_url.is_none() {
-            tracing::warn!("no auth.jwks_url or auth.jwks_file: every token will be refused");
-        }
         Ok(Self {
             settings: Arc::new(settings),
             transport,
@@ -276,10 +273,25 @@ impl Running {
 
 /// Starts `definitions` in order on one runtime. If one fails to start, the
 /// ones already running are stopped.
-pub async fn start(mut settings: Settings, definitions: &[Definition]) -> anyhow::Result<Running> {
+pub async fn start(settings: Settings, definitions: &[Definition]) -> anyhow::Result<Running> {
+    start_reporting(settings, definitions, &|_, _| {}).await
+}
+
+/// As [`start`], telling `report` of each service once it listens, with
+/// the time since the start began.
+pub async fn start_reporting(
+    mut settings: Settings,
+    definitions: &[Definition],
+    report: &(dyn Fn(&Started, Duration) + Sync),
+) -> anyhow::Result<Running> {
     crate::install_crypto();
-    if definitions.iter().any(|d| d.name == "identity") {
+    let began = std::time::Instant::now();
+    let identity_here = definitions.iter().any(|d| d.name == "identity");
+    if identity_here {
         invent_service_secrets(&mut settings, definitions)?;
+    } else if settings.auth.jwks_file.is_none() && settings.auth.jwks_url.is_none() {
+        // With identity in the process its keys are known directly.
+        tracing::warn!("no auth.jwks_url or auth.jwks_file: every token will be refused");
     }
     crate::telemetry::metrics_handle();
     let runtime = Runtime::new(settings).await?;
@@ -289,6 +301,7 @@ pub async fn start(mut settings: Settings, definitions: &[Definition]) -> anyhow
         match (definition.start)(runtime.clone(), local).await {
             Ok(service) => {
                 tracing::info!(service = service.name, http = %service.http_addr, grpc = ?service.grpc_addr, "service listening");
+                report(&service, began.elapsed());
                 started.push(service);
             }
             Err(e) => {
