@@ -314,10 +314,14 @@ impl Identity {
     }
 
     async fn create(&self, registration: &Registration, role: Role) -> Result<User> {
+        self.create_as(UserId::new(), registration, role).await
+    }
+
+    async fn create_as(&self, id: UserId, registration: &Registration, role: Role) -> Result<User> {
         let hash = self.passwords.hash(&registration.password).await?;
         let now = Utc::now();
         let row = UserRow {
-            id: UserId::new().to_string(),
+            id: id.to_string(),
             email: registration.email.as_str().to_owned(),
             password_hash: hash,
             name: registration.name.clone(),
@@ -366,6 +370,32 @@ impl Identity {
             phone: None,
         };
         self.create(&registration, Role::Admin).await.map(Some)
+    }
+
+    /// Makes the demo customer of `emporium up` (who owns the seeded past
+    /// orders) when there is none yet; `None` when they exist.
+    pub async fn ensure_demo_customer(&self, password: &str) -> Result<Option<User>> {
+        use emporium_platform::demo;
+        if store::find_user(&self.db, demo::CUSTOMER_ID)
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let corrupt = |reason: String| IdentityError::Corrupt {
+            id: demo::CUSTOMER_ID.to_owned(),
+            reason,
+        };
+        let id = UserId::parse(demo::CUSTOMER_ID).map_err(corrupt)?;
+        let registration = Registration {
+            email: Email::parse(demo::CUSTOMER_EMAIL).map_err(corrupt)?,
+            password: password.to_owned(),
+            name: demo::CUSTOMER_NAME.into(),
+            phone: None,
+        };
+        self.create_as(id, &registration, Role::Customer)
+            .await
+            .map(Some)
     }
 
     /// Checks the password and opens a session. Unknown email, wrong

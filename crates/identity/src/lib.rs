@@ -174,7 +174,19 @@ pub fn definition() -> Definition {
                 } else {
                     AdminPassword::File(settings.data_dir.join("identity-admin-password"))
                 };
-                seed_admin(&identity, show).await
+                let mut seeded = seed_admin(&identity, show).await?;
+                // The demo customer who owns `up`'s past orders.
+                if local.iter().any(|s| s.name == NAME) {
+                    let customer = seed_demo_customer(&identity).await?;
+                    seeded.records += customer.records;
+                    if let Some(line) = customer.notice {
+                        seeded.notice = Some(match seeded.notice {
+                            Some(admin) => format!("{admin}\n  {line}"),
+                            None => line,
+                        });
+                    }
+                }
+                Ok(seeded)
             })
         }),
     }
@@ -364,6 +376,24 @@ enum AdminPassword {
 
 /// Demo data: an admin with a generated password, handed over once, when
 /// the shop has none.
+/// The demo customer of `emporium up`, with a password made and shown once.
+async fn seed_demo_customer(identity: &Identity) -> anyhow::Result<Seeded> {
+    let mut bytes = [0u8; 12];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let password = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+    match identity.ensure_demo_customer(&password).await {
+        Ok(Some(_)) => Ok(Seeded {
+            records: 1,
+            notice: Some(format!(
+                "shopper        {} / {password}  (owns the demo orders; shown once)",
+                emporium_platform::demo::CUSTOMER_EMAIL
+            )),
+        }),
+        Ok(None) => Ok(Seeded::default()),
+        Err(e) => Err(anyhow::anyhow!("cannot create the demo customer: {e}")),
+    }
+}
+
 /// The demo admin's address, when `identity.admin_email` names none.
 pub const DEMO_ADMIN_EMAIL: &str = "admin@emporium.local";
 

@@ -194,7 +194,9 @@ async fn seed(settings: &Settings, local: &[Started]) -> anyhow::Result<Seeded> 
             items: Some(items),
             card_number: "4242424242424242".into(),
         };
-        let order = orders.checkout("demo-customer", &checkout).await?;
+        let order = orders
+            .checkout(emporium_platform::demo::CUSTOMER_ID, &checkout)
+            .await?;
         let id = uuid::Uuid::parse_str(&order.id)?;
         let steps: &[domain::Status] = match index {
             0 => &[

@@ -5,6 +5,7 @@ pub mod bus;
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod grpc;
 pub mod http;

@@ -59,7 +59,11 @@ async fn the_seeded_orders_teach_also_bought_through_the_gateway() {
     // the best sellers.
     let demo = shop
         .issuer
-        .mint("demo-customer", Role::Customer, Duration::from_secs(300))
+        .mint(
+            emporium_platform::demo::CUSTOMER_ID,
+            Role::Customer,
+            Duration::from_secs(300),
+        )
         .unwrap();
     let (status, _, mine) = shop
         .call(Method::GET, "/api/v1/recommendations/me", Some(&demo), None)
@@ -162,5 +166,51 @@ async fn the_seeded_orders_teach_also_bought_through_the_gateway() {
     ] {
         assert!(metrics.contains(name), "{name} missing");
     }
+    shop.stop().await;
+}
+
+/// The seeded orders belong to a shopper who can sign in with the password
+/// `up` printed once, and see them, and their messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shopper_signs_in_and_finds_the_seeded_orders() {
+    let shop = TestShop::start().await;
+    let line = shop
+        .notices
+        .iter()
+        .flat_map(|n| n.lines())
+        .find(|l| l.trim_start().starts_with("shopper"))
+        .expect("the shopper's line")
+        .to_owned();
+    let mut words = line.split_whitespace().skip(1);
+    let email = words.next().unwrap();
+    assert_eq!(email, emporium_platform::demo::CUSTOMER_EMAIL);
+    assert_eq!(words.next(), Some("/"));
+    let password = words.next().unwrap();
+    let session = crate::login(&shop, email, password).await;
+    assert_eq!(
+        session["user"]["id"],
+        emporium_platform::demo::CUSTOMER_ID,
+        "{session}"
+    );
+    let token = session["access_token"].as_str().unwrap();
+    let (status, _, orders) = shop
+        .call(Method::GET, "/api/v1/orders", Some(token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{orders}");
+    assert_eq!(orders["total"], 3, "{orders}");
+    // Their order mails reached the mailbox under their own name.
+    let mail = emporium_testkit::eventually(Duration::from_secs(10), || async {
+        let (_, _, mine) = shop
+            .call(
+                Method::GET,
+                "/api/v1/notifications?type=order.confirmed",
+                Some(token),
+                None,
+            )
+            .await;
+        (mine["total"] == 3).then_some(mine)
+    })
+    .await;
+    assert!(mail.is_some(), "three confirmations for the three orders");
     shop.stop().await;
 }
