@@ -44,6 +44,15 @@ pub const ADMISSION: Admission = &[
         "/emporium.catalog.v1.Catalog/DeleteProduct",
         Callers::Services(WRITERS),
     ),
+    // The storefront's shelves: lists and search.
+    (
+        "/emporium.catalog.v1.Catalog/ListProducts",
+        Callers::Services(WRITERS),
+    ),
+    (
+        "/emporium.catalog.v1.Catalog/ListCategories",
+        Callers::Services(WRITERS),
+    ),
 ];
 
 pub struct CatalogGrpc {
@@ -160,5 +169,49 @@ impl pb::catalog_server::Catalog for CatalogGrpc {
         let id = id(&request.get_ref().id)?;
         self.catalog.delete(id).await.map_err(Problem::from)?;
         Ok(Response::new(pb::DeleteProductResponse {}))
+    }
+
+    async fn list_products(
+        &self,
+        request: Request<pb::ListProductsRequest>,
+    ) -> Result<Response<pb::ListProductsResponse>, Status> {
+        let ask = request.into_inner();
+        let text = |value: String| (!value.is_empty()).then_some(value);
+        let number = |value: u32| (value > 0).then(|| value.to_string());
+        let query = crate::http::ListParams {
+            page: number(ask.page),
+            per_page: number(ask.per_page),
+            category: text(ask.category),
+            q: text(ask.q),
+            min_price: text(ask.min_price),
+            max_price: text(ask.max_price),
+            currency: text(ask.currency),
+            sort: text(ask.sort),
+        }
+        .parse()?;
+        let page = self.catalog.list(&query).await.map_err(Problem::from)?;
+        Ok(Response::new(pb::ListProductsResponse {
+            items: page.items.into_iter().map(to_pb).collect(),
+            page: page.page,
+            per_page: page.per_page,
+            total: page.total,
+        }))
+    }
+
+    async fn list_categories(
+        &self,
+        _request: Request<pb::ListCategoriesRequest>,
+    ) -> Result<Response<pb::ListCategoriesResponse>, Status> {
+        let categories = self.catalog.categories().await.map_err(Problem::from)?;
+        Ok(Response::new(pb::ListCategoriesResponse {
+            categories: categories
+                .into_iter()
+                .map(|c| pb::Category {
+                    slug: c.slug,
+                    name: c.name,
+                    product_count: c.product_count,
+                })
+                .collect(),
+        }))
     }
 }

@@ -118,14 +118,14 @@ pub fn router(state: AppState, image_limit: usize) -> Router {
 /// List parameters as text, so that each bad one gets its own message.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListParams {
-    page: Option<String>,
-    per_page: Option<String>,
-    category: Option<String>,
-    q: Option<String>,
-    min_price: Option<String>,
-    max_price: Option<String>,
-    currency: Option<String>,
-    sort: Option<String>,
+    pub(crate) page: Option<String>,
+    pub(crate) per_page: Option<String>,
+    pub(crate) category: Option<String>,
+    pub(crate) q: Option<String>,
+    pub(crate) min_price: Option<String>,
+    pub(crate) max_price: Option<String>,
+    pub(crate) currency: Option<String>,
+    pub(crate) sort: Option<String>,
 }
 
 fn bad(field: &str, message: impl Into<String>) -> Problem {

@@ -21,6 +21,7 @@ pub fn services() -> Vec<Definition> {
         emporium_ordering::definition(),
         emporium_recommendation::definition(),
         emporium_notification::definition(),
+        emporium_storefront::definition(),
         emporium_gateway::definition(),
     ]
 }

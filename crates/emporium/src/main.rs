@@ -269,6 +269,7 @@ async fn run(command: Command, mut settings: Settings, level_chosen: bool) -> an
                 } else {
                     url
                 };
+                println!("  shop           {url}/");
                 println!("  shop API       {url}/api/v1/products");
                 println!("  OpenAPI        {url}/api/v1/openapi.json");
             }

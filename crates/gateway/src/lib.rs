@@ -111,6 +111,7 @@ impl Section for GatewaySettings {
         "upstreams.ordering",
         "upstreams.recommendation",
         "upstreams.notification",
+        "upstreams.storefront",
     ];
     const PLAIN: Plain = Plain {
         http_port: true,

@@ -138,4 +138,9 @@ pub(crate) const ROUTES: &[Route] = &[
         "/api/v1/notifications/{id}",
         Policy::Customer,
     ),
+    // The shop's pages, at the root.
+    route("storefront", "/", Policy::Public),
+    route("storefront", "/products", Policy::Public),
+    route("storefront", "/products/{id}", Policy::Public),
+    route("storefront", "/static/{name}", Policy::Public),
 ];

@@ -16,6 +16,7 @@ mod notify;
 mod recommend;
 mod signin;
 mod sockets;
+mod storefront;
 mod trust;
 
 struct TestShop {

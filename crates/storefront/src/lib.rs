@@ -1,0 +1,98 @@
+//! The storefront: the shop's web pages, rendered on the server from what
+//! the services answer over their gRPC faces, with the storefront's own
+//! service token (decision 0024). Every page works without JavaScript.
+
+pub mod assets;
+pub mod pages;
+pub mod shelves;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use emporium_platform::config::{Plain, Section, SectionDef, Settings, loopback};
+use emporium_platform::grpc::{Peer, PeerPolicy, ServiceCredentials};
+use emporium_platform::service::Definition;
+use emporium_platform::{Runtime, Started};
+use serde::{Deserialize, Serialize};
+
+pub const NAME: &str = "storefront";
+
+/// The `[storefront]` section of the configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorefrontSettings {
+    pub http_addr: SocketAddr,
+    /// The longest wait for a service behind a page.
+    pub peer_deadline_ms: u64,
+}
+
+impl Default for StorefrontSettings {
+    fn default() -> Self {
+        Self {
+            http_addr: loopback(3000),
+            peer_deadline_ms: 2_000,
+        }
+    }
+}
+
+impl Section for StorefrontSettings {
+    const NAME: &'static str = NAME;
+    const PLAIN: Plain = Plain {
+        http_port: true,
+        ..Plain::NONE
+    };
+    fn on_free_ports(self) -> Self {
+        Self {
+            http_addr: loopback(0),
+            ..self
+        }
+    }
+}
+
+pub fn definition() -> Definition {
+    Definition {
+        name: NAME,
+        section: SectionDef::of::<StorefrontSettings>(),
+        start: |runtime, local| Box::pin(async move { start(&runtime, &local).await }),
+        migrate: |_| Box::pin(async { Ok(()) }),
+        seed: None,
+    }
+}
+
+/// The services the pages read, each with the storefront's token.
+fn shelves(settings: &Settings, local: &[Started]) -> anyhow::Result<shelves::Shelves> {
+    let own = settings.section::<StorefrontSettings>();
+    let policy = PeerPolicy {
+        deadline: Duration::from_millis(own.peer_deadline_ms.max(1)),
+        ..PeerPolicy::default()
+    };
+    let credentials = ServiceCredentials::for_service(settings, local, NAME)?;
+    let peer = |name: &'static str| Peer::of(name, settings, local, policy, &credentials);
+    Ok(shelves::Shelves {
+        catalog: peer("catalog")?,
+        inventory: peer("inventory")?,
+        recommendation: peer("recommendation")?,
+    })
+}
+
+pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Started> {
+    let settings = &runtime.settings;
+    let own = settings.section::<StorefrontSettings>();
+    let state = pages::AppState {
+        shelves: shelves(settings, local)?,
+        views: std::sync::Arc::new(views::Views::new()?),
+    };
+    let routes = pages::router(state);
+    let router = emporium_platform::http::finish_router(NAME, routes, Vec::new(), &settings.http);
+    let listener = emporium_platform::http::bind(own.http_addr, "storefront http").await?;
+    let http_addr = listener.local_addr()?;
+    runtime.serve(NAME, listener, router.clone());
+    Ok(Started {
+        name: NAME,
+        http_addr,
+        grpc_addr: None,
+        router,
+        checks: Vec::new(),
+    })
+}

@@ -1,0 +1,268 @@
+//! The pages: each asks the shelves, renders a template, and answers HTML,
+//! also when something is missing (a page that says so, never JSON or a
+//! blank page).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use emporium_proto::catalog::v1::ListProductsRequest;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::shelves::{Availability, Category, Missing, Shelves};
+use crate::views::Views;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub shelves: Shelves,
+    pub views: Arc<Views>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/products", get(products))
+        .route("/products/{id}", get(product))
+        .route("/static/{name}", get(crate::assets::serve))
+        .route(
+            "/openapi.json",
+            // Pages, not API: nothing for the shop's API document.
+            get(|| async {
+                axum::Json(json!({ "openapi": "3.1.0", "info": { "title": "Emporium storefront", "version": "1" }, "paths": {} }))
+            }),
+        )
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// What the search form sent, as text, kept to fill the form again.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub category: String,
+    #[serde(default)]
+    pub min_price: String,
+    #[serde(default)]
+    pub max_price: String,
+    #[serde(default)]
+    pub sort: String,
+    #[serde(default)]
+    pub page: String,
+}
+
+const SORTS: &[(&str, &str)] = &[
+    ("newest", "Newest"),
+    ("price", "Price, low to high"),
+    ("-price", "Price, high to low"),
+    ("name", "Name"),
+];
+
+fn html(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+impl AppState {
+    fn page(&self, status: StatusCode, template: &str, context: serde_json::Value) -> Response {
+        match self.views.render(template, context) {
+            Ok(body) => html(status, body),
+            Err(e) => {
+                tracing::error!(template, error = %e, "page did not render");
+                html(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "<!doctype html><title>Emporium</title><p>This page could not be shown. Please try again.</p>".into(),
+                )
+            }
+        }
+    }
+
+    fn problem(&self, categories: &[Category], missing: Missing) -> Response {
+        let (status, title, message) = match missing {
+            Missing::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Not found".to_owned(),
+                "There is no such page or product. It may have been taken off the shelves.".to_owned(),
+            ),
+            Missing::Unavailable(service) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Back in a moment".to_owned(),
+                format!("The shop's {service} is not answering right now. Please try again in a moment."),
+            ),
+            Missing::Refused(why) => (StatusCode::BAD_REQUEST, "That did not work".to_owned(), why),
+        };
+        self.page(
+            status,
+            "problem.html",
+            json!({ "title": title, "message": message, "categories": categories, "query": ListQuery::default() }),
+        )
+    }
+
+    /// The categories for the header; none when the catalog is away (the
+    /// page says what else is missing).
+    async fn categories(&self) -> Vec<Category> {
+        self.shelves.categories().await.unwrap_or_default()
+    }
+}
+
+async fn home(State(state): State<AppState>) -> Response {
+    let categories = match state.shelves.categories().await {
+        Ok(c) => c,
+        Err(missing) => return state.problem(&[], missing),
+    };
+    let ask = ListProductsRequest {
+        per_page: 8,
+        ..ListProductsRequest::default()
+    };
+    match state.shelves.list(ask).await {
+        Ok(shelf) => state.page(
+            StatusCode::OK,
+            "home.html",
+            json!({ "categories": categories, "featured": shelf.items, "total": shelf.total, "query": ListQuery::default() }),
+        ),
+        Err(missing) => state.problem(&categories, missing),
+    }
+}
+
+/// Words for a price in major units as a shopper types it: `12`, `12.5`.
+fn price_words(raw: &str) -> String {
+    raw.trim().to_owned()
+}
+
+async fn products(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let categories = state.categories().await;
+    let Ok(Query(query)) = query else {
+        return state.problem(
+            &categories,
+            Missing::Refused("The search could not be read; please use the form.".into()),
+        );
+    };
+    let page = match query.page.trim() {
+        "" => 1,
+        raw => match raw.parse::<u32>() {
+            Ok(n) if (1..=100_000).contains(&n) => n,
+            _ => {
+                return state.problem(
+                    &categories,
+                    Missing::Refused("The page number must be a whole number from 1.".into()),
+                );
+            }
+        },
+    };
+    let sort = match query.sort.as_str() {
+        "" | "newest" => "",
+        other => other,
+    };
+    let ask = ListProductsRequest {
+        category: query.category.trim().to_owned(),
+        q: query.q.clone(),
+        min_price: price_words(&query.min_price),
+        max_price: price_words(&query.max_price),
+        currency: String::new(),
+        sort: sort.to_owned(),
+        page,
+        per_page: 24,
+    };
+    let heading = match (
+        categories.iter().find(|c| c.slug == query.category),
+        query.q.trim(),
+    ) {
+        (_, q) if !q.is_empty() => format!("Results for “{q}”"),
+        (Some(c), _) => c.name.clone(),
+        _ => "All products".to_owned(),
+    };
+    // The link of another page keeps every other choice: percent-encoded
+    // values and `&amp;`, ready for an attribute as it is.
+    let mut link = String::from("/products?");
+    for (key, value) in [
+        ("q", &query.q),
+        ("category", &query.category),
+        ("min_price", &query.min_price),
+        ("max_price", &query.max_price),
+        ("sort", &query.sort),
+    ] {
+        if !value.is_empty() {
+            link.push_str(key);
+            link.push('=');
+            link.push_str(&crate::views::encode(value));
+            link.push_str("&amp;");
+        }
+    }
+    link.push_str("page=");
+    let (status, shelf, problem) = match state.shelves.list(ask).await {
+        Ok(shelf) => (StatusCode::OK, Some(shelf), None),
+        Err(Missing::Refused(why)) => (StatusCode::BAD_REQUEST, None, Some(explain(&why))),
+        Err(Missing::NotFound) => (StatusCode::OK, None, None),
+        Err(missing @ Missing::Unavailable(_)) => return state.problem(&categories, missing),
+    };
+    let pages = shelf.as_ref().map_or(1, |s| s.pages());
+    state.page(
+        status,
+        "products.html",
+        json!({
+            "heading": heading, "categories": categories, "query": query, "sorts": SORTS,
+            "shelf": shelf, "pages": pages, "page_link": link, "problem": problem,
+        }),
+    )
+}
+
+/// A catalog refusal in a shopper's words: which box to fix.
+fn explain(why: &str) -> String {
+    // The catalog names the parameter in backticks.
+    let field = why.split('`').nth(1).unwrap_or("");
+    match field {
+        "min_price" | "max_price" => {
+            "Prices are amounts like 12 or 12.50, the lowest no higher than the highest.".into()
+        }
+        "category" => "There is no such category.".into(),
+        "q" => "The search may be at most 200 characters.".into(),
+        "sort" => "Please choose an order from the list.".into(),
+        _ => format!("The search could not be run: {why}"),
+    }
+}
+
+async fn product(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let categories = state.categories().await;
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return state.problem(&categories, Missing::NotFound);
+    }
+    let card = match state.shelves.product(&id).await {
+        Ok(card) => card,
+        Err(missing) => return state.problem(&categories, missing),
+    };
+    let (availability, also) = tokio::join!(
+        state.shelves.availability(&card.sku),
+        state.shelves.also_bought(&card.id)
+    );
+    let (kind, text) = match availability {
+        Availability::InStock => ("in_stock", "In stock".to_owned()),
+        Availability::Few(n) => ("few", format!("Only {n} left")),
+        Availability::OutOfStock => ("out_of_stock", "Out of stock".to_owned()),
+        Availability::Unknown => ("unknown", "Stock unknown right now".to_owned()),
+    };
+    state.page(
+        StatusCode::OK,
+        "product.html",
+        json!({
+            "product": card, "stock": { "kind": kind, "text": text }, "also": also,
+            "categories": categories, "query": ListQuery::default(),
+        }),
+    )
+}
+
+async fn not_found(State(state): State<AppState>) -> Response {
+    let categories = state.categories().await;
+    state.problem(&categories, Missing::NotFound)
+}
