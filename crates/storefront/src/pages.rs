@@ -91,12 +91,15 @@ impl AppState {
             Missing::NotFound => (
                 StatusCode::NOT_FOUND,
                 "Not found".to_owned(),
-                "There is no such page or product. It may have been taken off the shelves.".to_owned(),
+                "There is no such page or product. It may have been taken off the shelves."
+                    .to_owned(),
             ),
             Missing::Unavailable(service) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Back in a moment".to_owned(),
-                format!("The shop's {service} is not answering right now. Please try again in a moment."),
+                format!(
+                    "The shop's {service} is not answering right now. Please try again in a moment."
+                ),
             ),
             Missing::Refused(why) => (StatusCode::BAD_REQUEST, "That did not work".to_owned(), why),
         };

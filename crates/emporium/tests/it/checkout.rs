@@ -864,13 +864,12 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
     let prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
     let env = |service: &str, extra: Vec<(String, String)>| {
         let mut env = vec![
-            (
-                "DATABASE_URL".to_owned(),
-                databases[service].url.expose().to_owned(),
-            ),
             ("REDIS_URL".to_owned(), redis.clone()),
             ("AMQP_URL".to_owned(), through(&broker, &amqp)),
         ];
+        if let Some(database) = databases.get(service) {
+            env.push(("DATABASE_URL".to_owned(), database.url.expose().to_owned()));
+        }
         if matches!(service, "basket" | "payment" | "ordering") {
             env.push((
                 format!("EMPORIUM__{}__REDIS_PREFIX", service.to_uppercase()),
@@ -900,7 +899,7 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
         ),
     ];
-    identity_env.extend(["basket", "ordering", "notification"].map(secret));
+    identity_env.extend(["basket", "ordering", "notification", "storefront"].map(secret));
     let identity = serve("identity", &env("identity", identity_env), dir.path()).await;
     let jwks = (
         "EMPORIUM__AUTH__JWKS_URL".to_owned(),
@@ -918,6 +917,7 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         "basket",
         "ordering",
         "recommendation",
+        "storefront",
     ] {
         let mut extra = vec![jwks.clone(), secret(service)];
         for (peer, process) in &served {
@@ -1119,6 +1119,20 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
     })
     .await;
     assert!(learnt.is_some(), "recommendation knows the product");
+    // The storefront, a process of its own, shows the shop through the
+    // gateway from the catalog's and inventory's gRPC faces.
+    let home = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(home.status(), StatusCode::OK);
+    assert!(home.text().await.unwrap().contains("Shop by category"));
+    let page = http
+        .get(format!("{base}/products/{product}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&sku), "the product page: {page}");
 
     // Through the real SMTP server: the welcome, and exactly one
     // confirmation, though two notification processes consume the queue.

@@ -29,7 +29,10 @@ fn links<'a>(page: &'a str, prefix: &str) -> Vec<&'a str> {
 async fn a_shopper_browses_searches_and_opens_a_product_in_plain_html() {
     let shop = TestShop::start().await;
     let (status, kind, home) = page(&shop, "/").await;
-    assert_eq!((status, kind.as_str()), (StatusCode::OK, "text/html; charset=utf-8"));
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::OK, "text/html; charset=utf-8")
+    );
     assert!(home.contains("Shop by category"), "{home}");
     let products = links(&home, "/products/");
     assert_eq!(products.len(), 8, "eight new products on the home page");
@@ -40,10 +43,20 @@ async fn a_shopper_browses_searches_and_opens_a_product_in_plain_html() {
     let sheet = links(&home, "/static/app.")[0].to_owned();
     let response = shop.http.get(shop.url(&sheet)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["content-type"], "text/css; charset=utf-8");
-    assert_eq!(response.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/css; charset=utf-8"
+    );
+    assert_eq!(
+        response.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
     let css = response.text().await.unwrap();
-    assert!(home.len() + css.len() < 60 * 1024, "home and its stylesheet: {} bytes", home.len() + css.len());
+    assert!(
+        home.len() + css.len() < 60 * 1024,
+        "home and its stylesheet: {} bytes",
+        home.len() + css.len()
+    );
 
     // Search, a category, a price band and a sort, each a plain GET form.
     let (status, _, found) = page(&shop, "/products?q=towel").await;
@@ -100,15 +113,43 @@ async fn bad_input_on_a_page_answers_a_page_with_a_message() {
     let shop = TestShop::start().await;
     let long = "x".repeat(201);
     for (path, expected, says) in [
-        ("/products?min_price=abc", StatusCode::BAD_REQUEST, "Prices are amounts"),
-        ("/products?min_price=50&max_price=10", StatusCode::BAD_REQUEST, "Prices are amounts"),
+        (
+            "/products?min_price=abc",
+            StatusCode::BAD_REQUEST,
+            "Prices are amounts",
+        ),
+        (
+            "/products?min_price=50&max_price=10",
+            StatusCode::BAD_REQUEST,
+            "Prices are amounts",
+        ),
         ("/products?page=0", StatusCode::BAD_REQUEST, "page number"),
         ("/products?page=%FF", StatusCode::BAD_REQUEST, "page number"),
-        ("/products?sort=%3Cscript%3E", StatusCode::BAD_REQUEST, "choose an order"),
-        (&format!("/products?q={long}"), StatusCode::BAD_REQUEST, "200 characters"),
-        ("/products?category=no%20such", StatusCode::BAD_REQUEST, "no such category"),
-        ("/products/not-a-uuid", StatusCode::NOT_FOUND, "no such page or product"),
-        ("/products/01a237ae-8def-77dd-b466-fb30a9b5b037", StatusCode::NOT_FOUND, "no such page or product"),
+        (
+            "/products?sort=%3Cscript%3E",
+            StatusCode::BAD_REQUEST,
+            "choose an order",
+        ),
+        (
+            &format!("/products?q={long}"),
+            StatusCode::BAD_REQUEST,
+            "200 characters",
+        ),
+        (
+            "/products?category=no%20such",
+            StatusCode::BAD_REQUEST,
+            "no such category",
+        ),
+        (
+            "/products/not-a-uuid",
+            StatusCode::NOT_FOUND,
+            "no such page or product",
+        ),
+        (
+            "/products/01a237ae-8def-77dd-b466-fb30a9b5b037",
+            StatusCode::NOT_FOUND,
+            "no such page or product",
+        ),
         ("/static/app.css", StatusCode::NOT_FOUND, "no such file"),
     ] {
         let (status, _, body) = page(&shop, path).await;
@@ -118,6 +159,9 @@ async fn bad_input_on_a_page_answers_a_page_with_a_message() {
     }
     // What was typed stays in the form, escaped.
     let (_, _, typed) = page(&shop, "/products?q=%22%3E%3Cb%3Elamp&min_price=abc").await;
-    assert!(typed.contains("value=\"&quot;&gt;&lt;b&gt;lamp\""), "{typed}");
+    assert!(
+        typed.contains("value=\"&quot;&gt;&lt;b&gt;lamp\""),
+        "{typed}"
+    );
     shop.stop().await;
 }

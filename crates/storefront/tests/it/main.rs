@@ -41,7 +41,10 @@ async fn every_page_says_in_html_that_the_shop_is_away() {
     for (path, expected) in [
         ("/", StatusCode::SERVICE_UNAVAILABLE),
         ("/products?q=lamp", StatusCode::SERVICE_UNAVAILABLE),
-        ("/products/01a237ae-8def-77dd-b466-fb30a9b5b037", StatusCode::SERVICE_UNAVAILABLE),
+        (
+            "/products/01a237ae-8def-77dd-b466-fb30a9b5b037",
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
         ("/products/not-an-id", StatusCode::NOT_FOUND),
         ("/products?page=0", StatusCode::BAD_REQUEST),
         ("/elsewhere", StatusCode::NOT_FOUND),
@@ -57,7 +60,9 @@ async fn every_page_says_in_html_that_the_shop_is_away() {
             "text/html; charset=utf-8",
             "{path}"
         );
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
         let page = String::from_utf8(bytes.to_vec()).unwrap();
         assert!(page.starts_with("<!doctype html>"), "{path}: {page}");
         if expected == StatusCode::SERVICE_UNAVAILABLE {
