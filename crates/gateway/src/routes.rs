@@ -134,4 +134,9 @@ pub(crate) const ROUTES: &[Route] = &[
     route("notification", "/api/v1/notifications", Policy::Customer),
     route("notification", "/api/v1/notifications/send", Policy::Admin),
     route("notification", "/api/v1/notifications/{id}", Policy::Customer),
+    // Live order status: a WebSocket handshake, joined to notification's
+    // socket once it answers 101 (see `websocket.rs`). Admitted here as any
+    // signed-in user; notification checks the token again, and keeps
+    // checking it for as long as the socket lives.
+    route("notification", "/ws", Policy::Customer),
 ];
