@@ -489,3 +489,69 @@ async fn a_silent_client_is_dropped_after_two_heartbeats_and_a_listening_one_is_
     assert_eq!(hub.open_sockets(), 1);
     stop.cancel();
 }
+
+/// The gateway in a runtime of its own, every upstream at `base` (only
+/// `/ws` is asked for here); its address and the runtime to stop.
+async fn gateway_before(
+    base: &str,
+    tokens: &emporium_testkit::Tokens,
+    dir: &std::path::Path,
+) -> (std::net::SocketAddr, emporium_platform::Runtime) {
+    let mut settings = shop_settings(dir);
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, tokens.issuer.jwks()).unwrap();
+    settings.auth.jwks_file = Some(jwks);
+    settings.update_section::<emporium_gateway::GatewaySettings>(|g| {
+        for name in emporium::names().into_iter().filter(|n| *n != "gateway") {
+            g.upstreams.insert(name.into(), vec![base.to_owned()]);
+        }
+    });
+    let runtime = emporium_platform::Runtime::new(settings).await.unwrap();
+    let local: Vec<emporium_platform::Started> = vec![];
+    let started = (emporium_gateway::definition().start)(runtime.clone(), local.into())
+        .await
+        .unwrap();
+    (started.http_addr, runtime)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_joins_sockets_to_a_notification_replica() {
+    let tokens = emporium_testkit::Tokens::new();
+    let stop = CancellationToken::new();
+    let (replica_url, hub) = replica(None, &tokens, socket_settings(), &stop).await;
+    let base = replica_url
+        .replacen("ws://", "http://", 1)
+        .trim_end_matches("/ws")
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, runtime) = gateway_before(&base, &tokens, dir.path()).await;
+    let gateway = format!("ws://{gateway}/ws");
+    let ada = someone("ada");
+    let token = tokens.user(&ada, Role::Customer);
+
+    let mut socket = open(&gateway, &token).await;
+    let joined = emporium_testkit::eventually(Duration::from_secs(5), || async {
+        (hub.open_sockets() == 1).then_some(())
+    })
+    .await;
+    assert!(joined.is_some());
+    let message = json!({ "id": "e1", "type": "order.shipped", "data": { "user_id": ada } });
+    hub.push(&ada, &message).await;
+    assert_eq!(next_message(&mut socket, Duration::from_secs(5)).await, message);
+
+    // The replica's refusals and close codes come back through the join.
+    let (status, kind, _) = refusal(offering(&gateway, None)).await;
+    assert_eq!((status, kind.as_str()), (401, "application/problem+json"));
+    let mut bad = open(&gateway, &token).await;
+    bad.send(Message::Text("hello".into())).await.unwrap();
+    assert_eq!(close_of(&mut bad, Duration::from_secs(5)).await.0, 1007);
+    let mut huge = open(&gateway, &token).await;
+    let _ = huge
+        .send(Message::Text("x".repeat(10 * 1024 * 1024).into()))
+        .await;
+    assert_eq!(close_of(&mut huge, Duration::from_secs(10)).await.0, 1009);
+    hub.push(&ada, &json!({ "id": "e2" })).await;
+    assert_eq!(next_message(&mut socket, Duration::from_secs(5)).await["id"], "e2");
+    runtime.stop(Duration::from_secs(2)).await;
+    stop.cancel();
+}
