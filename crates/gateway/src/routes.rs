@@ -133,7 +133,11 @@ pub(crate) const ROUTES: &[Route] = &[
     ),
     route("notification", "/api/v1/notifications", Policy::Customer),
     route("notification", "/api/v1/notifications/send", Policy::Admin),
-    route("notification", "/api/v1/notifications/{id}", Policy::Customer),
+    route(
+        "notification",
+        "/api/v1/notifications/{id}",
+        Policy::Customer,
+    ),
     // Live order status: a WebSocket handshake, joined to notification's
     // socket once it answers 101 (see `websocket.rs`). Admitted here as any
     // signed-in user; notification checks the token again, and keeps

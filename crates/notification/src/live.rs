@@ -34,9 +34,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -246,9 +246,7 @@ impl Hub {
 async fn subscribe(client: &redis::Client) -> redis::RedisResult<redis::aio::PubSub> {
     let mut pubsub = tokio::time::timeout(Duration::from_secs(3), client.get_async_pubsub())
         .await
-        .map_err(|_| {
-            redis::RedisError::from((redis::ErrorKind::Io, "connection timed out"))
-        })??;
+        .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connection timed out")))??;
     pubsub.subscribe(CHANNEL).await?;
     Ok(pubsub)
 }
@@ -584,7 +582,13 @@ async fn serve(mut socket: WebSocket, hub: &Hub, mut session: Session) {
     };
     tracing::debug!(user_id = %session.user_id, code = ending.code, reason = ending.reason, "closing socket");
     drop(registration);
-    if !send(&mut socket, close_frame(ending.code, ending.reason), CLOSE_WAIT).await {
+    if !send(
+        &mut socket,
+        close_frame(ending.code, ending.reason),
+        CLOSE_WAIT,
+    )
+    .await
+    {
         return;
     }
     // The client answers the close frame; whatever else it still sends is
@@ -657,10 +661,7 @@ mod tests {
     #[test]
     fn a_message_reaches_every_socket_of_its_user_and_no_one_else() {
         let registry = Arc::new(Registry::default());
-        let mut ada = [
-            registry.register("ada", 4),
-            registry.register("ada", 4),
-        ];
+        let mut ada = [registry.register("ada", 4), registry.register("ada", 4)];
         let mut bob = registry.register("bob", 4);
         registry.deliver("ada", &json!({ "type": "order.confirmed" }));
         for socket in &mut ada {
@@ -733,7 +734,10 @@ mod tests {
         assert!(hub.check().is_none());
         let mut socket = hub.inner.sockets.register("ada", 4);
         hub.push("ada", &json!({ "id": "e1" })).await;
-        assert_eq!(socket.receiver.recv().await.unwrap().as_str(), r#"{"id":"e1"}"#);
+        assert_eq!(
+            socket.receiver.recv().await.unwrap().as_str(),
+            r#"{"id":"e1"}"#
+        );
     }
 
     fn redis_url() -> Option<Secret> {
@@ -746,8 +750,12 @@ mod tests {
     async fn a_push_on_one_hub_reaches_the_other_hubs_socket_once() {
         let Some(url) = redis_url() else { return };
         let stop = CancellationToken::new();
-        let one = Hub::start(Some(&url), settings(8), stop.clone()).await.unwrap();
-        let two = Hub::start(Some(&url), settings(8), stop.clone()).await.unwrap();
+        let one = Hub::start(Some(&url), settings(8), stop.clone())
+            .await
+            .unwrap();
+        let two = Hub::start(Some(&url), settings(8), stop.clone())
+            .await
+            .unwrap();
         let user = format!("user-{}", uuid::Uuid::now_v7());
         let mut there = two.inner.sockets.register(&user, 8);
         let mut here = one.inner.sockets.register(&user, 8);
@@ -785,7 +793,9 @@ mod tests {
             .unwrap();
         let response = routes.oneshot(request).await.unwrap();
         assert_eq!(response.status(), 200, "degradable: still in rotation");
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
         serde_json::from_slice(&body).unwrap()
     }
 
@@ -795,23 +805,27 @@ mod tests {
     async fn a_lost_subscription_subscribes_again() {
         let Some(url) = redis_url() else { return };
         let parsed = url::Url::parse(url.expose()).unwrap();
-        let target = tokio::net::lookup_host((
-            parsed.host_str().unwrap(),
-            parsed.port().unwrap_or(6379),
-        ))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
+        let target =
+            tokio::net::lookup_host((parsed.host_str().unwrap(), parsed.port().unwrap_or(6379)))
+                .await
+                .unwrap()
+                .next()
+                .unwrap();
         let link = emporium_testkit::Link::to(target).await;
         let mut via_link = parsed.clone();
         via_link.set_host(Some("127.0.0.1")).unwrap();
         via_link.set_port(Some(link.addr.port())).unwrap();
         let stop = CancellationToken::new();
-        let cut_off = Hub::start(Some(&Secret::new(via_link.to_string())), settings(8), stop.clone())
+        let cut_off = Hub::start(
+            Some(&Secret::new(via_link.to_string())),
+            settings(8),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        let direct = Hub::start(Some(&url), settings(8), stop.clone())
             .await
             .unwrap();
-        let direct = Hub::start(Some(&url), settings(8), stop.clone()).await.unwrap();
         let user = format!("user-{}", uuid::Uuid::now_v7());
         let mut socket = cut_off.inner.sockets.register(&user, 8);
         let subscribed = cut_off.inner.fanout.as_ref().unwrap().subscribed.clone();

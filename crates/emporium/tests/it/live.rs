@@ -210,25 +210,41 @@ async fn a_checkout_reaches_each_of_the_buyers_sockets_once_and_no_one_elses() {
         for field in ["id", "time"] {
             assert!(confirmed[field].is_string(), "{field}: {confirmed}");
         }
-        assert!(seen.iter().all(|m| m["data"]["user_id"] == ada.as_str()), "{seen:?}");
+        assert!(
+            seen.iter().all(|m| m["data"]["user_id"] == ada.as_str()),
+            "{seen:?}"
+        );
     }
 
     // Shipped by an admin: on the open socket within a second.
     let admin = shop.token(Role::Admin);
     let path = format!("/api/v1/orders/{order_id}");
     let (status, body) = shop
-        .send(reqwest::Method::PUT, &path, Some(&admin), Some(json!({ "status": "processing" })))
+        .send(
+            reqwest::Method::PUT,
+            &path,
+            Some(&admin),
+            Some(json!({ "status": "processing" })),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let asked = tokio::time::Instant::now();
     let (status, body) = shop
-        .send(reqwest::Method::PUT, &path, Some(&admin), Some(json!({ "status": "shipped" })))
+        .send(
+            reqwest::Method::PUT,
+            &path,
+            Some(&admin),
+            Some(json!({ "status": "shipped" })),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     for socket in [&mut first, &mut second] {
         let seen = messages_until(socket, "order.shipped", &order_id).await;
         let took = asked.elapsed();
-        assert!(took < Duration::from_secs(1), "shipped reached the socket in {took:?}");
+        assert!(
+            took < Duration::from_secs(1),
+            "shipped reached the socket in {took:?}"
+        );
         // Everything since the confirmation: no second confirmation.
         assert!(of_type(&seen, "order.confirmed").is_empty(), "{seen:?}");
         assert_eq!(of_type(&seen, "order.processing").len(), 1, "{seen:?}");
@@ -302,7 +318,10 @@ async fn bad_frames_close_that_socket_and_other_sockets_keep_receiving() {
 
     for (frame, code) in [
         (Message::Text("hello".into()), 1007),
-        (Message::Text(r#"{"type":"subscribe","channel":"everything"}"#.into()), 1007),
+        (
+            Message::Text(r#"{"type":"subscribe","channel":"everything"}"#.into()),
+            1007,
+        ),
         (Message::Text(r#"{"type":"authenticate"}"#.into()), 1007),
         (Message::Binary(vec![0u8, 1, 2].into()), 1003),
     ] {
@@ -343,7 +362,9 @@ async fn an_expiring_token_closes_its_socket_with_4001_unless_renewed() {
     let fresh = customer(&shop, &ada, Duration::from_secs(300));
     renewed
         .send(Message::Text(
-            json!({ "type": "authenticate", "token": fresh }).to_string().into(),
+            json!({ "type": "authenticate", "token": fresh })
+                .to_string()
+                .into(),
         ))
         .await
         .unwrap();
@@ -353,7 +374,10 @@ async fn an_expiring_token_closes_its_socket_with_4001_unless_renewed() {
 
     let (code, reason) = close_of(&mut lapsing, Duration::from_secs(10)).await;
     assert_eq!(code, 4001, "{reason}");
-    assert!(reason.contains("expired") && reason.contains("fresh token"), "{reason}");
+    assert!(
+        reason.contains("expired") && reason.contains("fresh token"),
+        "{reason}"
+    );
 
     // The renewed one outlived the first token and still receives.
     let order_id = checkout(&shop, &fresh, 5).await;
@@ -361,14 +385,19 @@ async fn an_expiring_token_closes_its_socket_with_4001_unless_renewed() {
 
     // A renewal with someone else's token, or a bad one, ends the socket.
     for (token, code) in [
-        (customer(&shop, &someone("eve"), Duration::from_secs(300)), 4003),
+        (
+            customer(&shop, &someone("eve"), Duration::from_secs(300)),
+            4003,
+        ),
         (expired(&shop, &ada), 4001),
         ("garbage".to_owned(), 4001),
     ] {
         let mut socket = open(&gateway, &fresh).await;
         socket
             .send(Message::Text(
-                json!({ "type": "authenticate", "token": token }).to_string().into(),
+                json!({ "type": "authenticate", "token": token })
+                    .to_string()
+                    .into(),
             ))
             .await
             .unwrap();
@@ -444,7 +473,8 @@ async fn two_notification_replicas_on_one_redis_deliver_a_push_once_on_either() 
     assert!(joined.is_some());
 
     for (n, from) in [&one, &two].into_iter().enumerate() {
-        let message = json!({ "id": format!("e{n}"), "type": "order.confirmed", "data": { "user_id": ada } });
+        let message =
+            json!({ "id": format!("e{n}"), "type": "order.confirmed", "data": { "user_id": ada } });
         from.push(&ada, &message).await;
         for socket in [&mut on_one, &mut on_two] {
             // In order, so a duplicate of the one before would show here.
@@ -455,7 +485,10 @@ async fn two_notification_replicas_on_one_redis_deliver_a_push_once_on_either() 
     // sees is the one then pushed to him.
     let marker = json!({ "id": "for-bob" });
     one.push(&bob, &marker).await;
-    assert_eq!(next_message(&mut strangers, Duration::from_secs(5)).await, marker);
+    assert_eq!(
+        next_message(&mut strangers, Duration::from_secs(5)).await,
+        marker
+    );
     stop.cancel();
 }
 
@@ -537,7 +570,10 @@ async fn the_gateway_joins_sockets_to_a_notification_replica() {
     assert!(joined.is_some());
     let message = json!({ "id": "e1", "type": "order.shipped", "data": { "user_id": ada } });
     hub.push(&ada, &message).await;
-    assert_eq!(next_message(&mut socket, Duration::from_secs(5)).await, message);
+    assert_eq!(
+        next_message(&mut socket, Duration::from_secs(5)).await,
+        message
+    );
 
     // The replica's refusals and close codes come back through the join.
     let (status, kind, _) = refusal(offering(&gateway, None)).await;
@@ -551,7 +587,10 @@ async fn the_gateway_joins_sockets_to_a_notification_replica() {
         .await;
     assert_eq!(close_of(&mut huge, Duration::from_secs(10)).await.0, 1009);
     hub.push(&ada, &json!({ "id": "e2" })).await;
-    assert_eq!(next_message(&mut socket, Duration::from_secs(5)).await["id"], "e2");
+    assert_eq!(
+        next_message(&mut socket, Duration::from_secs(5)).await["id"],
+        "e2"
+    );
     runtime.stop(Duration::from_secs(2)).await;
     stop.cancel();
 }
