@@ -48,6 +48,8 @@ async fn up(binary: &Path, dir: &Path) -> (tokio::process::Child, Duration, u64)
             "--set",
             "notification.grpc_addr=127.0.0.1:25056",
             "--set",
+            "gateway.internal_addr=127.0.0.1:29080",
+            "--set",
             "gateway.api_per_user=100000",
         ])
         .arg("--data-dir")
