@@ -138,6 +138,11 @@ pub(crate) const ROUTES: &[Route] = &[
         "/api/v1/notifications/{id}",
         Policy::Customer,
     ),
+    // Live order status: a WebSocket handshake, joined to notification's
+    // socket once it answers 101 (see `websocket.rs`). Admitted here as any
+    // signed-in user; notification checks the token again, and keeps
+    // checking it for as long as the socket lives.
+    route("notification", "/ws", Policy::Customer),
     // The shop's pages, at the root.
     route("storefront", "/", Policy::Public),
     route("storefront", "/products", Policy::Public),

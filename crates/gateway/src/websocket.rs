@@ -149,13 +149,24 @@ fn late(service: &str) -> Response {
     .into_response()
 }
 
+/// How long one direction of a joined socket may go on after the other
+/// ended: enough for a close handshake, not for a peer that never leaves.
+const LINGER: Duration = Duration::from_secs(5);
+
 /// Copies bytes both ways between the client's connection and the
-/// service's until one closes, or the gateway stops.
+/// service's until both directions end, or the gateway stops.
+///
+/// Each direction is copied on its own rather than with
+/// `copy_bidirectional`, which stops both at the first error: a service
+/// that refuses an oversized frame sends its close frame and resets the
+/// connection while the client is still writing, and that close frame
+/// must still reach the client after the write towards the service fails.
 async fn join(
     client: hyper::upgrade::OnUpgrade,
     service: hyper::upgrade::OnUpgrade,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    use tokio::io::AsyncWriteExt;
     let (client, service) = match tokio::try_join!(client, service) {
         Ok(both) => both,
         Err(e) => {
@@ -163,13 +174,33 @@ async fn join(
             return;
         }
     };
-    let (mut client, mut service) = (TokioIo::new(client), TokioIo::new(service));
-    tokio::select! {
-        copied = tokio::io::copy_bidirectional(&mut client, &mut service) => {
-            if let Err(e) = copied {
-                tracing::debug!(error = %e, "socket closed");
+    let (mut client_read, mut client_write) = tokio::io::split(TokioIo::new(client));
+    let (mut service_read, mut service_write) = tokio::io::split(TokioIo::new(service));
+    let upstream = async {
+        if let Err(e) = tokio::io::copy(&mut client_read, &mut service_write).await {
+            tracing::debug!(error = %e, "socket closed towards the service");
+        }
+        let _ = service_write.shutdown().await;
+    };
+    let downstream = async {
+        if let Err(e) = tokio::io::copy(&mut service_read, &mut client_write).await {
+            tracing::debug!(error = %e, "socket closed towards the client");
+        }
+        let _ = client_write.shutdown().await;
+    };
+    tokio::pin!(upstream, downstream);
+    let both = async {
+        tokio::select! {
+            () = &mut upstream => {
+                let _ = tokio::time::timeout(LINGER, &mut downstream).await;
+            }
+            () = &mut downstream => {
+                let _ = tokio::time::timeout(LINGER, &mut upstream).await;
             }
         }
+    };
+    tokio::select! {
+        () = both => {}
         _ = shutdown.cancelled() => {}
     }
 }

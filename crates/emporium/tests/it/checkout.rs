@@ -1040,6 +1040,30 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         .unwrap();
     let token = session["access_token"].as_str().unwrap().to_owned();
     let me = session["user"]["id"].as_str().unwrap().to_owned();
+    // Her sockets: one on each notification process, one through the
+    // gateway; and another customer's, which must hear nothing of hers.
+    use crate::live::{messages_until, next_message, open, ws_url};
+    let mut sockets = Vec::new();
+    for process in &notifiers {
+        sockets.push(open(&ws_url(&format!("http://{}", process.http)), &token).await);
+    }
+    sockets.push(open(&ws_url(&base), &token).await);
+    let other = format!("near-{}@example.org", uuid::Uuid::now_v7().simple());
+    for path in ["register", "login"] {
+        let response = http
+            .post(format!("{base}/api/v1/users/{path}"))
+            .json(&json!({ "email": other, "password": "a long passphrase", "name": "Near" }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{path}");
+        if path == "login" {
+            let other_session: Value = response.json().await.unwrap();
+            let other_token = other_session["access_token"].as_str().unwrap().to_owned();
+            sockets.push(open(&ws_url(&base), &other_token).await);
+        }
+    }
+    let mut stranger = sockets.pop().unwrap();
     let basket_count = || {
         let request = http
             .get(format!("{base}/api/v1/baskets/{me}"))
@@ -1137,6 +1161,26 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
     // Through the real SMTP server: the welcome, and exactly one
     // confirmation, though two notification processes consume the queue.
     let order_id = order["id"].as_str().unwrap();
+    // Each of her sockets heard the confirmation once, whichever process
+    // consumed it: the other one's came through Redis.
+    for socket in &mut sockets {
+        let heard = messages_until(socket, "order.confirmed", order_id).await;
+        let confirmations = heard
+            .iter()
+            .filter(|m| m["type"] == "order.confirmed")
+            .count();
+        assert_eq!(confirmations, 1, "{heard:?}");
+        assert!(
+            heard.iter().all(|m| m["data"]["user_id"] == me.as_str()),
+            "{heard:?}"
+        );
+    }
+    let quiet = tokio::time::timeout(
+        Duration::from_millis(500),
+        next_message(&mut stranger, Duration::from_secs(5)),
+    )
+    .await;
+    assert!(quiet.is_err(), "another customer's socket heard: {quiet:?}");
     let subjects = || {
         let mut subjects: Vec<String> = delivered(&maildir, &email)
             .iter()

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 mod checkout;
 mod commerce;
+mod live;
 mod notify;
 mod recommend;
 mod signin;
