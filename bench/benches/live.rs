@@ -20,6 +20,7 @@ use futures::StreamExt;
 use tokio::io::AsyncBufReadExt;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
+/// Where `UP` puts notification.
 const NOTIFICATION: &str = "127.0.0.1:28005";
 const GATEWAY: &str = "http://127.0.0.1:28080";
 const CATALOG: &str = "http://127.0.0.1:28006";
@@ -42,16 +43,7 @@ async fn up(binary: &Path, dir: &Path) -> (tokio::process::Child, Duration, u64)
     let started = Instant::now();
     let mut child = tokio::process::Command::new(binary)
         .args(UP)
-        .args([
-            "--set",
-            &format!("notification.http_addr={NOTIFICATION}"),
-            "--set",
-            "notification.grpc_addr=127.0.0.1:25056",
-            "--set",
-            "gateway.internal_addr=127.0.0.1:29080",
-            "--set",
-            "gateway.api_per_user=100000",
-        ])
+        .args(["--set", "gateway.api_per_user=100000"])
         .arg("--data-dir")
         .arg(dir)
         .args(["--log-format", "json", "--set", "log.level=warn"])

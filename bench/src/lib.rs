@@ -43,6 +43,14 @@ pub const UP: &[&str] = &[
     "recommendation.http_addr=127.0.0.1:28008",
     "--set",
     "recommendation.grpc_addr=127.0.0.1:25057",
+    "--set",
+    "notification.http_addr=127.0.0.1:28005",
+    "--set",
+    "notification.grpc_addr=127.0.0.1:25056",
+    "--set",
+    "storefront.http_addr=127.0.0.1:23000",
+    "--set",
+    "gateway.internal_addr=127.0.0.1:29080",
 ];
 
 pub fn env_number(name: &str, default: u64) -> u64 {
