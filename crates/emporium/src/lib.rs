@@ -21,8 +21,10 @@ pub fn services() -> Vec<Definition> {
         emporium_ordering::definition(),
         emporium_recommendation::definition(),
         emporium_notification::definition(),
-        emporium_storefront::definition(),
         emporium_gateway::definition(),
+        // After the gateway, whose REST API it calls for what a signed-in
+        // shopper does; the gateway reaches it once it has started.
+        emporium_storefront::definition(),
     ]
 }
 

@@ -147,8 +147,17 @@ pub(crate) type HttpClient = Client<HttpConnector, Body>;
 /// replicas over HTTP.
 #[derive(Clone)]
 pub(crate) enum Upstream {
-    Local(Router),
+    /// In this process; empty until the service has started (one that
+    /// starts after the gateway: the storefront, which calls it).
+    Local(emporium_platform::service::LateRouter),
     Replicas(Arc<Pool>),
+}
+
+impl Upstream {
+    /// The in-process router, once its service runs.
+    pub(crate) fn local(slot: &emporium_platform::service::LateRouter) -> Option<Router> {
+        slot.get().cloned()
+    }
 }
 
 #[derive(Clone)]
@@ -178,7 +187,12 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
         let configured = own.upstreams.get(*service).filter(|urls| !urls.is_empty());
         let upstream = match (configured, local.iter().find(|s| s.name == *service)) {
             (Some(urls), _) => Upstream::Replicas(Arc::new(replicas(service, urls, &own)?)),
-            (None, Some(started)) => Upstream::Local(started.router.clone()),
+            (None, Some(started)) => {
+                Upstream::Local(Arc::new(std::sync::OnceLock::from(started.router.clone())))
+            }
+            (None, None) if runtime.later.router(service).is_some() => {
+                Upstream::Local(runtime.later.router(service).unwrap_or_default())
+            }
             (None, None) => anyhow::bail!(
                 "configuration: gateway.upstreams.{service} is required when {service} runs elsewhere"
             ),

@@ -115,7 +115,8 @@ fn add_edge_answers(merged: &mut serde_json::Value) {
 
 async fn fetch_document(client: &HttpClient, upstream: &Upstream) -> Option<serde_json::Value> {
     let pool = match upstream {
-        Upstream::Local(router) => {
+        Upstream::Local(slot) => {
+            let router = Upstream::local(slot)?;
             let request = Request::get("/openapi.json").body(Body::empty()).ok()?;
             let Ok(response) = router.clone().oneshot(request).await;
             let bytes = axum::body::to_bytes(response.into_body(), 4 * 1024 * 1024)

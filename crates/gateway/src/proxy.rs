@@ -191,7 +191,10 @@ async fn forward(
     };
     let pool = match gateway.upstreams.get(service) {
         Some(Upstream::Replicas(pool)) => pool,
-        Some(Upstream::Local(router)) => {
+        Some(Upstream::Local(slot)) => {
+            let Some(router) = Upstream::local(slot) else {
+                return Problem::unavailable(service).into_response();
+            };
             let Ok(uri) = path_and_query.parse::<Uri>() else {
                 return Problem::bad_request("the request path is not valid").into_response();
             };

@@ -148,4 +148,14 @@ pub(crate) const ROUTES: &[Route] = &[
     route("storefront", "/products", Policy::Public),
     route("storefront", "/products/{id}", Policy::Public),
     route("storefront", "/static/{name}", Policy::Public),
+    // A shopper's pages; the storefront signs them in with its own session.
+    route("storefront", "/signin", Policy::Public),
+    route("storefront", "/register", Policy::Public),
+    route("storefront", "/signout", Policy::Public),
+    route("storefront", "/basket", Policy::Public),
+    route("storefront", "/basket/items", Policy::Public),
+    route("storefront", "/basket/items/{product_id}", Policy::Public),
+    route("storefront", "/checkout", Policy::Public),
+    route("storefront", "/orders", Policy::Public),
+    route("storefront", "/orders/{id}", Policy::Public),
 ];

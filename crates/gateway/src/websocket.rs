@@ -70,7 +70,10 @@ pub(crate) async fn pass_through(
     match gateway.upstreams.get(service) {
         // In this process the service's own upgrade takes the client's
         // connection, which travels in the request's extensions.
-        Some(Upstream::Local(router)) => {
+        Some(Upstream::Local(slot)) => {
+            let Some(router) = Upstream::local(slot) else {
+                return Problem::unavailable(service).into_response();
+            };
             let mut local = Request::new(Body::empty());
             *local.method_mut() = parts.method;
             *local.uri_mut() = uri;

@@ -81,6 +81,41 @@ pub struct Runtime {
     /// publish what those wrote, then end.
     flush: CancellationToken,
     relays: TaskTracker,
+    /// The routers of services this process starts after the one asking.
+    pub later: Later,
+}
+
+/// The routers of the services a process is yet to start, each filled in
+/// once it starts: how the gateway routes in-process to the storefront,
+/// which starts after it because it calls it.
+#[derive(Clone, Default)]
+pub struct Later(Arc<std::sync::Mutex<std::collections::HashMap<&'static str, LateRouter>>>);
+
+/// A service's router, once it has started.
+pub type LateRouter = Arc<std::sync::OnceLock<axum::Router>>;
+
+impl Later {
+    fn slots(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<&'static str, LateRouter>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This process will start `name`.
+    pub fn expect(&self, name: &'static str) {
+        self.slots().entry(name).or_default();
+    }
+
+    /// The slot of `name` if this process will start it.
+    pub fn router(&self, name: &str) -> Option<LateRouter> {
+        self.slots().get(name).cloned()
+    }
+
+    fn arrived(&self, name: &'static str, router: &axum::Router) {
+        if let Some(slot) = self.slots().get(name) {
+            let _ = slot.set(router.clone());
+        }
+    }
 }
 
 /// The two faces of a business service: its REST routes with their
@@ -145,6 +180,7 @@ impl Runtime {
             tasks: TaskTracker::new(),
             flush: CancellationToken::new(),
             relays: TaskTracker::new(),
+            later: Later::default(),
         })
     }
 
@@ -295,6 +331,9 @@ pub async fn start_reporting(
     }
     crate::telemetry::metrics_handle();
     let runtime = Runtime::new(settings).await?;
+    for definition in definitions {
+        runtime.later.expect(definition.name);
+    }
     let mut started: Vec<Started> = Vec::with_capacity(definitions.len());
     for definition in definitions {
         let local: Arc<[Started]> = started.clone().into();
@@ -302,6 +341,7 @@ pub async fn start_reporting(
             Ok(service) => {
                 tracing::info!(service = service.name, http = %service.http_addr, grpc = ?service.grpc_addr, "service listening");
                 report(&service, began.elapsed());
+                runtime.later.arrived(service.name, &service.router);
                 started.push(service);
             }
             Err(e) => {

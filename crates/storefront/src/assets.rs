@@ -37,6 +37,15 @@ pub static STYLESHEET: LazyLock<Asset> = LazyLock::new(|| {
     )
 });
 
+pub static SCRIPT: LazyLock<Asset> = LazyLock::new(|| {
+    asset(
+        "app",
+        "js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/app.js"),
+    )
+});
+
 pub static ICON: LazyLock<Asset> = LazyLock::new(|| {
     asset(
         "icon",
@@ -48,7 +57,7 @@ pub static ICON: LazyLock<Asset> = LazyLock::new(|| {
 
 /// `/static/<name>`: an asset by its digested name, kept for a year.
 pub async fn serve(Path(name): Path<String>) -> Response {
-    for asset in [&*STYLESHEET, &*ICON] {
+    for asset in [&*STYLESHEET, &*SCRIPT, &*ICON] {
         if asset.name == name {
             let mut response = asset.body.into_response();
             let headers = response.headers_mut();

@@ -2,8 +2,11 @@
 //! the services answer over their gRPC faces, with the storefront's own
 //! service token (decision 0024). Every page works without JavaScript.
 
+pub mod account;
+pub mod api;
 pub mod assets;
 pub mod pages;
+pub mod sessions;
 pub mod shelves;
 pub mod views;
 
@@ -25,6 +28,9 @@ pub struct StorefrontSettings {
     pub http_addr: SocketAddr,
     /// The longest wait for a service behind a page.
     pub peer_deadline_ms: u64,
+    /// The gateway's address for what a signed-in shopper does
+    /// (`http://gateway:8080`); the gateway of this process when unset.
+    pub api_url: Option<String>,
 }
 
 impl Default for StorefrontSettings {
@@ -32,6 +38,7 @@ impl Default for StorefrontSettings {
         Self {
             http_addr: loopback(3000),
             peer_deadline_ms: 2_000,
+            api_url: None,
         }
     }
 }
@@ -79,9 +86,28 @@ fn shelves(settings: &Settings, local: &[Started]) -> anyhow::Result<shelves::Sh
 pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Started> {
     let settings = &runtime.settings;
     let own = settings.section::<StorefrontSettings>();
+    let api = match (&own.api_url, local.iter().find(|s| s.name == "gateway")) {
+        (Some(url), _) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                anyhow::bail!("configuration: storefront.api_url `{url}` must be an http:// URL");
+            }
+            api::Api::Remote {
+                base: url.trim_end_matches('/').to_owned(),
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_millis(own.peer_deadline_ms.max(1) * 4))
+                    .build()?,
+            }
+        }
+        (None, Some(gateway)) => api::Api::Local(gateway.router.clone()),
+        (None, None) => anyhow::bail!(
+            "configuration: storefront.api_url is required when the gateway runs elsewhere"
+        ),
+    };
     let state = pages::AppState {
         shelves: shelves(settings, local)?,
         views: std::sync::Arc::new(views::Views::new()?),
+        api,
+        sessions: std::sync::Arc::new(sessions::Sessions::default()),
     };
     let routes = pages::router(state);
     let router = emporium_platform::http::finish_router(NAME, routes, Vec::new(), &settings.http);

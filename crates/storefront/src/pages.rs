@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use emporium_proto::catalog::v1::ListProductsRequest;
@@ -20,14 +20,27 @@ use crate::views::Views;
 pub struct AppState {
     pub shelves: Shelves,
     pub views: Arc<Views>,
+    pub api: crate::api::Api,
+    pub sessions: Arc<crate::sessions::Sessions>,
 }
 
 pub fn router(state: AppState) -> Router {
+    use crate::account;
+    use axum::routing::post;
     Router::new()
         .route("/", get(home))
         .route("/products", get(products))
         .route("/products/{id}", get(product))
         .route("/static/{name}", get(crate::assets::serve))
+        .route("/signin", get(account::signin_page).post(account::signin))
+        .route("/register", get(account::register_page).post(account::register))
+        .route("/signout", post(account::signout))
+        .route("/basket", get(account::basket))
+        .route("/basket/items", post(account::add_to_basket))
+        .route("/basket/items/{product_id}", post(account::change_line))
+        .route("/checkout", get(account::checkout_page).post(account::checkout))
+        .route("/orders", get(account::orders))
+        .route("/orders/{id}", get(account::order))
         .route(
             "/openapi.json",
             // Pages, not API: nothing for the shop's API document.
@@ -73,8 +86,38 @@ fn html(status: StatusCode, body: String) -> Response {
 }
 
 impl AppState {
-    fn page(&self, status: StatusCode, template: &str, context: serde_json::Value) -> Response {
-        match self.views.render(template, context) {
+    /// `template` with `context` and what every page shows: the categories,
+    /// who is signed in, the forms' CSRF token (set as a cookie when the
+    /// request had none).
+    pub async fn render(
+        &self,
+        headers: &HeaderMap,
+        status: StatusCode,
+        template: &str,
+        mut context: serde_json::Value,
+    ) -> Response {
+        let categories = match context.get("categories") {
+            Some(_) => None,
+            None => Some(self.categories().await),
+        };
+        let me = match self.sessions.of(headers) {
+            Some((_, session)) => {
+                let held = session.lock().await;
+                json!({ "name": held.name, "admin": held.admin })
+            }
+            None => serde_json::Value::Null,
+        };
+        let (csrf, fresh) = crate::sessions::csrf(headers);
+        if let Some(map) = context.as_object_mut() {
+            if let Some(categories) = categories {
+                map.insert("categories".into(), json!(categories));
+            }
+            map.entry("query")
+                .or_insert_with(|| json!(ListQuery::default()));
+            map.insert("me".into(), me);
+            map.insert("csrf".into(), json!(csrf));
+        }
+        let mut response = match self.views.render(template, context) {
             Ok(body) => html(status, body),
             Err(e) => {
                 tracing::error!(template, error = %e, "page did not render");
@@ -83,10 +126,22 @@ impl AppState {
                     "<!doctype html><title>Emporium</title><p>This page could not be shown. Please try again.</p>".into(),
                 )
             }
+        };
+        if fresh {
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                crate::sessions::set_cookie(
+                    crate::sessions::CSRF_COOKIE,
+                    &csrf,
+                    std::time::Duration::from_secs(7 * 24 * 3600),
+                ),
+            );
         }
+        response
     }
 
-    fn problem(&self, categories: &[Category], missing: Missing) -> Response {
+    /// The page that says why there is nothing to show.
+    pub async fn problem(&self, headers: &HeaderMap, missing: Missing) -> Response {
         let (status, title, message) = match missing {
             Missing::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -103,11 +158,13 @@ impl AppState {
             ),
             Missing::Refused(why) => (StatusCode::BAD_REQUEST, "That did not work".to_owned(), why),
         };
-        self.page(
+        self.render(
+            headers,
             status,
             "problem.html",
-            json!({ "title": title, "message": message, "categories": categories, "query": ListQuery::default() }),
+            json!({ "title": title, "message": message }),
         )
+        .await
     }
 
     /// The categories for the header; none when the catalog is away (the
@@ -117,22 +174,25 @@ impl AppState {
     }
 }
 
-async fn home(State(state): State<AppState>) -> Response {
+async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let categories = match state.shelves.categories().await {
         Ok(c) => c,
-        Err(missing) => return state.problem(&[], missing),
+        Err(missing) => return state.problem(&headers, missing).await,
     };
     let ask = ListProductsRequest {
         per_page: 8,
         ..ListProductsRequest::default()
     };
     match state.shelves.list(ask).await {
-        Ok(shelf) => state.page(
-            StatusCode::OK,
-            "home.html",
-            json!({ "categories": categories, "featured": shelf.items, "total": shelf.total, "query": ListQuery::default() }),
-        ),
-        Err(missing) => state.problem(&categories, missing),
+        Ok(shelf) => state
+            .render(
+                &headers,
+                StatusCode::OK,
+                "home.html",
+                json!({ "categories": categories, "featured": shelf.items, "total": shelf.total }),
+            )
+            .await,
+        Err(missing) => state.problem(&headers, missing).await,
     }
 }
 
@@ -143,24 +203,29 @@ fn price_words(raw: &str) -> String {
 
 async fn products(
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let categories = state.categories().await;
     let Ok(Query(query)) = query else {
-        return state.problem(
-            &categories,
-            Missing::Refused("The search could not be read; please use the form.".into()),
-        );
+        return state
+            .problem(
+                &headers,
+                Missing::Refused("The search could not be read; please use the form.".into()),
+            )
+            .await;
     };
     let page = match query.page.trim() {
         "" => 1,
         raw => match raw.parse::<u32>() {
             Ok(n) if (1..=100_000).contains(&n) => n,
             _ => {
-                return state.problem(
-                    &categories,
-                    Missing::Refused("The page number must be a whole number from 1.".into()),
-                );
+                return state
+                    .problem(
+                        &headers,
+                        Missing::Refused("The page number must be a whole number from 1.".into()),
+                    )
+                    .await;
             }
         },
     };
@@ -208,17 +273,20 @@ async fn products(
         Ok(shelf) => (StatusCode::OK, Some(shelf), None),
         Err(Missing::Refused(why)) => (StatusCode::BAD_REQUEST, None, Some(explain(&why))),
         Err(Missing::NotFound) => (StatusCode::OK, None, None),
-        Err(missing @ Missing::Unavailable(_)) => return state.problem(&categories, missing),
+        Err(missing @ Missing::Unavailable(_)) => return state.problem(&headers, missing).await,
     };
     let pages = shelf.as_ref().map_or(1, |s| s.pages());
-    state.page(
-        status,
-        "products.html",
-        json!({
-            "heading": heading, "categories": categories, "query": query, "sorts": SORTS,
-            "shelf": shelf, "pages": pages, "page_link": link, "problem": problem,
-        }),
-    )
+    state
+        .render(
+            &headers,
+            status,
+            "products.html",
+            json!({
+                "heading": heading, "categories": categories, "query": query, "sorts": SORTS,
+                "shelf": shelf, "pages": pages, "page_link": link, "problem": problem,
+            }),
+        )
+        .await
 }
 
 /// A catalog refusal in a shopper's words: which box to fix.
@@ -236,14 +304,17 @@ fn explain(why: &str) -> String {
     }
 }
 
-async fn product(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let categories = state.categories().await;
+async fn product(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if uuid::Uuid::parse_str(&id).is_err() {
-        return state.problem(&categories, Missing::NotFound);
+        return state.problem(&headers, Missing::NotFound).await;
     }
     let card = match state.shelves.product(&id).await {
         Ok(card) => card,
-        Err(missing) => return state.problem(&categories, missing),
+        Err(missing) => return state.problem(&headers, missing).await,
     };
     let (availability, also) = tokio::join!(
         state.shelves.availability(&card.sku),
@@ -255,17 +326,16 @@ async fn product(State(state): State<AppState>, Path(id): Path<String>) -> Respo
         Availability::OutOfStock => ("out_of_stock", "Out of stock".to_owned()),
         Availability::Unknown => ("unknown", "Stock unknown right now".to_owned()),
     };
-    state.page(
-        StatusCode::OK,
-        "product.html",
-        json!({
-            "product": card, "stock": { "kind": kind, "text": text }, "also": also,
-            "categories": categories, "query": ListQuery::default(),
-        }),
-    )
+    state
+        .render(
+            &headers,
+            StatusCode::OK,
+            "product.html",
+            json!({ "product": card, "stock": { "kind": kind, "text": text }, "also": also }),
+        )
+        .await
 }
 
-async fn not_found(State(state): State<AppState>) -> Response {
-    let categories = state.categories().await;
-    state.problem(&categories, Missing::NotFound)
+async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    state.problem(&headers, Missing::NotFound).await
 }

@@ -4,7 +4,7 @@
 use minijinja::Environment;
 use serde::Serialize;
 
-use crate::assets::{ICON, STYLESHEET};
+use crate::assets::{ICON, SCRIPT, STYLESHEET};
 
 macro_rules! templates {
     ($($name:literal),* $(,)?) => {
@@ -18,6 +18,12 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "products.html",
     "product.html",
     "problem.html",
+    "signin.html",
+    "register.html",
+    "basket.html",
+    "checkout.html",
+    "orders.html",
+    "order.html",
 ];
 
 pub struct Views {
@@ -37,6 +43,10 @@ impl Views {
         env.add_global(
             "stylesheet",
             minijinja::Value::from_safe_string(format!("/static/{}", STYLESHEET.name)),
+        );
+        env.add_global(
+            "script",
+            minijinja::Value::from_safe_string(format!("/static/{}", SCRIPT.name)),
         );
         env.add_global(
             "icon",

@@ -9,7 +9,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use emporium_platform::grpc::{Peer, PeerPolicy, ServiceCredentials};
+use emporium_storefront::api::Api;
 use emporium_storefront::pages::{AppState, router};
+use emporium_storefront::sessions::Sessions;
 use emporium_storefront::shelves::Shelves;
 use emporium_storefront::views::Views;
 use tower::ServiceExt;
@@ -37,6 +39,11 @@ async fn every_page_says_in_html_that_the_shop_is_away() {
             recommendation: nowhere("recommendation"),
         },
         views: Arc::new(Views::new().unwrap()),
+        api: Api::Remote {
+            base: "http://127.0.0.1:9".into(),
+            client: reqwest::Client::new(),
+        },
+        sessions: Arc::new(Sessions::default()),
     });
     for (path, expected) in [
         ("/", StatusCode::SERVICE_UNAVAILABLE),
