@@ -175,7 +175,11 @@ pub async fn register_page(State(state): State<AppState>, headers: HeaderMap) ->
             &headers,
             StatusCode::OK,
             "register.html",
-            json!({ "form": { "email": "", "name": "" }, "errors": {}, "error": null }),
+            json!({
+                "form": { "email": "", "name": "" },
+                "errors": { "email": null, "name": null, "password": null },
+                "error": null,
+            }),
         )
         .await
 }
@@ -289,6 +293,23 @@ pub async fn signout(
     with_cookie(see_other("/"), sessions::clear_cookie(SESSION_COOKIE))
 }
 
+/// What a page asks of the API besides the path.
+struct Ask<'a> {
+    method: Method,
+    body: Option<Value>,
+    idempotency_key: Option<&'a str>,
+}
+
+impl Ask<'_> {
+    fn get() -> Self {
+        Self {
+            method: Method::GET,
+            body: None,
+            idempotency_key: None,
+        }
+    }
+}
+
 /// A call with the shopper's token, the page's way: the answer, or the
 /// page that says why there is none.
 async fn as_shopper(
@@ -296,22 +317,20 @@ async fn as_shopper(
     headers: &HeaderMap,
     client: SocketAddr,
     back: &str,
-    method: Method,
+    ask: Ask<'_>,
     path: impl FnOnce(&str) -> String,
-    body: Option<Value>,
-    idempotency_key: Option<&str>,
 ) -> Result<(Answer, String), Response> {
     let (_, token, user) = signed_in(state, headers, client, back).await?;
     let path = path(&user);
     let answer = state
         .api
         .call(Call {
-            method,
+            method: ask.method,
             path: &path,
             token: Some(&token),
-            body,
+            body: ask.body,
             client,
-            idempotency_key,
+            idempotency_key: ask.idempotency_key,
         })
         .await;
     match answer {
@@ -325,16 +344,9 @@ pub async fn basket(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let read = as_shopper(
-        &state,
-        &headers,
-        client,
-        "/basket",
-        Method::GET,
-        |me| format!("/api/v1/baskets/{me}"),
-        None,
-        None,
-    )
+    let read = as_shopper(&state, &headers, client, "/basket", Ask::get(), |me| {
+        format!("/api/v1/baskets/{me}")
+    })
     .await;
     let (answer, _) = match read {
         Ok(read) => read,
@@ -378,16 +390,9 @@ async fn basket_with(
     client: SocketAddr,
     error: String,
 ) -> Response {
-    let read = as_shopper(
-        state,
-        headers,
-        client,
-        "/basket",
-        Method::GET,
-        |me| format!("/api/v1/baskets/{me}"),
-        None,
-        None,
-    )
+    let read = as_shopper(state, headers, client, "/basket", Ask::get(), |me| {
+        format!("/api/v1/baskets/{me}")
+    })
     .await;
     match read {
         Ok((answer, _)) if answer.status.is_success() => {
@@ -438,10 +443,12 @@ pub async fn add_to_basket(
         &headers,
         client,
         &back,
-        Method::POST,
+        Ask {
+            method: Method::POST,
+            body: Some(json!({ "product_id": product, "quantity": quantity })),
+            idempotency_key: None,
+        },
         |me| format!("/api/v1/baskets/{me}/items"),
-        Some(json!({ "product_id": product, "quantity": quantity })),
-        None,
     )
     .await;
     match added {
@@ -483,10 +490,12 @@ pub async fn change_line(
         &headers,
         client,
         "/basket",
-        method,
+        Ask {
+            method,
+            body,
+            idempotency_key: None,
+        },
         |me| format!("/api/v1/baskets/{me}/items/{product}"),
-        body,
-        None,
     )
     .await;
     match changed {
@@ -501,16 +510,9 @@ pub async fn checkout_page(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let read = as_shopper(
-        &state,
-        &headers,
-        client,
-        "/checkout",
-        Method::GET,
-        |me| format!("/api/v1/baskets/{me}"),
-        None,
-        None,
-    )
+    let read = as_shopper(&state, &headers, client, "/checkout", Ask::get(), |me| {
+        format!("/api/v1/baskets/{me}")
+    })
     .await;
     match read {
         Ok((answer, _)) if answer.status.is_success() => {
@@ -558,10 +560,12 @@ pub async fn checkout(
         &headers,
         client,
         "/checkout",
-        Method::POST,
+        Ask {
+            method: Method::POST,
+            body: Some(json!({ "card_number": card })),
+            idempotency_key: key.as_deref(),
+        },
         |_| "/api/v1/orders".to_owned(),
-        Some(json!({ "card_number": card })),
-        key.as_deref(),
     )
     .await;
     let answer = match placed {
@@ -578,23 +582,14 @@ pub async fn checkout(
         }
         (true, _) => format!(
             "The payment did not go through: {}. Nothing was charged, and your basket is as it was.",
-            order["failure_reason"]
-                .as_str()
-                .unwrap_or("the order could not be completed")
+            in_words(order["failure_reason"].as_str().unwrap_or_default())
         ),
         (false, _) => answer.message(),
     };
     // The checkout page again, the basket as it stands and the message.
-    let read = as_shopper(
-        &state,
-        &headers,
-        client,
-        "/checkout",
-        Method::GET,
-        |me| format!("/api/v1/baskets/{me}"),
-        None,
-        None,
-    )
+    let read = as_shopper(&state, &headers, client, "/checkout", Ask::get(), |me| {
+        format!("/api/v1/baskets/{me}")
+    })
     .await;
     let basket = match read {
         Ok((answer, _)) => answer.body,
@@ -610,21 +605,27 @@ pub async fn checkout(
         .await
 }
 
+/// A failed order's reason as a shopper reads it.
+fn in_words(reason: &str) -> &'static str {
+    if reason.contains("card_declined") {
+        "the card was declined"
+    } else if reason.contains("insufficient_funds") {
+        "the card has no funds for it"
+    } else if reason.contains("stock") {
+        "some of it is no longer in stock"
+    } else {
+        "the order could not be completed"
+    }
+}
+
 pub async fn orders(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let read = as_shopper(
-        &state,
-        &headers,
-        client,
-        "/orders",
-        Method::GET,
-        |_| "/api/v1/orders?per_page=50".to_owned(),
-        None,
-        None,
-    )
+    let read = as_shopper(&state, &headers, client, "/orders", Ask::get(), |_| {
+        "/api/v1/orders?per_page=50".to_owned()
+    })
     .await;
     match read {
         Ok((answer, _)) if answer.status.is_success() => {

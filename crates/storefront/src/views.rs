@@ -34,6 +34,7 @@ impl Views {
     pub fn new() -> anyhow::Result<Self> {
         let mut env = Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_formatter(html_formatter);
         for (name, source) in TEMPLATES {
             env.add_template(name, source)
                 .map_err(|e| anyhow::anyhow!("storefront template `{name}`: {e}"))?;
@@ -61,6 +62,37 @@ impl Views {
             .get_template(name)?
             .render(minijinja::value::Serde(context))
     }
+}
+
+/// HTML escaping of the five characters that matter in text and quoted
+/// attributes; `/` stays as it is, so that addresses read as addresses.
+fn html_formatter(
+    out: &mut minijinja::Output,
+    state: &mut minijinja::State,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    let plain = value.is_safe() || value.is_undefined() || value.is_none();
+    if plain || !matches!(state.auto_escape(), minijinja::AutoEscape::Html) {
+        return minijinja::escape_formatter(out, state, value);
+    }
+    let text = value.to_string();
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    out.write_str(&escaped).map_err(|_| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::WriteFailure,
+            "the page could not be written",
+        )
+    })
 }
 
 /// Percent-encodes a query value.

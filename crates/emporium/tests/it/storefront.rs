@@ -165,3 +165,371 @@ async fn bad_input_on_a_page_answers_a_page_with_a_message() {
     );
     shop.stop().await;
 }
+
+/// A browser without JavaScript: it keeps cookies, posts forms and does
+/// not follow redirects by itself, so each step's answer is seen.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl Browser {
+    fn new(shop: &TestShop) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: shop.base.clone(),
+            cookies: Default::default(),
+        }
+    }
+
+    fn keep(&mut self, response: &reqwest::Response) {
+        for value in response.headers().get_all("set-cookie") {
+            let pair = value.to_str().unwrap().split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Status, `Location` and body.
+    async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.answer(response).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish(),
+            )
+            .send()
+            .await
+            .unwrap();
+        self.answer(response).await
+    }
+
+    async fn answer(&mut self, response: reqwest::Response) -> (StatusCode, String, String) {
+        self.keep(&response);
+        let status = response.status();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, location, response.text().await.unwrap())
+    }
+
+    /// The value of the hidden field `name` in `page`.
+    fn field(page: &str, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = page
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {name} in {page}"))
+            + marker.len();
+        page[start..].split('"').next().unwrap().to_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shopper_registers_fills_a_basket_and_pays_without_javascript() {
+    let shop = TestShop::start().await;
+    let mut browser = Browser::new(&shop);
+    let email = format!("page-{}@example.org", uuid::Uuid::now_v7().simple());
+
+    // Register: the form's token, then the post signs her in.
+    let (status, _, form) = browser.get("/register").await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = Browser::field(&form, "csrf");
+    let (status, _, refused) = browser
+        .post(
+            "/register",
+            &[
+                ("csrf", &csrf),
+                ("email", &email),
+                ("name", "Page"),
+                ("password", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(
+        refused.contains("aria-invalid=\"true\""),
+        "the password box is marked: {refused}"
+    );
+    assert!(
+        refused.contains(&format!("value=\"{email}\"")),
+        "what was typed stays"
+    );
+    let (status, to, _) = browser
+        .post(
+            "/register",
+            &[
+                ("csrf", &csrf),
+                ("email", &email),
+                ("name", "Page"),
+                ("password", "a long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/"));
+    let (_, _, home) = browser.get("/").await;
+    assert!(home.contains("Sign out Page"), "signed in");
+
+    // Two products into the basket, then a quantity changed.
+    let (_, cheap) = shop.get("/api/v1/products?per_page=2&sort=-price").await;
+    let first = cheap["items"][0]["id"].as_str().unwrap().to_owned();
+    let second = cheap["items"][1]["id"].as_str().unwrap().to_owned();
+    for product in [&first, &second] {
+        let (status, _, page) = browser.get(&format!("/products/{product}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("Add to basket"), "{page}");
+        let (status, to, _) = browser
+            .post(
+                "/basket/items",
+                &[("csrf", &csrf), ("product_id", product), ("quantity", "1")],
+            )
+            .await;
+        assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/basket"));
+    }
+    let (status, to, _) = browser
+        .post(
+            &format!("/basket/items/{first}"),
+            &[("csrf", &csrf), ("quantity", "2")],
+        )
+        .await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/basket"));
+    let (_, _, basket) = browser.get("/basket").await;
+    assert!(basket.contains("value=\"2\""), "{basket}");
+
+    // A declined card: a message, and the basket as it was.
+    let (_, _, checkout) = browser.get("/checkout").await;
+    assert!(
+        checkout.contains("4000 0000 0000 0002"),
+        "the test cards are named"
+    );
+    let key = Browser::field(&checkout, "key");
+    let (status, _, declined) = browser
+        .post(
+            "/checkout",
+            &[
+                ("csrf", &csrf),
+                ("key", &key),
+                ("card_number", "4000 0000 0000 0002"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{declined}");
+    assert!(declined.contains("did not go through"), "{declined}");
+    assert!(declined.contains("Nothing was charged"), "{declined}");
+    let (_, _, kept) = browser.get("/basket").await;
+    assert!(
+        kept.contains(&first) && kept.contains(&second),
+        "the basket is kept"
+    );
+
+    // A good card: the order page, confirmed.
+    let key = Browser::field(&declined, "key");
+    let (status, to, _) = browser
+        .post(
+            "/checkout",
+            &[
+                ("csrf", &csrf),
+                ("key", &key),
+                ("card_number", "4242 4242 4242 4242"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(to.starts_with("/orders/"), "{to}");
+    let (status, _, order) = browser.get(&to).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        order.contains("id=\"status\" aria-live=\"polite\">confirmed"),
+        "{order}"
+    );
+    let (_, _, history) = browser.get("/orders").await;
+    assert!(history.contains(&to), "{history}");
+
+    // Another shopper cannot open it; a stranger is sent to sign in.
+    let mut stranger = Browser::new(&shop);
+    let (status, location, _) = stranger.get(&to).await;
+    assert_eq!(
+        (status, location),
+        (
+            StatusCode::SEE_OTHER,
+            format!("/signin?next={}", to.replace('/', "%2F"))
+        )
+    );
+    let (_, _, signin) = stranger.get("/signin").await;
+    let other_csrf = Browser::field(&signin, "csrf");
+    let (status, _, _) = stranger
+        .post(
+            "/register",
+            &[
+                ("csrf", &other_csrf),
+                ("email", &format!("x{email}")),
+                ("name", "Other"),
+                ("password", "a long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, theirs) = stranger.get(&to).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{theirs}");
+
+    // Signing out ends the session: the basket asks for a sign-in again.
+    let (status, to, _) = browser.post("/signout", &[("csrf", &csrf)]).await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/"));
+    let (status, location, _) = browser.get("/basket").await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/signin?next=%2Fbasket")
+    );
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_refuse_a_forged_token_and_bad_values_and_change_nothing() {
+    let shop = TestShop::start().await;
+    let mut browser = Browser::new(&shop);
+    let (_, _, form) = browser.get("/register").await;
+    let csrf = Browser::field(&form, "csrf");
+    let email = format!("forms-{}@example.org", uuid::Uuid::now_v7().simple());
+    let (status, _, _) = browser
+        .post(
+            "/register",
+            &[
+                ("csrf", &csrf),
+                ("email", &email),
+                ("name", "Forms"),
+                ("password", "a long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, one) = shop.get("/api/v1/products?per_page=1").await;
+    let product = one["items"][0]["id"].as_str().unwrap().to_owned();
+    let huge = "9".repeat(100_000);
+    for (path, form, says) in [
+        (
+            "/basket/items",
+            vec![("csrf", "forged"), ("product_id", product.as_str())],
+            "did not come from this shop",
+        ),
+        (
+            "/basket/items",
+            vec![("product_id", product.as_str())],
+            "did not come from this shop",
+        ),
+        (
+            "/signout",
+            vec![("csrf", "forged")],
+            "did not come from this shop",
+        ),
+        (
+            "/checkout",
+            vec![("csrf", "forged"), ("card_number", "4242424242424242")],
+            "did not come from this shop",
+        ),
+        (
+            "/basket/items",
+            vec![
+                ("csrf", csrf.as_str()),
+                ("product_id", product.as_str()),
+                ("quantity", "1000"),
+            ],
+            "whole number from 1 to 99",
+        ),
+        (
+            "/basket/items",
+            vec![
+                ("csrf", csrf.as_str()),
+                ("product_id", product.as_str()),
+                ("quantity", huge.as_str()),
+            ],
+            "whole number from 1 to 99",
+        ),
+        (
+            "/basket/items",
+            vec![
+                ("csrf", csrf.as_str()),
+                ("product_id", "not-a-product"),
+                ("quantity", "1"),
+            ],
+            "product_id",
+        ),
+    ] {
+        let (status, _, page) = browser.post(path, &form).await;
+        assert!(status.is_client_error(), "{path} {form:?}: {status}");
+        assert!(page.contains(says), "{path} {form:?}: {page}");
+    }
+    // Nothing reached the basket, and the session still stands.
+    let (status, _, basket) = browser.get("/basket").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(basket.contains("Your basket is empty"), "{basket}");
+    // A sign-in's `next` stays on this site.
+    let (_, _, signin) = Browser::new(&shop).get("/signin?next=//evil.example").await;
+    assert!(signin.contains("name=\"next\" value=\"/\""), "{signin}");
+    let (status, _, wrong) = Browser::new(&shop)
+        .post(
+            "/signin",
+            &[
+                ("csrf", "x"),
+                ("email", &email),
+                ("password", "a long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "no cookie, no sign-in: {wrong}"
+    );
+    let mut fresh = Browser::new(&shop);
+    let (_, _, page) = fresh.get("/signin").await;
+    let token = Browser::field(&page, "csrf");
+    let (status, _, wrong) = fresh
+        .post(
+            "/signin",
+            &[
+                ("csrf", &token),
+                ("email", &email),
+                ("password", "not the passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong.contains("The email or password is wrong"), "{wrong}");
+    assert!(
+        wrong.contains(&format!("value=\"{email}\"")),
+        "the email stays"
+    );
+    shop.stop().await;
+}
