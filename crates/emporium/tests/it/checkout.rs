@@ -788,12 +788,22 @@ struct Served {
 }
 
 async fn serve(service: &str, env: &[(String, String)], dir: &std::path::Path) -> Served {
+    serve_on(service, env, dir, 0).await
+}
+
+/// As [`serve`], its HTTP port `port` (0: any free one).
+async fn serve_on(
+    service: &str,
+    env: &[(String, String)],
+    dir: &std::path::Path,
+    port: u16,
+) -> Served {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"));
     command
         .args(["serve", service, "--data-dir"])
         .arg(dir)
         .args(["--log-format", "json"])
-        .env("PORT", "0")
+        .env("PORT", port.to_string())
         .env("GRPC_PORT", "0")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true);
@@ -917,7 +927,6 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         "basket",
         "ordering",
         "recommendation",
-        "storefront",
     ] {
         let mut extra = vec![jwks.clone(), secret(service)];
         for (peer, process) in &served {
@@ -977,8 +986,47 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         "EMPORIUM__GATEWAY__INTERNAL_ADDR".to_owned(),
         internal.to_string(),
     ));
+    // The storefront calls the gateway and the gateway routes pages to it:
+    // its port is chosen first, so that each can be told of the other.
+    let storefront_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    gateway_env.push((
+        "EMPORIUM__GATEWAY__UPSTREAMS__STOREFRONT".to_owned(),
+        format!("http://{storefront_addr}"),
+    ));
+    // The storefront's calls carry the shopper's address.
+    gateway_env.push((
+        "EMPORIUM__HTTP__TRUSTED_PROXIES".to_owned(),
+        "127.0.0.1/32".to_owned(),
+    ));
     let gateway = serve("gateway", &gateway_env, dir.path()).await;
     let base = format!("http://{}", gateway.http);
+    let mut storefront_env = vec![
+        jwks.clone(),
+        secret("storefront"),
+        ("EMPORIUM__STOREFRONT__API_URL".to_owned(), base.clone()),
+    ];
+    for (peer, process) in &served {
+        if let ("identity" | "catalog" | "inventory" | "recommendation", Some(grpc)) =
+            (*peer, process.grpc)
+        {
+            let variable = if *peer == "catalog" {
+                "PRODUCT"
+            } else {
+                &peer.to_uppercase()
+            };
+            storefront_env.push((format!("{variable}_SERVICE_URL"), grpc.to_string()));
+        }
+    }
+    let mut storefront = serve_on(
+        "storefront",
+        &storefront_env,
+        dir.path(),
+        storefront_addr.port(),
+    )
+    .await;
     for process in served.iter().map(|(_, p)| p).chain(&notifiers) {
         emporium_testkit::wait_ready(&format!("http://{}", process.http)).await;
     }
@@ -1157,6 +1205,25 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         .await
         .unwrap();
     assert!(page.contains(&sku), "the product page: {page}");
+    // Signed in on the storefront's pages, which call the gateway over
+    // HTTP with her token: her order is there.
+    let mut browser = crate::storefront::Browser::at(&base);
+    let (_, _, form) = browser.get("/signin").await;
+    let csrf = crate::storefront::Browser::field(&form, "csrf");
+    let (status, to, _) = browser
+        .post(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("email", &email),
+                ("password", "a long passphrase"),
+                ("next", "/orders"),
+            ],
+        )
+        .await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/orders"));
+    let (_, _, orders) = browser.get("/orders").await;
+    assert!(orders.contains(order["id"].as_str().unwrap()), "{orders}");
 
     // Through the real SMTP server: the welcome, and exactly one
     // confirmation, though two notification processes consume the queue.
@@ -1228,6 +1295,7 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
     for mut process in notifiers {
         let _ = process.child.start_kill();
     }
+    let _ = storefront.child.start_kill();
     for (_, mut process) in served {
         let _ = process.child.start_kill();
     }

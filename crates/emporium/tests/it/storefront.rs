@@ -168,7 +168,7 @@ async fn bad_input_on_a_page_answers_a_page_with_a_message() {
 
 /// A browser without JavaScript: it keeps cookies, posts forms and does
 /// not follow redirects by itself, so each step's answer is seen.
-struct Browser {
+pub(super) struct Browser {
     http: reqwest::Client,
     base: String,
     cookies: std::collections::BTreeMap<String, String>,
@@ -176,12 +176,17 @@ struct Browser {
 
 impl Browser {
     fn new(shop: &TestShop) -> Self {
+        Self::at(&shop.base)
+    }
+
+    /// A browser of the shop at `base`.
+    pub(super) fn at(base: &str) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            base: shop.base.clone(),
+            base: base.to_owned(),
             cookies: Default::default(),
         }
     }
@@ -207,7 +212,7 @@ impl Browser {
     }
 
     /// Status, `Location` and body.
-    async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
+    pub(super) async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
@@ -218,7 +223,11 @@ impl Browser {
         self.answer(response).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+    pub(super) async fn post(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String, String) {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -247,7 +256,7 @@ impl Browser {
     }
 
     /// The value of the hidden field `name` in `page`.
-    fn field(page: &str, name: &str) -> String {
+    pub(super) fn field(page: &str, name: &str) -> String {
         let marker = format!("name=\"{name}\" value=\"");
         let start = page
             .find(&marker)
