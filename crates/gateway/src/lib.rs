@@ -184,15 +184,25 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
         if upstreams.contains_key(service) {
             continue;
         }
+        let later = runtime.later.router(service);
+        if routes::OPTIONAL.contains(service)
+            && !own.upstreams.contains_key(*service)
+            && later.is_none()
+            && !local.iter().any(|s| s.name == *service)
+        {
+            tracing::info!(
+                service,
+                "no {service} configured: its routes are not served"
+            );
+            continue;
+        }
         let configured = own.upstreams.get(*service).filter(|urls| !urls.is_empty());
         let upstream = match (configured, local.iter().find(|s| s.name == *service)) {
             (Some(urls), _) => Upstream::Replicas(Arc::new(replicas(service, urls, &own)?)),
             (None, Some(started)) => {
                 Upstream::Local(Arc::new(std::sync::OnceLock::from(started.router.clone())))
             }
-            (None, None) if runtime.later.router(service).is_some() => {
-                Upstream::Local(runtime.later.router(service).unwrap_or_default())
-            }
+            (None, None) if later.is_some() => Upstream::Local(later.unwrap_or_default()),
             (None, None) => anyhow::bail!(
                 "configuration: gateway.upstreams.{service} is required when {service} runs elsewhere"
             ),
@@ -230,6 +240,9 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
     let upload_limit = own.upload_limit_bytes.max(body_limit);
     let mut routes = Router::new().route("/api/v1/openapi.json", get(openapi::document));
     for route in ROUTES {
+        if !gateway.upstreams.contains_key(route.service) {
+            continue;
+        }
         let pass = Pass {
             service: route.service,
             policy: route.policy,

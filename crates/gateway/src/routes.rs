@@ -58,6 +58,9 @@ const fn auth(path: &'static str) -> Route {
     }
 }
 
+/// Services a gateway may run without: an API-only gateway serves no pages.
+pub(crate) const OPTIONAL: &[&str] = &["storefront"];
+
 /// Every public route of the shop.
 pub(crate) const ROUTES: &[Route] = &[
     auth("/api/v1/users/register"),
