@@ -10,6 +10,7 @@ use emporium_platform::config::Settings;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+mod browser;
 mod checkout;
 mod commerce;
 mod live;
