@@ -93,6 +93,31 @@ impl Chromium {
             .unwrap();
     }
 
+    /// Clicks `selector`, a form's button, and waits for the page the
+    /// form leads to: a click returns before the navigation ends, and the
+    /// old page's elements would go stale under the next step.
+    async fn submit(&self, selector: &str) {
+        self.client
+            .execute("window.__before_submit = true;", vec![])
+            .await
+            .unwrap();
+        self.click(selector).await;
+        for _ in 0..200 {
+            let fresh = self
+                .client
+                .execute(
+                    "return window.__before_submit === undefined && document.readyState === 'complete';",
+                    vec![],
+                )
+                .await;
+            if matches!(fresh, Ok(serde_json::Value::Bool(true))) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no new page after submitting {selector}");
+    }
+
     async fn text(&self, selector: &str) -> String {
         self.client
             .find(Locator::Css(selector))
@@ -140,12 +165,12 @@ async fn a_shopper_buys_in_chromium_and_sees_the_order_ship_live() {
         .fill("input[name=password]", "a long passphrase")
         .await;
     browser.shoot("02-register").await;
-    browser.click("form.stack button").await;
+    browser.submit("form.stack button").await;
     assert!(browser.text("nav.account").await.contains("Sign out Chris"));
 
     // Search from the header, then narrow to a category.
     browser.fill("#q", "towel").await;
-    browser.click("form.search button").await;
+    browser.submit("form.search button").await;
     assert!(browser.page().await.contains("Cotton Bath Towels"));
     browser.shoot("03-search").await;
     browser
@@ -166,7 +191,7 @@ async fn a_shopper_buys_in_chromium_and_sees_the_order_ship_live() {
     // Two products into the basket; the first's quantity to 2.
     for product in [&first, &second] {
         browser.client.goto(&go(product)).await.unwrap();
-        browser.click("form.buy button").await;
+        browser.submit("form.buy button").await;
     }
     browser.shoot("05-product-added").await;
     assert!(
@@ -185,7 +210,7 @@ async fn a_shopper_buys_in_chromium_and_sees_the_order_ship_live() {
         .unwrap();
     quantity.clear().await.unwrap();
     quantity.send_keys("2").await.unwrap();
-    browser.click("table.lines form.row button").await;
+    browser.submit("table.lines form.row button").await;
     let quantities = browser
         .client
         .find_all(Locator::Css("table.lines input.qty"))
@@ -204,7 +229,7 @@ async fn a_shopper_buys_in_chromium_and_sees_the_order_ship_live() {
     browser
         .fill("input[name=card_number]", "4000 0000 0000 0002")
         .await;
-    browser.click("form.stack button").await;
+    browser.submit("form.stack button").await;
     assert!(
         browser
             .text("[role=alert]")
@@ -217,7 +242,7 @@ async fn a_shopper_buys_in_chromium_and_sees_the_order_ship_live() {
     browser
         .fill("input[name=card_number]", "4242 4242 4242 4242")
         .await;
-    browser.click("form.stack button").await;
+    browser.submit("form.stack button").await;
     let order_url = browser.client.current_url().await.unwrap();
     assert!(order_url.path().starts_with("/orders/"), "{order_url}");
     assert!(
@@ -254,12 +279,7 @@ async fn a_shopper_buys_in_chromium_and_sees_the_order_ship_live() {
     // Another shopper cannot open it.
     browser.client.goto(&go("/orders")).await.unwrap();
     browser.shoot("10-orders").await;
-    let signout = browser
-        .client
-        .find(Locator::Css("nav.account form button"))
-        .await
-        .unwrap();
-    signout.click().await.unwrap();
+    browser.submit("nav.account form button").await;
     browser.client.goto(&go("/register")).await.unwrap();
     browser.fill("input[name=name]", "Other").await;
     browser
@@ -268,7 +288,7 @@ async fn a_shopper_buys_in_chromium_and_sees_the_order_ship_live() {
     browser
         .fill("input[name=password]", "a long passphrase")
         .await;
-    browser.click("form.stack button").await;
+    browser.submit("form.stack button").await;
     browser.client.goto(order_url.as_str()).await.unwrap();
     assert!(browser.page().await.contains("no such page or product"));
     browser.stop().await;
