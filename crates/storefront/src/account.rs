@@ -67,7 +67,7 @@ async fn signed_in(
 }
 
 /// Whether a form's CSRF token holds; a page saying so when not.
-async fn check_csrf(
+pub(crate) async fn check_csrf(
     state: &AppState,
     headers: &HeaderMap,
     sent: Option<&str>,
@@ -294,14 +294,14 @@ pub async fn signout(
 }
 
 /// What a page asks of the API besides the path.
-struct Ask<'a> {
-    method: Method,
-    body: Option<Value>,
-    idempotency_key: Option<&'a str>,
+pub(crate) struct Ask<'a> {
+    pub(crate) method: Method,
+    pub(crate) body: Option<Value>,
+    pub(crate) idempotency_key: Option<&'a str>,
 }
 
 impl Ask<'_> {
-    fn get() -> Self {
+    pub(crate) fn get() -> Self {
         Self {
             method: Method::GET,
             body: None,
@@ -312,7 +312,7 @@ impl Ask<'_> {
 
 /// A call with the shopper's token, the page's way: the answer, or the
 /// page that says why there is none.
-async fn as_shopper(
+pub(crate) async fn as_shopper(
     state: &AppState,
     headers: &HeaderMap,
     client: SocketAddr,

@@ -3,6 +3,7 @@
 //! service token (decision 0024). Every page works without JavaScript.
 
 pub mod account;
+pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod pages;

@@ -24,6 +24,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "checkout.html",
     "orders.html",
     "order.html",
+    "admin_orders.html",
 ];
 
 pub struct Views {

@@ -1,7 +1,8 @@
 //! The shop in a real browser: headless Chromium driven over WebDriver
 //! (chromedriver, from Debian's packages). A shopper registers, searches,
 //! fills a basket, changes a quantity, is declined and then pays, and sees
-//! "Shipped" arrive on the order page while it is open; screenshots of
+//! "Shipped" arrive on the order page while it is open, when an admin
+//! ships it from the admin pages in a second browser; screenshots of
 //! each step, at a phone's width and a desktop's, go under the target dir.
 
 use std::process::Stdio;
@@ -253,20 +254,37 @@ async fn a_shopper_buys_in_chromium_and_sees_the_order_ship_live() {
     );
     browser.shoot("08-confirmed").await;
 
-    // An admin ships it; the open page hears it over its socket.
+    // An admin ships it from the admin pages in a second browser; the
+    // shopper's open page hears it over its socket.
     let order_id = order_url.path().trim_start_matches("/orders/").to_owned();
-    let admin = shop.token(Role::Admin);
+    let (admin_email, admin_password) = crate::demo_admin(&shop);
+    let staff = Chromium::start(&driver, &shots).await;
+    staff
+        .client
+        .goto(&go("/signin?next=/admin/orders"))
+        .await
+        .unwrap();
+    staff.fill("input[name=email]", &admin_email).await;
+    staff.fill("input[name=password]", &admin_password).await;
+    staff.submit("form.stack button").await;
+    assert!(
+        staff.page().await.contains(&order_id[..8]),
+        "the order is listed"
+    );
     for step in ["processing", "shipped"] {
-        let (status, _, moved) = shop
-            .call(
-                reqwest::Method::PUT,
-                &format!("/api/v1/orders/{order_id}"),
-                Some(&admin),
-                Some(json!({ "status": step })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{moved}");
+        let form = format!("form[data-order='{order_id}']");
+        staff
+            .client
+            .find(Locator::Css(&format!("{form} select")))
+            .await
+            .unwrap()
+            .select_by_value(step)
+            .await
+            .unwrap();
+        staff.submit(&format!("{form} button")).await;
     }
+    staff.shoot("09-admin-orders").await;
+    staff.stop().await;
     let shipped = emporium_testkit::eventually(Duration::from_secs(5), || async {
         let status = browser.text("#status").await;
         let toast = browser.text("#toast").await;
@@ -274,11 +292,11 @@ async fn a_shopper_buys_in_chromium_and_sees_the_order_ship_live() {
     })
     .await;
     assert!(shipped.is_some(), "the page shows Shipped without a reload");
-    browser.shoot("09-shipped-live").await;
+    browser.shoot("10-shipped-live").await;
 
     // Another shopper cannot open it.
     browser.client.goto(&go("/orders")).await.unwrap();
-    browser.shoot("10-orders").await;
+    browser.shoot("11-orders").await;
     browser.submit("nav.account form button").await;
     browser.client.goto(&go("/register")).await.unwrap();
     browser.fill("input[name=name]", "Other").await;

@@ -499,6 +499,18 @@ async fn forms_refuse_a_forged_token_and_bad_values_and_change_nothing() {
         assert!(status.is_client_error(), "{path} {form:?}: {status}");
         assert!(page.contains(says), "{path} {form:?}: {page}");
     }
+    // The staff's pages turn a customer away.
+    let (status, _, staff) = browser.get("/admin/orders").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{staff}");
+    assert!(staff.contains("Sign in with an admin account"), "{staff}");
+    let order = uuid::Uuid::now_v7().to_string();
+    let (status, _, _) = browser
+        .post(
+            &format!("/admin/orders/{order}"),
+            &[("csrf", csrf.as_str()), ("status", "shipped")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     // Nothing reached the basket, and the session still stands.
     let (status, _, basket) = browser.get("/basket").await;
     assert_eq!(status, StatusCode::OK);
