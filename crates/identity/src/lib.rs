@@ -21,6 +21,7 @@ use emporium_platform::auth::{Issuer, Verifier};
 use emporium_platform::config::{
     Plain, Production, Secret, Section, SectionDef, Settings, loopback,
 };
+use emporium_platform::files::write_private;
 use emporium_platform::service::{Definition, Faces, Seeded};
 use emporium_platform::{Runtime, Started, bus, db};
 use serde::{Deserialize, Serialize};
@@ -262,37 +263,13 @@ fn embedded_key(file: &Path) -> anyhow::Result<String> {
         Ok(key) => Ok(key.trim().to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = Sealer::generate_key()?;
-            write_private(file, &format!("{key}\n"))?;
+            write_private(file, format!("{key}\n").as_bytes())
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
             tracing::info!(file = %file.display(), "key-encryption key made for the signing keys");
             Ok(key)
         }
         Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", file.display())),
     }
-}
-
-/// Writes `contents` to a file only its owner may read or write (0600 on
-/// Unix), whatever the umask; an existing file is narrowed first.
-pub fn write_private(file: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        if file.exists() {
-            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
-        }
-    }
-    let mut handle = options
-        .open(file)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
-    handle.write_all(contents.as_bytes())?;
-    handle.sync_all()?;
-    Ok(())
 }
 
 /// The key identity signs with now, read from its store: for development
@@ -409,7 +386,8 @@ async fn seed_admin(identity: &Identity, show: AdminPassword) -> anyhow::Result<
         AdminPassword::Print => None,
         AdminPassword::File(file) => {
             let pending = file.with_extension("new");
-            write_private(&pending, &format!("{password}\n"))?;
+            write_private(&pending, format!("{password}\n").as_bytes())
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", pending.display()))?;
             Some(pending)
         }
     };

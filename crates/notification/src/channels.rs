@@ -2,7 +2,6 @@
 //! a recording sink (no SMS provider is reachable from here). Each is a
 //! [`Channel`], so a provider's API is one more implementation.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -126,19 +125,6 @@ impl Mailbox {
     }
 }
 
-/// Writes `bytes` to `path` readable by its owner only, whole or not at all.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let partial = path.with_extension("partial");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&partial)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(partial, path)
-}
-
 #[async_trait]
 impl Channel for Mailbox {
     async fn send(&self, message: &Outgoing) -> Result<(), SendError> {
@@ -146,9 +132,11 @@ impl Channel for Mailbox {
         let path = self.dir.join(format!("{}.eml", message.id));
         let started = std::time::Instant::now();
         let bytes = email.formatted();
-        let written = tokio::task::spawn_blocking(move || write_private(&path, &bytes))
-            .await
-            .map_err(|e| SendError(format!("mailbox: {e}")))?;
+        let written = tokio::task::spawn_blocking(move || {
+            emporium_platform::files::write_private(&path, &bytes)
+        })
+        .await
+        .map_err(|e| SendError(format!("mailbox: {e}")))?;
         metrics::histogram!("email_send_duration_seconds").record(started.elapsed().as_secs_f64());
         written.map_err(|e| SendError(format!("mailbox: {e}")))
     }

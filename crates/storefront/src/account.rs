@@ -339,6 +339,31 @@ pub(crate) async fn as_shopper(
     }
 }
 
+/// The page of a read: `template` with `context` made of the answer's
+/// body, or the page that says why there is none.
+pub(crate) async fn shown(
+    state: &AppState,
+    headers: &HeaderMap,
+    read: Result<(Answer, String), Response>,
+    status: StatusCode,
+    template: &str,
+    context: impl FnOnce(Value) -> Value,
+) -> Response {
+    match read {
+        Ok((answer, _)) if answer.status.is_success() => {
+            state
+                .render(headers, status, template, context(answer.body))
+                .await
+        }
+        Ok((answer, _)) => {
+            state
+                .problem(headers, Missing::Refused(answer.message()))
+                .await
+        }
+        Err(response) => response,
+    }
+}
+
 pub async fn basket(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -348,23 +373,15 @@ pub async fn basket(
         format!("/api/v1/baskets/{me}")
     })
     .await;
-    let (answer, _) = match read {
-        Ok(read) => read,
-        Err(response) => return response,
-    };
-    if !answer.status.is_success() {
-        return state
-            .problem(&headers, Missing::Refused(answer.message()))
-            .await;
-    }
-    state
-        .render(
-            &headers,
-            StatusCode::OK,
-            "basket.html",
-            json!({ "basket": answer.body, "error": null }),
-        )
-        .await
+    shown(
+        &state,
+        &headers,
+        read,
+        StatusCode::OK,
+        "basket.html",
+        |basket| json!({ "basket": basket, "error": null }),
+    )
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -394,24 +411,15 @@ async fn basket_with(
         format!("/api/v1/baskets/{me}")
     })
     .await;
-    match read {
-        Ok((answer, _)) if answer.status.is_success() => {
-            state
-                .render(
-                    headers,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "basket.html",
-                    json!({ "basket": answer.body, "error": error }),
-                )
-                .await
-        }
-        Ok((answer, _)) => {
-            state
-                .problem(headers, Missing::Refused(answer.message()))
-                .await
-        }
-        Err(response) => response,
-    }
+    shown(
+        state,
+        headers,
+        read,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "basket.html",
+        |basket| json!({ "basket": basket, "error": error }),
+    )
+    .await
 }
 
 pub async fn add_to_basket(
@@ -514,20 +522,10 @@ pub async fn checkout_page(
         format!("/api/v1/baskets/{me}")
     })
     .await;
-    match read {
-        Ok((answer, _)) if answer.status.is_success() => {
-            state
-                .render(
-                    &headers,
-                    StatusCode::OK,
-                    "checkout.html",
-                    json!({ "basket": answer.body, "cards": TEST_CARDS, "error": null, "key": sessions::random_token() }),
-                )
-                .await
-        }
-        Ok((answer, _)) => state.problem(&headers, Missing::Refused(answer.message())).await,
-        Err(response) => response,
-    }
+    shown(&state, &headers, read, StatusCode::OK, "checkout.html", |basket| {
+        json!({ "basket": basket, "cards": TEST_CARDS, "error": null, "key": sessions::random_token() })
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -627,24 +625,15 @@ pub async fn orders(
         "/api/v1/orders?per_page=50".to_owned()
     })
     .await;
-    match read {
-        Ok((answer, _)) if answer.status.is_success() => {
-            state
-                .render(
-                    &headers,
-                    StatusCode::OK,
-                    "orders.html",
-                    json!({ "orders": answer.body }),
-                )
-                .await
-        }
-        Ok((answer, _)) => {
-            state
-                .problem(&headers, Missing::Refused(answer.message()))
-                .await
-        }
-        Err(response) => response,
-    }
+    shown(
+        &state,
+        &headers,
+        read,
+        StatusCode::OK,
+        "orders.html",
+        |orders| json!({ "orders": orders }),
+    )
+    .await
 }
 
 pub async fn order(

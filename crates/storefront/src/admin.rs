@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::account::{Ask, as_shopper, check_csrf};
+use crate::account::{Ask, as_shopper, check_csrf, shown};
 use crate::pages::AppState;
 use crate::shelves::Missing;
 
@@ -75,20 +75,10 @@ pub async fn orders(
         |_| format!("/api/v1/orders?per_page=100&status={status}"),
     )
     .await;
-    match read {
-        Ok((answer, _)) if answer.status.is_success() => {
-            state
-                .render(
-                    &headers,
-                    StatusCode::OK,
-                    "admin_orders.html",
-                    json!({ "orders": answer.body, "status": status, "statuses": STATUSES, "moves": MOVES }),
-                )
-                .await
-        }
-        Ok((answer, _)) => state.problem(&headers, Missing::Refused(answer.message())).await,
-        Err(response) => response,
-    }
+    shown(&state, &headers, read, StatusCode::OK, "admin_orders.html", |orders| {
+        json!({ "orders": orders, "status": status, "statuses": STATUSES, "moves": MOVES })
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -81,6 +81,7 @@ fn shelves(settings: &Settings, local: &[Started]) -> anyhow::Result<shelves::Sh
         catalog: peer("catalog")?,
         inventory: peer("inventory")?,
         recommendation: peer("recommendation")?,
+        categories: shelves::CategoryCache::default(),
     })
 }
 

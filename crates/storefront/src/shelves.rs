@@ -14,7 +14,19 @@ pub struct Shelves {
     pub catalog: Peer,
     pub inventory: Peer,
     pub recommendation: Peer,
+    /// The categories every page's header shows, kept a little while.
+    pub categories: CategoryCache,
 }
+
+/// How long the header's categories are kept before the catalog is asked
+/// again: a new category shows within this.
+const CATEGORIES_KEPT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// When the categories were asked, and what they were.
+type Kept = Option<(std::time::Instant, Vec<Category>)>;
+
+#[derive(Clone, Default)]
+pub struct CategoryCache(std::sync::Arc<std::sync::Mutex<Kept>>);
 
 /// Why a page cannot show what it asked for.
 #[derive(Debug)]
@@ -118,7 +130,17 @@ pub enum Availability {
 }
 
 impl Shelves {
+    /// The catalog's categories, asked at most once in `CATEGORIES_KEPT`.
     pub async fn categories(&self) -> Result<Vec<Category>, Missing> {
+        let kept = |cache: &CategoryCache| {
+            let held = cache.0.lock().unwrap_or_else(|p| p.into_inner());
+            held.as_ref()
+                .filter(|(at, _)| at.elapsed() < CATEGORIES_KEPT)
+                .map(|(_, list)| list.clone())
+        };
+        if let Some(list) = kept(&self.categories) {
+            return Ok(list);
+        }
         let answer = self
             .catalog
             .call("ListCategories", true, |channel| async move {
@@ -127,7 +149,7 @@ impl Shelves {
                     .await
             })
             .await?;
-        Ok(answer
+        let list: Vec<Category> = answer
             .categories
             .into_iter()
             .map(|c| Category {
@@ -135,7 +157,10 @@ impl Shelves {
                 name: c.name,
                 count: c.product_count,
             })
-            .collect())
+            .collect();
+        *self.categories.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), list.clone()));
+        Ok(list)
     }
 
     pub async fn list(&self, ask: catalog::ListProductsRequest) -> Result<Shelf, Missing> {

@@ -96,16 +96,7 @@ fn html_formatter(
     })
 }
 
-/// Percent-encodes a query value.
+/// A query value, percent-encoded.
 pub fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }

@@ -26,6 +26,21 @@ pub const SMTP: &str = "EMPORIUM_TEST_SMTP_URL";
 /// ...and the Maildir it delivers into.
 pub const SMTP_MAILDIR: &str = "EMPORIUM_TEST_SMTP_MAILDIR";
 
+/// An SMTP server that answers every connection with `refusal` (a reply
+/// line such as `554 5.7.1 relaying denied`) and closes: what a mail
+/// server that will not take the shop's mail looks like.
+pub async fn refusing_smtp(refusal: &'static str) -> SocketAddr {
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket.write_all(format!("{refusal}\r\n").as_bytes()).await;
+        }
+    });
+    addr
+}
+
 /// The messages in the Maildir at `maildir` addressed to `to` (its `To:`
 /// header), as raw text.
 pub fn delivered(maildir: &str, to: &str) -> Vec<String> {

@@ -317,26 +317,11 @@ async fn an_event_delivered_twice_mails_once_and_an_admin_writes_to_anyone() {
     shop.stop().await;
 }
 
-/// An SMTP server that answers every connection with a refusal.
-async fn refusing_smtp() -> std::net::SocketAddr {
-    use tokio::io::AsyncWriteExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let _ = socket
-                .write_all(b"554 5.7.1 relaying denied for this shop\r\n")
-                .await;
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_mail_server_leaves_the_message_failed_in_the_api_and_staff_hear_of_low_stock() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = shop_settings(dir.path());
-    let smtp = refusing_smtp().await;
+    let smtp = emporium_testkit::refusing_smtp("554 5.7.1 relaying denied for this shop").await;
     settings.update_section::<emporium_notification::NotificationSettings>(|n| {
         n.smtp_url = Some(emporium_platform::config::Secret::new(format!(
             "smtp://{smtp}"

@@ -459,26 +459,11 @@ on_every_backend!(
     each_event_queues_its_messages_once,
 );
 
-/// An SMTP server that answers every connection with a refusal.
-async fn refusing_smtp() -> std::net::SocketAddr {
-    use tokio::io::AsyncWriteExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let _ = socket
-                .write_all(b"554 5.3.2 mail.example.org refuses all mail\r\n")
-                .await;
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_smtp_server_that_refuses_leaves_the_message_failed_with_its_answer() {
     let f = fixture(Backend::Sqlite).await.unwrap();
     let store = &f.store;
-    let addr = refusing_smtp().await;
+    let addr = emporium_testkit::refusing_smtp("554 5.3.2 mail.example.org refuses all mail").await;
     let smtp = Smtp::from_url(
         &Secret::new(format!("smtp://{addr}")),
         "Shop <shop@example.org>",

@@ -37,6 +37,7 @@ async fn every_page_says_in_html_that_the_shop_is_away() {
             catalog: nowhere("catalog"),
             inventory: nowhere("inventory"),
             recommendation: nowhere("recommendation"),
+            categories: Default::default(),
         },
         views: Arc::new(Views::new().unwrap()),
         api: Api::Remote {
