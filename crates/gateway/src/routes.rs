@@ -162,6 +162,6 @@ pub(crate) const ROUTES: &[Route] = &[
     route("storefront", "/orders", Policy::Public),
     route("storefront", "/orders/{id}", Policy::Public),
     // The staff's pages: the storefront admits admins only.
-    route("storefront", "/admin/orders", Policy::Public),
-    route("storefront", "/admin/orders/{id}", Policy::Public),
+    route("storefront", "/admin", Policy::Public),
+    route("storefront", "/admin/{*page}", Policy::Public),
 ];

@@ -41,8 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/checkout", get(account::checkout_page).post(account::checkout))
         .route("/orders", get(account::orders))
         .route("/orders/{id}", get(account::order))
-        .route("/admin/orders", get(crate::admin::orders))
-        .route("/admin/orders/{id}", post(crate::admin::move_order))
+        .merge(crate::admin::routes())
         .route(
             "/openapi.json",
             // Pages, not API: nothing for the shop's API document.

@@ -6,11 +6,13 @@ use serde::Serialize;
 
 use crate::assets::{ICON, SCRIPT, STYLESHEET};
 
+/// `(name, source)` of templates under `templates/`, built in.
 macro_rules! templates {
     ($($name:literal),* $(,)?) => {
-        &[$(($name, include_str!(concat!("../templates/", $name)))),*]
+        &[$(($name, include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/", $name)))),*]
     };
 }
+pub(crate) use templates;
 
 const TEMPLATES: &[(&str, &str)] = templates![
     "base.html",
@@ -24,7 +26,9 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "checkout.html",
     "orders.html",
     "order.html",
-    "admin_orders.html",
+    "admin/base.html",
+    "admin/index.html",
+    "admin/orders.html",
 ];
 
 pub struct Views {
@@ -36,10 +40,23 @@ impl Views {
         let mut env = Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.set_formatter(html_formatter);
-        for (name, source) in TEMPLATES {
+        let admin = [
+            crate::admin::catalog::TEMPLATES,
+            crate::admin::people::TEMPLATES,
+        ];
+        for (name, source) in TEMPLATES.iter().chain(admin.into_iter().flatten()) {
             env.add_template(name, source)
                 .map_err(|e| anyhow::anyhow!("storefront template `{name}`: {e}"))?;
         }
+        env.add_global(
+            "admin_areas",
+            minijinja::Value::from(
+                crate::admin::AREAS
+                    .iter()
+                    .map(|&(path, name, about)| minijinja::Value::from(vec![path, name, about]))
+                    .collect::<Vec<_>>(),
+            ),
+        );
         env.add_filter("urlencode", |value: String| encode(&value));
         // Addresses of our own making: no escaping needed.
         env.add_global(

@@ -12,14 +12,14 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use super::*;
 
 /// `chromedriver` on a free port, and a browser session through it.
-struct Chromium {
+pub(super) struct Chromium {
     driver: tokio::process::Child,
-    client: Client,
+    pub(super) client: Client,
     shots: std::path::PathBuf,
 }
 
 impl Chromium {
-    async fn start(driver: &str, shots: &str) -> Self {
+    pub(super) async fn start(driver: &str, shots: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -70,7 +70,7 @@ impl Chromium {
     }
 
     /// The page at a phone's width and at a desktop's, as PNG files.
-    async fn shoot(&self, step: &str) {
+    pub(super) async fn shoot(&self, step: &str) {
         for (width, height, name) in [(390, 844, "phone"), (1280, 900, "desktop")] {
             self.client.set_window_size(width, height).await.unwrap();
             let png = self.client.screenshot().await.unwrap();
@@ -78,13 +78,13 @@ impl Chromium {
         }
     }
 
-    async fn fill(&self, selector: &str, text: &str) {
+    pub(super) async fn fill(&self, selector: &str, text: &str) {
         let field = self.client.find(Locator::Css(selector)).await.unwrap();
         field.clear().await.unwrap();
         field.send_keys(text).await.unwrap();
     }
 
-    async fn click(&self, selector: &str) {
+    pub(super) async fn click(&self, selector: &str) {
         self.client
             .find(Locator::Css(selector))
             .await
@@ -97,7 +97,7 @@ impl Chromium {
     /// Clicks `selector`, a form's button, and waits for the page the
     /// form leads to: a click returns before the navigation ends, and the
     /// old page's elements would go stale under the next step.
-    async fn submit(&self, selector: &str) {
+    pub(super) async fn submit(&self, selector: &str) {
         self.client
             .execute("window.__before_submit = true;", vec![])
             .await
@@ -119,7 +119,7 @@ impl Chromium {
         panic!("no new page after submitting {selector}");
     }
 
-    async fn text(&self, selector: &str) -> String {
+    pub(super) async fn text(&self, selector: &str) -> String {
         self.client
             .find(Locator::Css(selector))
             .await
@@ -129,11 +129,11 @@ impl Chromium {
             .unwrap()
     }
 
-    async fn page(&self) -> String {
+    pub(super) async fn page(&self) -> String {
         self.client.source().await.unwrap()
     }
 
-    async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         let _ = self.client.close().await;
         let _ = self.driver.kill().await;
     }

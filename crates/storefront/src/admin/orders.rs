@@ -1,5 +1,4 @@
-//! The staff's pages, for a signed-in admin only (a customer gets a 403
-//! page): orders, filtered by status, moved along their workflow.
+//! The staff's orders, filtered by status and moved along their workflow.
 
 use std::net::SocketAddr;
 
@@ -9,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::staff_only;
 use crate::account::{Ask, as_shopper, check_csrf, shown};
 use crate::pages::AppState;
 use crate::shelves::Missing;
@@ -24,28 +24,6 @@ const STATUSES: &[&str] = &[
     "failed",
 ];
 const MOVES: &[&str] = &["processing", "shipped", "delivered", "cancelled"];
-
-/// The page that turns away someone who is not an admin.
-async fn staff_only(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    let admin = match state.sessions.of(headers) {
-        Some((_, session)) => session.lock().await.admin,
-        // Not signed in: the sign-in page, from `as_shopper`.
-        None => return None,
-    };
-    if admin {
-        return None;
-    }
-    let mut page = state
-        .render(
-            headers,
-            StatusCode::FORBIDDEN,
-            "problem.html",
-            json!({ "title": "For the shop's staff", "message": "This page is for the shop's admins. Sign in with an admin account to see it." }),
-        )
-        .await;
-    *page.status_mut() = StatusCode::FORBIDDEN;
-    Some(page)
-}
 
 #[derive(Debug, Default, Deserialize)]
 pub struct OrdersQuery {
@@ -75,8 +53,8 @@ pub async fn orders(
         |_| format!("/api/v1/orders?per_page=100&status={status}"),
     )
     .await;
-    shown(&state, &headers, read, StatusCode::OK, "admin_orders.html", |orders| {
-        json!({ "orders": orders, "status": status, "statuses": STATUSES, "moves": MOVES })
+    shown(&state, &headers, read, StatusCode::OK, "admin/orders.html", |orders| {
+        json!({ "area": "/admin/orders", "orders": orders, "status": status, "statuses": STATUSES, "moves": MOVES })
     })
     .await
 }
