@@ -161,7 +161,13 @@ pub(crate) const ROUTES: &[Route] = &[
     route("storefront", "/checkout", Policy::Public),
     route("storefront", "/orders", Policy::Public),
     route("storefront", "/orders/{id}", Policy::Public),
+    route("storefront", "/account", Policy::Public),
     // The staff's pages: the storefront admits admins only.
     route("storefront", "/admin", Policy::Public),
+    // A product's images, posted as a form: an upload's body limit.
+    Route {
+        upload: true,
+        ..route("storefront", "/admin/products/{id}/images", Policy::Public)
+    },
     route("storefront", "/admin/{*page}", Policy::Public),
 ];

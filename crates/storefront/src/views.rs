@@ -26,6 +26,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "checkout.html",
     "orders.html",
     "order.html",
+    "pager.html",
     "admin/base.html",
     "admin/index.html",
     "admin/orders.html",

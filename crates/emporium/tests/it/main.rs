@@ -10,6 +10,8 @@ use emporium_platform::config::Settings;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+mod admin_catalog;
+mod admin_people;
 mod browser;
 mod checkout;
 mod commerce;

@@ -3,13 +3,13 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::staff_only;
-use crate::account::{Ask, as_shopper, check_csrf, shown};
+use super::{back_to, pages, staff_call, staff_page};
+use crate::account::Ask;
 use crate::pages::AppState;
 use crate::shelves::Missing;
 
@@ -28,6 +28,7 @@ const MOVES: &[&str] = &["processing", "shipped", "delivered", "cancelled"];
 #[derive(Debug, Default, Deserialize)]
 pub struct OrdersQuery {
     status: Option<String>,
+    page: Option<String>,
 }
 
 pub async fn orders(
@@ -36,26 +37,31 @@ pub async fn orders(
     headers: HeaderMap,
     query: Result<Query<OrdersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Some(refused) = staff_only(&state, &headers).await {
-        return refused;
-    }
+    let query = query.map(|Query(q)| q).unwrap_or_default();
     let status = query
-        .ok()
-        .and_then(|Query(q)| q.status)
+        .status
         .filter(|s| STATUSES.contains(&s.as_str()))
         .unwrap_or_default();
-    let read = as_shopper(
+    let page = query
+        .page
+        .and_then(|p| p.parse::<u64>().ok())
+        .filter(|&p| p >= 1)
+        .unwrap_or(1);
+    staff_page(
         &state,
         &headers,
         client,
         "/admin/orders",
-        Ask::get(),
-        |_| format!("/api/v1/orders?per_page=100&status={status}"),
+        format!("/api/v1/orders?per_page=50&page={page}&status={status}"),
+        "admin/orders.html",
+        |orders| {
+            json!({
+                "area": "/admin/orders", "page": page, "pages": pages(&orders),
+                "page_link": format!("/admin/orders?status={status}&page="),
+                "orders": orders, "status": status, "statuses": STATUSES, "moves": MOVES,
+            })
+        },
     )
-    .await;
-    shown(&state, &headers, read, StatusCode::OK, "admin/orders.html", |orders| {
-        json!({ "area": "/admin/orders", "orders": orders, "status": status, "statuses": STATUSES, "moves": MOVES })
-    })
     .await
 }
 
@@ -73,16 +79,10 @@ pub async fn move_order(
     form: Result<Form<MoveForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let form = form.map(|Form(f)| f).unwrap_or_default();
-    if let Err(refused) = check_csrf(&state, &headers, form.csrf.as_deref()).await {
-        return refused;
-    }
-    if let Some(refused) = staff_only(&state, &headers).await {
-        return refused;
-    }
     if uuid::Uuid::parse_str(&id).is_err() {
         return state.problem(&headers, Missing::NotFound).await;
     }
-    let Some(status) = form.status.filter(|s| MOVES.contains(&s.as_str())) else {
+    let Some(status) = form.status.clone().filter(|s| MOVES.contains(&s.as_str())) else {
         return state
             .problem(
                 &headers,
@@ -90,31 +90,19 @@ pub async fn move_order(
             )
             .await;
     };
-    let moved = as_shopper(
+    let moved = staff_call(
         &state,
         &headers,
         client,
         "/admin/orders",
+        form.csrf.as_deref(),
         Ask {
             method: Method::PUT,
             body: Some(json!({ "status": status })),
             idempotency_key: None,
         },
-        |_| format!("/api/v1/orders/{id}"),
+        format!("/api/v1/orders/{id}"),
     )
     .await;
-    match moved {
-        Ok((answer, _)) if answer.status.is_success() => {
-            Redirect::to("/admin/orders").into_response()
-        }
-        Ok((answer, _)) if answer.status == StatusCode::NOT_FOUND => {
-            state.problem(&headers, Missing::NotFound).await
-        }
-        Ok((answer, _)) => {
-            state
-                .problem(&headers, Missing::Refused(answer.message()))
-                .await
-        }
-        Err(response) => response,
-    }
+    back_to(&state, &headers, moved, "/admin/orders").await
 }
