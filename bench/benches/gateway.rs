@@ -2,8 +2,10 @@
 //! process) against a bare hyper server answering the same product bytes
 //! (this process), both loaded by wrk (a third process) on loopback:
 //! cached `GET /api/v1/products/{id}` at the catalog's own port and through
-//! the gateway, and a search through the gateway. Also `up`'s time to ready
-//! and idle RSS.
+//! the gateway, and a search through the gateway; the storefront's home and
+//! product pages beside the cached JSON of the same product, loaded and at
+//! one connection (a page's own server time). Also `up`'s time to ready and
+//! idle RSS.
 //!
 //! `cargo build --release -p emporium && cargo bench -p emporium-bench`
 //! (BENCH_SECONDS and BENCH_CONNECTIONS tune the load; wrk from apt.)
@@ -136,6 +138,71 @@ async fn main() {
     println!(
         "gateway cost: {:.0} % of the catalog's own throughput",
         100.0 * through.rps / direct.rps
+    );
+
+    // The storefront's pages, each beside the cached JSON of the product it
+    // shows: the page adds the stock, the recommendations, the categories
+    // and the template to the same catalog read.
+    let product_page = format!("/products/{id}");
+    wrk(&format!("{gateway}{product_page}"), connections, 2, None).await;
+    println!();
+    println!("| page, through the gateway | req/s | p50 ms | p99 ms | of the cached JSON |");
+    println!("|---|---|---|---|---|");
+    row("cached JSON `/api/v1/products/{id}`", &through, through.rps);
+    let home = wrk(&format!("{gateway}/"), connections, seconds, None).await;
+    row("home `/`", &home, through.rps);
+    let page = wrk(
+        &format!("{gateway}{product_page}"),
+        connections,
+        seconds,
+        None,
+    )
+    .await;
+    row("product page `/products/{id}`", &page, through.rps);
+    let own = wrk(
+        &format!("http://127.0.0.1:23000{product_page}"),
+        connections,
+        seconds,
+        None,
+    )
+    .await;
+    row(
+        "product page at the storefront's own port",
+        &own,
+        through.rps,
+    );
+    // One connection: no queue, so the latency is the page's own time
+    // (plus loopback and wrk's).
+    println!();
+    println!(
+        "| one connection, through the gateway | req/s | p50 ms | p99 ms | of the cached JSON |"
+    );
+    println!("|---|---|---|---|---|");
+    let json_alone = wrk(&format!("{gateway}{by_id}"), 1, seconds, None).await;
+    row(
+        "cached JSON `/api/v1/products/{id}`",
+        &json_alone,
+        json_alone.rps,
+    );
+    let home_alone = wrk(&format!("{gateway}/"), 1, seconds, None).await;
+    row("home `/`", &home_alone, json_alone.rps);
+    let page_alone = wrk(&format!("{gateway}{product_page}"), 1, seconds, None).await;
+    row("product page `/products/{id}`", &page_alone, json_alone.rps);
+    let own_alone = wrk(
+        &format!("http://127.0.0.1:23000{product_page}"),
+        1,
+        seconds,
+        None,
+    )
+    .await;
+    row(
+        "product page at the storefront's own port",
+        &own_alone,
+        json_alone.rps,
+    );
+    println!(
+        "product page server time at the storefront's port, one connection: p50 {:.2} ms, p99 {:.2} ms (goal: under 5 ms)",
+        own_alone.p50_ms, own_alone.p99_ms
     );
     println!(
         "start-up: {} ms from exec to the ready banner (fresh data dir, demo data seeded)",

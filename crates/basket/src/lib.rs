@@ -21,6 +21,7 @@ use emporium_platform::config::{
 use emporium_platform::grpc::{Peer, PeerPolicy, ServiceCredentials};
 use emporium_platform::http::Check;
 use emporium_platform::service::{Definition, Faces};
+use emporium_platform::telemetry::{Kind, Metric};
 use emporium_platform::{Runtime, Started, bus, db};
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +85,7 @@ impl Section for BasketSettings {
 /// How the binary knows the basket.
 pub fn definition() -> Definition {
     Definition {
+        metrics: METRICS,
         name: NAME,
         section: SectionDef::of::<BasketSettings>(),
         start: |runtime, local| Box::pin(async move { start(&runtime, &local).await }),
@@ -184,6 +186,26 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
     runtime.relay(NAME, outbox, db);
     Ok(started)
 }
+
+/// This service's metrics (SPEC §9), declared when it starts.
+pub const METRICS: &[Metric] = &[
+    Metric::new(
+        "basket_items_added_total",
+        Kind::Counter,
+        "Units added to baskets.",
+    ),
+    Metric::new(
+        "basket_write_conflicts_total",
+        Kind::Counter,
+        "Basket writes retried because another write changed the basket first.",
+    ),
+    Metric::new(
+        "baskets_cleared_total",
+        Kind::Counter,
+        "Baskets emptied, by reason (cleared by the shopper, order.confirmed).",
+    )
+    .zeros(&[&[("reason", "cleared")], &[("reason", "order.confirmed")]]),
+];
 
 #[cfg(test)]
 mod tests {

@@ -18,6 +18,7 @@ use emporium_platform::config::{
     Plain, Production, Secret, Section, SectionDef, Settings, loopback,
 };
 use emporium_platform::service::{Definition, Faces, Seeded};
+use emporium_platform::telemetry::{Kind, Metric};
 use emporium_platform::{Runtime, Started, bus, cache, db, objects};
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +79,7 @@ impl Section for CatalogSettings {
 /// How the binary knows the catalog.
 pub fn definition() -> Definition {
     Definition {
+        metrics: METRICS,
         name: NAME,
         section: SectionDef::of::<CatalogSettings>(),
         start: |runtime, _local| Box::pin(async move { start(&runtime).await }),
@@ -163,3 +165,11 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
     runtime.relay(NAME, outbox, db);
     Ok(started)
 }
+
+/// This service's metrics (SPEC §9), declared when it starts.
+pub const METRICS: &[Metric] = &[Metric::new(
+    "catalog_cache_requests_total",
+    Kind::Counter,
+    "Product reads answered from the cache (hit) or the store (miss), by result.",
+)
+.zeros(&[&[("result", "hit")], &[("result", "miss")]])];

@@ -25,6 +25,7 @@ use emporium_platform::auth::Verifier;
 use emporium_platform::config::{Plain, Secret, Section, SectionDef, loopback};
 use emporium_platform::http::{Check, TrustedProxies};
 use emporium_platform::service::Definition;
+use emporium_platform::telemetry::{Kind, Metric};
 use emporium_platform::{Runtime, Started};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -133,6 +134,7 @@ impl Section for GatewaySettings {
 /// How the binary knows the gateway.
 pub fn definition() -> Definition {
     Definition {
+        metrics: METRICS,
         name: NAME,
         section: SectionDef::of::<GatewaySettings>(),
         start: |runtime, local| Box::pin(async move { start(&runtime, &local).await }),
@@ -392,3 +394,8 @@ fn upstream_check(client: HttpClient, service: &'static str, pool: Arc<Pool>) ->
         }
     })
 }
+
+/// This service's metrics (SPEC §9), declared when it starts.
+pub const METRICS: &[Metric] = &[
+    Metric::new("gateway_rate_limited_total", Kind::Counter, "Requests refused with 429, by rate-limit group (auth, api) and what was counted (address, user).").zeros(&[]),
+];

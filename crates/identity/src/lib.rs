@@ -23,6 +23,7 @@ use emporium_platform::config::{
 };
 use emporium_platform::files::write_private;
 use emporium_platform::service::{Definition, Faces, Seeded};
+use emporium_platform::telemetry::{Kind, Metric};
 use emporium_platform::{Runtime, Started, bus, db};
 use serde::{Deserialize, Serialize};
 
@@ -144,6 +145,7 @@ impl IdentitySettings {
 /// How the binary knows identity.
 pub fn definition() -> Definition {
     Definition {
+        metrics: METRICS,
         name: NAME,
         section: SectionDef::of::<IdentitySettings>(),
         start: |runtime, _local| Box::pin(async move { start(&runtime).await }),
@@ -444,6 +446,51 @@ async fn upkeep(
         }
     }
 }
+
+/// This service's metrics (SPEC §9), declared when it starts.
+pub const METRICS: &[Metric] = &[
+    Metric::new(
+        "users_registered_total",
+        Kind::Counter,
+        "Accounts registered.",
+    ),
+    Metric::new(
+        "registrations_of_taken_emails_total",
+        Kind::Counter,
+        "Registrations of an email that already has an account, answered as a new one and not made.",
+    ),
+    Metric::new(
+        "login_attempts_total",
+        Kind::Counter,
+        "Sign-in attempts, by status (success, failure, throttled).",
+    )
+    .zeros(&[
+        &[("status", "success")],
+        &[("status", "failure")],
+        &[("status", "throttled")],
+    ]),
+    Metric::new(
+        "jwt_tokens_issued_total",
+        Kind::Counter,
+        "Access tokens issued to users, at sign-in and refresh.",
+    ),
+    Metric::new(
+        "active_sessions_current",
+        Kind::Gauge,
+        "Refresh sessions neither expired nor ended.",
+    ),
+    Metric::new(
+        "service_tokens_issued_total",
+        Kind::Counter,
+        "Tokens issued to services for calls between them, by service.",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "service_tokens_refused_total",
+        Kind::Counter,
+        "Service token requests refused: unknown service or wrong secret.",
+    ),
+];
 
 #[cfg(test)]
 mod tests {

@@ -19,6 +19,7 @@ use emporium_platform::config::{
     Plain, Production, Secret, Section, SectionDef, Settings, loopback,
 };
 use emporium_platform::service::{Definition, Faces, Seeded};
+use emporium_platform::telemetry::{Kind, Metric};
 use emporium_platform::{Runtime, Started, bus, cache, db};
 use serde::{Deserialize, Serialize};
 
@@ -116,6 +117,7 @@ impl InventorySettings {
 /// How the binary knows inventory.
 pub fn definition() -> Definition {
     Definition {
+        metrics: METRICS,
         name: NAME,
         section: SectionDef::of::<InventorySettings>(),
         start: |runtime, _local| Box::pin(async move { start(&runtime).await }),
@@ -243,6 +245,55 @@ async fn sweeper(
         }
     }
 }
+
+/// This service's metrics (SPEC §9), declared when it starts.
+pub const METRICS: &[Metric] = &[
+    Metric::new(
+        "inventory_reservations_total",
+        Kind::Counter,
+        "Reservation requests, by outcome (reserved, insufficient, refused).",
+    )
+    .zeros(&[
+        &[("outcome", "reserved")],
+        &[("outcome", "insufficient")],
+        &[("outcome", "refused")],
+    ]),
+    Metric::new(
+        "inventory_reservations_expired_total",
+        Kind::Counter,
+        "Reservations released because they outlived their time to live.",
+    ),
+    Metric::new(
+        "inventory_low_stock_items",
+        Kind::Gauge,
+        "Stock rows (SKU and warehouse) whose available quantity is at or below their threshold.",
+    ),
+    Metric::new(
+        "inventory_stock_level",
+        Kind::Gauge,
+        "Units available (on hand less reserved), by SKU and warehouse, as last written.",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "inventory_operations_duration_seconds",
+        Kind::Histogram,
+        "Time a stock operation took, in seconds, by operation.",
+    )
+    .zeros(&[
+        &[("operation", "adjust")],
+        &[("operation", "reserve")],
+        &[("operation", "commit")],
+        &[("operation", "release")],
+        &[("operation", "cancel")],
+        &[("operation", "expire")],
+    ]),
+    Metric::new(
+        "inventory_cache_requests_total",
+        Kind::Counter,
+        "Stock reads answered from the cache (hit) or the store (miss), by result.",
+    )
+    .zeros(&[&[("result", "hit")], &[("result", "miss")]]),
+];
 
 #[cfg(test)]
 mod tests {

@@ -23,6 +23,7 @@ use emporium_platform::config::{
 use emporium_platform::grpc::{Peer, PeerPolicy, ServiceCredentials};
 use emporium_platform::ratelimit::Limiter;
 use emporium_platform::service::{Definition, Faces};
+use emporium_platform::telemetry::{Kind, Metric};
 use emporium_platform::{Runtime, Started, bus, db};
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +114,7 @@ impl Section for NotificationSettings {
 /// How the binary knows notification. It has no demo data of its own.
 pub fn definition() -> Definition {
     Definition {
+        metrics: METRICS,
         name: NAME,
         section: SectionDef::of::<NotificationSettings>(),
         start: |runtime, local| Box::pin(async move { start(&runtime, &local).await }),
@@ -253,6 +255,37 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
         })
         .await
 }
+
+/// This service's metrics (SPEC §9), declared when it starts.
+pub const METRICS: &[Metric] = &[
+    Metric::new(
+        "notifications_sent_total",
+        Kind::Counter,
+        "Messages settled, by type (the event that asked for them) and status (sent, failed).",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "notification_queue_size",
+        Kind::Gauge,
+        "Messages queued and not yet sent, after the dispatcher's last pass.",
+    ),
+    Metric::new(
+        "websocket_connections_current",
+        Kind::Gauge,
+        "Live order-status sockets open.",
+    ),
+    Metric::new(
+        "websocket_dropped_total",
+        Kind::Counter,
+        "Live sockets closed by the server, by reason (slow: the client did not read).",
+    )
+    .zeros(&[&[("reason", "slow")]]),
+    Metric::new(
+        "email_send_duration_seconds",
+        Kind::Histogram,
+        "Time to hand one email to the mail server or the mailbox, in seconds.",
+    ),
+];
 
 #[cfg(test)]
 mod tests {

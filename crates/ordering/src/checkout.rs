@@ -811,9 +811,15 @@ impl Orders {
         }
     }
 
-    /// Sets `orders_by_status` from the store.
+    /// Sets `orders_by_status` from the store: every status, at zero
+    /// where no order has it any more.
     pub async fn count(&self) -> Result<()> {
-        for (status, n) in store::count_by_status(&self.inner.db).await? {
+        let counted = store::count_by_status(&self.inner.db).await?;
+        for status in Status::ALL.map(Status::as_str) {
+            let n = counted
+                .iter()
+                .find(|(s, _)| s.as_str() == status)
+                .map_or(0, |&(_, n)| n);
             metrics::gauge!("orders_by_status", "status" => status).set(n as f64);
         }
         Ok(())

@@ -23,6 +23,16 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Pending,
+        Status::Confirmed,
+        Status::Processing,
+        Status::Shipped,
+        Status::Delivered,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
@@ -35,17 +45,7 @@ impl Status {
         }
     }
     pub fn parse(raw: &str) -> Option<Self> {
-        [
-            Status::Pending,
-            Status::Confirmed,
-            Status::Processing,
-            Status::Shipped,
-            Status::Delivered,
-            Status::Failed,
-            Status::Cancelled,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == raw)
+        Status::ALL.into_iter().find(|s| s.as_str() == raw)
     }
     /// The next state an admin may set: confirmed → processing → shipped →
     /// delivered.

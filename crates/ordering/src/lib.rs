@@ -17,6 +17,7 @@ use emporium_platform::config::{
 };
 use emporium_platform::grpc::{Peer, PeerPolicy, ServiceCredentials};
 use emporium_platform::service::{Definition, Faces, Seeded};
+use emporium_platform::telemetry::{Kind, Metric};
 use emporium_platform::{Runtime, Started, bus, db, idempotency};
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +92,7 @@ impl Section for OrderingSettings {
 /// How the binary knows ordering.
 pub fn definition() -> Definition {
     Definition {
+        metrics: METRICS,
         name: NAME,
         section: SectionDef::of::<OrderingSettings>(),
         start: |runtime, local| Box::pin(async move { start(&runtime, &local).await }),
@@ -295,3 +297,12 @@ async fn resumer(
         }
     }
 }
+
+/// This service's metrics (SPEC §9), declared when it starts.
+pub const METRICS: &[Metric] = &[
+    Metric::new("orders_created_total", Kind::Counter, "Checkouts that made an order."),
+    Metric::new("orders_by_status", Kind::Gauge, "Orders in each status, counted in the store.")
+        .zeros(&[&[("status", "pending")], &[("status", "confirmed")], &[("status", "processing")], &[("status", "shipped")], &[("status", "delivered")], &[("status", "cancelled")], &[("status", "failed")]]),
+    Metric::new("order_processing_duration_seconds", Kind::Histogram, "Time from a checkout's request to its order's settled status, in seconds, by that status (confirmed, failed).")
+        .zeros(&[&[("status", "confirmed")], &[("status", "failed")]]),
+];

@@ -21,6 +21,7 @@ use emporium_platform::config::{
     Plain, Production, Secret, Section, SectionDef, Settings, loopback,
 };
 use emporium_platform::service::{Definition, Faces};
+use emporium_platform::telemetry::{Kind, Metric};
 use emporium_platform::{Runtime, Started, bus, db, idempotency};
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +107,7 @@ impl PaymentSettings {
 /// How the binary knows payment.
 pub fn definition() -> Definition {
     Definition {
+        metrics: METRICS,
         name: NAME,
         section: SectionDef::of::<PaymentSettings>(),
         start: |runtime, _local| Box::pin(async move { start(&runtime).await }),
@@ -182,6 +184,16 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
     runtime.relay(NAME, outbox, db);
     Ok(started)
 }
+
+/// This service's metrics (SPEC §9), declared when it starts.
+pub const METRICS: &[Metric] = &[
+    Metric::new("payments_processed_total", Kind::Counter, "Payments settled, by status in the events' words (completed, failed, refunded) and method.")
+        .zeros(&[&[("status", "completed"), ("method", "card")], &[("status", "failed"), ("method", "card")], &[("status", "refunded"), ("method", "card")]]),
+    Metric::new("payment_amount", Kind::Histogram, "Amounts captured, in the currency's units (not cents), by currency: _sum is the revenue, _count the payments.").zeros(&[]),
+    Metric::new("refunds_processed_total", Kind::Counter, "Refunds made."),
+    Metric::new("payment_gateway_latency_seconds", Kind::Histogram, "Time the card processor took to answer, in seconds, by operation (authorize, capture, void, refund).")
+        .zeros(&[&[("operation", "authorize")], &[("operation", "capture")], &[("operation", "void")], &[("operation", "refund")]]),
+];
 
 #[cfg(test)]
 mod tests {

@@ -347,10 +347,14 @@ impl Payments {
                                 )
                                 .await;
                             if let Ok(done) = &done {
-                                metrics::counter!("payments_processed_total", "status" => "captured", "method" => done.method.clone())
+                                metrics::counter!("payments_processed_total", "status" => "completed", "method" => done.method.clone())
                                     .increment(1);
-                                metrics::counter!("payment_amount_total", "currency" => done.currency.clone())
-                                    .increment(done.amount_minor.unsigned_abs());
+                                if let Ok(amount) =
+                                    Money::from_minor(done.amount_minor, &done.currency)
+                                {
+                                    metrics::histogram!("payment_amount", "currency" => done.currency.clone())
+                                        .record(amount.units());
+                                }
                             }
                             done
                         }
@@ -469,6 +473,8 @@ impl Payments {
         txn.commit().await?;
         self.inner.outbox.wake();
         metrics::counter!("refunds_processed_total").increment(1);
+        metrics::counter!("payments_processed_total", "status" => "refunded", "method" => after.method.clone())
+            .increment(1);
         view(&after)
     }
 }

@@ -580,12 +580,25 @@ pub fn operational_routes(service: &'static str, checks: Vec<Check>) -> Router {
             }
         }
     };
-    health_route(service)
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics_text))
+    health_route(service).route("/ready", get(ready)).route(
+        "/metrics",
+        get(
+            move |owner: Option<axum::Extension<crate::service::MetricsOwner>>| {
+                metrics_text(service, owner.map(|axum::Extension(owner)| owner.0))
+            },
+        ),
+    )
 }
 
-async fn metrics_text() -> Response {
+/// The process's metrics, at the port of the service that owns them: a
+/// process of several services serves them once (see `Runtime`).
+async fn metrics_text(service: &'static str, owner: Option<&'static str>) -> Response {
+    if let Some(owner) = owner.filter(|&owner| owner != service) {
+        return Problem::not_found(format!(
+            "this process serves its metrics once, at {owner}'s /metrics"
+        ))
+        .into_response();
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -105,6 +105,12 @@ impl Money {
     }
 
     /// The amount as a decimal string: `19.99`, `1500` (JPY).
+    /// The amount in the currency's units (12.50, not 1250), for metrics:
+    /// exact to the cent up to 2^53 minor units.
+    pub fn units(self) -> f64 {
+        self.minor as f64 / 10f64.powi(self.currency.digits as i32)
+    }
+
     pub fn amount(self) -> String {
         format_minor(self.minor, self.currency.digits)
     }

@@ -46,6 +46,9 @@ pub struct Definition {
     /// Loads demo data into the configured stores through the service's
     /// own use cases, adding only what is missing; events go to its outbox.
     pub seed: Option<SeedFn>,
+    /// The service's own metrics, declared when it starts (the platform's
+    /// are declared for every service).
+    pub metrics: &'static [crate::telemetry::Metric],
 }
 
 impl std::fmt::Debug for Definition {
@@ -83,7 +86,16 @@ pub struct Runtime {
     relays: TaskTracker,
     /// The routers of services this process starts after the one asking.
     pub later: Later,
+    /// The one service whose port serves the process's `/metrics`, where
+    /// several run in it (the registry is the process's: served at every
+    /// port it would be scraped once per service).
+    pub metrics_owner: Option<&'static str>,
 }
+
+/// The service whose listeners serve `/metrics`, carried by every router
+/// a [`Runtime`] serves; others answer where to look.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricsOwner(pub &'static str);
 
 /// The routers of the services a process is yet to start, each filled in
 /// once it starts: how the gateway routes in-process to the storefront,
@@ -181,7 +193,15 @@ impl Runtime {
             flush: CancellationToken::new(),
             relays: TaskTracker::new(),
             later: Later::default(),
+            metrics_owner: None,
         })
+    }
+
+    fn with_metrics_owner(&self, router: axum::Router) -> axum::Router {
+        match self.metrics_owner {
+            Some(owner) => router.layer(axum::Extension(MetricsOwner(owner))),
+            None => router,
+        }
     }
 
     /// Serves `router` over TLS on `listener` until shutdown, then drains.
@@ -192,6 +212,7 @@ impl Runtime {
         acceptor: tokio_rustls::TlsAcceptor,
         router: axum::Router,
     ) -> anyhow::Result<()> {
+        let router = self.with_metrics_owner(router);
         let shutdown = self.shutdown.clone();
         let (listener, accept) =
             crate::tls::TlsListener::new(listener, acceptor, shutdown.clone())?;
@@ -206,6 +227,7 @@ impl Runtime {
 
     /// Serves `router` on `listener` until shutdown, then drains.
     pub fn serve(&self, service: &'static str, listener: TcpListener, router: axum::Router) {
+        let router = self.with_metrics_owner(router);
         let shutdown = self.shutdown.clone();
         self.spawn(service, "server", async move {
             if let Err(e) = crate::http::serve(listener, router, shutdown).await {
@@ -235,7 +257,13 @@ impl Runtime {
     /// stopped, then once more.
     pub fn relay(&self, service: &'static str, outbox: Outbox, db: sea_orm::DatabaseConnection) {
         let interval = Duration::from_millis(self.settings.bus.relay_interval_ms);
-        let relay = outbox.relay(db, self.transport.clone(), interval, self.flush.clone());
+        let relay = outbox.relay(
+            service,
+            db,
+            self.transport.clone(),
+            interval,
+            self.flush.clone(),
+        );
         self.relays
             .spawn(relay.instrument(tracing::info_span!("relay", service)));
     }
@@ -285,6 +313,13 @@ impl Running {
         self.services.iter().find(|s| s.name == name)
     }
 
+    /// Where this process's metrics are scraped: `/metrics` of the service
+    /// that owns them (the gateway's internal listener, when it has one).
+    pub fn metrics_url(&self) -> Option<String> {
+        let owner = self.runtime.metrics_owner?;
+        self.url(owner).map(|base| format!("{base}/metrics"))
+    }
+
     /// The HTTP base URL of `name`, when it runs here.
     pub fn url(&self, name: &str) -> Option<String> {
         self.get(name).map(|s| format!("http://{}", s.http_addr))
@@ -329,8 +364,17 @@ pub async fn start_reporting(
         // With identity in the process its keys are known directly.
         tracing::warn!("no auth.jwks_url or auth.jwks_file: every token will be refused");
     }
-    crate::telemetry::metrics_handle();
-    let runtime = Runtime::new(settings).await?;
+    crate::telemetry::declare(crate::telemetry::PLATFORM_METRICS);
+    for definition in definitions {
+        crate::telemetry::declare(definition.metrics);
+    }
+    let mut runtime = Runtime::new(settings).await?;
+    // One `/metrics` for the process: the gateway's where it runs here.
+    runtime.metrics_owner = definitions
+        .iter()
+        .find(|d| d.name == "gateway")
+        .or(definitions.first())
+        .map(|d| d.name);
     for definition in definitions {
         runtime.later.expect(definition.name);
     }

@@ -26,12 +26,23 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The process-wide metrics registry, rendered by every `/metrics` route.
+/// Buckets for amounts of money, in the currency's units.
+const AMOUNT_BUCKETS: &[f64] = &[
+    1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+/// The process-wide metrics registry, rendered by the process's `/metrics`.
 pub fn metrics_handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets(LATENCY_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("_amount".into()),
+                    AMOUNT_BUCKETS,
+                )
+            })
             .map(|b| b.build_recorder())
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
@@ -40,6 +51,176 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         handle
     })
 }
+
+/// What a metric counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// A metric a service exports, declared when the service starts: its HELP
+/// and TYPE lines are written from the first scrape on, and each label set
+/// of `zeros` is there at zero before its first event, so that an alert can
+/// tell "nothing happened" from "nobody exports this".
+#[derive(Clone, Copy, Debug)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    /// Label sets known up front (`&[&[]]` for a metric without labels).
+    pub zeros: &'static [&'static [(&'static str, &'static str)]],
+}
+
+impl Metric {
+    pub const fn new(name: &'static str, kind: Kind, help: &'static str) -> Self {
+        Self {
+            name,
+            kind,
+            help,
+            zeros: &[&[]],
+        }
+    }
+
+    /// With its label sets known up front; none for labels known only as
+    /// events come (a SKU, a route).
+    pub const fn zeros(self, zeros: &'static [&'static [(&'static str, &'static str)]]) -> Self {
+        Self { zeros, ..self }
+    }
+}
+
+/// Describes `metrics` and registers their known label sets at zero; a
+/// value already recorded stays as it is.
+pub fn declare(metrics: &[Metric]) {
+    metrics_handle();
+    for metric in metrics {
+        let labels = |set: &[(&'static str, &'static str)]| -> Vec<metrics::Label> {
+            set.iter()
+                .map(|&(k, v)| metrics::Label::new(k, v))
+                .collect()
+        };
+        match metric.kind {
+            Kind::Counter => {
+                metrics::describe_counter!(metric.name, metric.help);
+                for set in metric.zeros {
+                    metrics::counter!(metric.name, labels(set)).increment(0);
+                }
+            }
+            Kind::Gauge => {
+                metrics::describe_gauge!(metric.name, metric.help);
+                for set in metric.zeros {
+                    metrics::gauge!(metric.name, labels(set)).increment(0.0);
+                }
+            }
+            Kind::Histogram => {
+                metrics::describe_histogram!(metric.name, metric.help);
+                for set in metric.zeros {
+                    let _registered = metrics::histogram!(metric.name, labels(set));
+                }
+            }
+        }
+    }
+}
+
+/// The metrics of the platform's own parts, which every service has: HTTP
+/// and gRPC servers and clients, events, the database, caches, tokens.
+pub const PLATFORM_METRICS: &[Metric] = &[
+    Metric::new(
+        "http_requests_total",
+        Kind::Counter,
+        "HTTP requests answered, by service, method, route template and status.",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "http_request_duration_seconds",
+        Kind::Histogram,
+        "Time to answer an HTTP request, in seconds, by service, method and route template.",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "grpc_server_requests_total",
+        Kind::Counter,
+        "gRPC calls answered, by service, method and status code.",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "grpc_server_request_duration_seconds",
+        Kind::Histogram,
+        "Time to answer a gRPC call, in seconds, by service and method.",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "grpc_server_refused_total",
+        Kind::Counter,
+        "gRPC calls refused before their handler (no or bad service token, caller not allowed), by service and reason.",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "grpc_client_requests_total",
+        Kind::Counter,
+        "gRPC calls made to a peer, by peer, method and status code (CircuitOpen: not sent).",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "grpc_client_duration_seconds",
+        Kind::Histogram,
+        "Time a peer took to answer a gRPC call, retries included, in seconds, by peer and method.",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "grpc_client_circuit_open",
+        Kind::Gauge,
+        "1 while the circuit to a peer is open (calls fail at once), else 0, by peer.",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "events_published_total",
+        Kind::Counter,
+        "Events the outbox relay handed to the transport, by event type and transport.",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "events_consumed_total",
+        Kind::Counter,
+        "Event deliveries handled, by consumer, event type and outcome (ok, error).",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "events_refused_total",
+        Kind::Counter,
+        "Events a consumer refused unread (a source it does not trust, an interest it does not have), by consumer and reason.",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "events_dead_lettered_total",
+        Kind::Counter,
+        "Events that failed every retry and were set aside as dead letters, by consumer.",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "outbox_pending_events",
+        Kind::Gauge,
+        "Events written to a service's outbox and not yet published, by service, after the relay's last pass.",
+    )
+    .zeros(&[]),
+    Metric::new(
+        "db_transaction_retries_total",
+        Kind::Counter,
+        "Database transactions retried after a serialization failure or deadlock.",
+    ),
+    Metric::new(
+        "jwks_fetches_total",
+        Kind::Counter,
+        "Fetches of identity's public keys (JWKS) to verify tokens.",
+    ),
+    Metric::new(
+        "rate_limit_fallbacks_total",
+        Kind::Counter,
+        "Rate-limit decisions taken in memory because Redis did not answer, by setting.",
+    )
+    .zeros(&[]),
+];
 
 /// Keeps the trace exporter alive; flushes it when dropped.
 pub struct TelemetryGuard {

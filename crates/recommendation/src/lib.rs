@@ -16,6 +16,7 @@ use emporium_platform::config::{
     Plain, Production, Secret, Section, SectionDef, Settings, loopback,
 };
 use emporium_platform::service::{Definition, Faces};
+use emporium_platform::telemetry::{Kind, Metric};
 use emporium_platform::{Runtime, Started, bus, db};
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +66,7 @@ impl Section for RecommendationSettings {
 /// it learns from the events of the catalog, inventory and ordering seeds.
 pub fn definition() -> Definition {
     Definition {
+        metrics: METRICS,
         name: NAME,
         section: SectionDef::of::<RecommendationSettings>(),
         start: |runtime, _local| Box::pin(async move { start(&runtime).await }),
@@ -132,6 +134,20 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
     }
     Ok(started)
 }
+
+/// This service's metrics (SPEC §9), declared when it starts.
+pub const METRICS: &[Metric] = &[
+    Metric::new(
+        "recommendation_pairs",
+        Kind::Gauge,
+        "Pairs of products bought together, as last counted.",
+    ),
+    Metric::new(
+        "recommendation_products",
+        Kind::Gauge,
+        "Products with at least one recommendation, as last counted.",
+    ),
+];
 
 #[cfg(test)]
 mod tests {

@@ -60,6 +60,7 @@ impl Section for StorefrontSettings {
 
 pub fn definition() -> Definition {
     Definition {
+        metrics: METRICS,
         name: NAME,
         section: SectionDef::of::<StorefrontSettings>(),
         start: |runtime, local| Box::pin(async move { start(&runtime, &local).await }),
@@ -124,3 +125,6 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
         checks: Vec::new(),
     })
 }
+
+/// This service's metrics besides the platform's: none of its own.
+pub const METRICS: &[emporium_platform::telemetry::Metric] = &[];

@@ -308,7 +308,7 @@ async fn inventory_stocks_the_demo_catalog_and_holds_stock_through_the_gateway()
     assert_eq!(ledger_size(&shop, &admin, "KIT-001").await, before);
 
     // The business metrics are exported.
-    let metrics = shop.metrics("inventory").await;
+    let metrics = shop.metrics().await;
     for name in [
         "inventory_stock_level{",
         "inventory_low_stock_items",
@@ -791,9 +791,9 @@ async fn a_confirmed_order_takes_its_lines_out_of_the_basket_once() {
         v.sort();
         v
     };
-    let basket_url = shop.shop.as_ref().unwrap().url("basket").unwrap();
+    let metrics_url = shop.shop.as_ref().unwrap().metrics_url().unwrap();
     let consumed = || {
-        let url = format!("{basket_url}/metrics");
+        let url = metrics_url.clone();
         async move {
             let text = reqwest::get(url).await.unwrap().text().await.unwrap();
             metric_sum(

@@ -196,7 +196,7 @@ async fn a_checkout_reaches_each_of_the_buyers_sockets_once_and_no_one_elses() {
             .unwrap_or(0.0)
     };
     assert!(
-        gauge(&shop.metrics("notification").await) >= 3.0,
+        gauge(&shop.metrics().await) >= 3.0,
         "the gauge counts the open sockets"
     );
 

@@ -218,7 +218,7 @@ async fn a_customer_is_mailed_once_at_each_step_of_an_order() {
     assert_eq!(filtered["total"], 2, "{filtered}");
 
     let sent = super::commerce::metric_sum(
-        &shop.metrics("notification").await,
+        &shop.metrics().await,
         "notifications_sent_total{",
         &["type=\"order.confirmed\"", "status=\"sent\""],
     );

@@ -158,7 +158,7 @@ async fn the_seeded_orders_teach_also_bought_through_the_gateway() {
     for path in ["/api/v1/recommendations", "/api/v1/recommendations/me"] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
-    let metrics = shop.metrics("recommendation").await;
+    let metrics = shop.metrics().await;
     for name in [
         "recommendation_pairs",
         "recommendation_products",

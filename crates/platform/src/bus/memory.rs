@@ -96,6 +96,7 @@ impl Transport for InProcess {
                     attempt += 1;
                     if attempt > max_retries {
                         tracing::error!(queue = %queue, event_id = %envelope.id, "event dead-lettered");
+                        super::dead_lettered(&queue);
                         if let Ok(mut dead) = dead_letters.lock() {
                             dead.push((queue.clone(), envelope.clone()));
                         }

@@ -177,6 +177,11 @@ pub(crate) fn refusal(
     (user != expected).then_some("publisher may not speak for this source")
 }
 
+/// Counts an event set aside as a dead letter by `consumer`.
+pub(crate) fn dead_lettered(consumer: &str) {
+    metrics::counter!("events_dead_lettered_total", "consumer" => consumer.to_owned()).increment(1);
+}
+
 /// Counts and logs an event a consumer refused.
 pub(crate) fn refused(consumer: &str, envelope: &Envelope, reason: &'static str) {
     metrics::counter!("events_refused_total", "consumer" => consumer.to_owned(), "reason" => reason)

@@ -58,6 +58,7 @@ impl Outbox {
     /// Publishes unsent events until `shutdown`, then once more to flush.
     pub async fn relay(
         self,
+        service: &'static str,
         db: DatabaseConnection,
         transport: SharedTransport,
         interval: Duration,
@@ -82,11 +83,18 @@ impl Outbox {
                     tracing::warn!(error = %e, "could not prune the outbox");
                 }
             }
+            let backlog = metrics::gauge!("outbox_pending_events", "service" => service);
             match relay_pending(&db, transport.as_ref()).await {
-                Ok(_) => failures = 0,
+                Ok(_) => {
+                    failures = 0;
+                    backlog.set(0.0);
+                }
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(error = %e, failures, "outbox relay could not publish; will retry");
+                    if let Ok(pending) = pending_count(&db).await {
+                        backlog.set(pending as f64);
+                    }
                 }
             }
         }

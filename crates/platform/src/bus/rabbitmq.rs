@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use super::{
     Consumer, DEAD_LETTER_EXCHANGE, EXCHANGE, Envelope, Handler, Interest, Interests, RETRY_HEADER,
-    Sender, Transport, handle_observed, refusal, refused,
+    Sender, Transport, dead_lettered, handle_observed, refusal, refused,
 };
 
 use lapin::options::{
@@ -352,6 +352,7 @@ impl RabbitConsumer {
             };
             let Ok(envelope) = serde_json::from_slice::<Envelope>(&delivery.data) else {
                 tracing::error!(queue = %self.queue, "undecodable event dead-lettered");
+                dead_lettered(&self.queue);
                 dead_letter(&delivery).await?;
                 continue;
             };
@@ -365,6 +366,7 @@ impl RabbitConsumer {
             if let Some(reason) = refusal(&envelope, &self.interests, sender) {
                 // Kept in the dead-letter queue for whoever investigates.
                 refused(&self.queue, &envelope, reason);
+                dead_lettered(&self.queue);
                 dead_letter(&delivery).await?;
                 continue;
             }
@@ -378,6 +380,7 @@ impl RabbitConsumer {
             let retries = retries_of(&delivery.properties);
             if retries >= self.max_retries {
                 tracing::error!(queue = %self.queue, event_id = %envelope.id, retries, "event dead-lettered");
+                dead_lettered(&self.queue);
                 dead_letter(&delivery).await?;
                 continue;
             }

@@ -495,6 +495,7 @@ async fn outbox_holds_events_through_a_broker_outage() {
 
     link.restore();
     let relay = tokio::spawn(outbox.clone().relay(
+        "test",
         db.clone(),
         relay_transport.clone(),
         Duration::from_millis(50),
