@@ -7,6 +7,7 @@ pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod pages;
+pub mod profile;
 pub mod sessions;
 pub mod shelves;
 pub mod views;

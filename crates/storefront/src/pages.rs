@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/checkout", get(account::checkout_page).post(account::checkout))
         .route("/orders", get(account::orders))
         .route("/orders/{id}", get(account::order))
+        .route("/account", get(crate::profile::account).post(crate::profile::save))
         .merge(crate::admin::routes())
         .route(
             "/openapi.json",

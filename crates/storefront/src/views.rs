@@ -26,6 +26,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "checkout.html",
     "orders.html",
     "order.html",
+    "account.html",
     "pager.html",
     "admin/base.html",
     "admin/index.html",
@@ -44,6 +45,7 @@ impl Views {
         let admin = [
             crate::admin::catalog::TEMPLATES,
             crate::admin::people::TEMPLATES,
+            crate::admin::payments::TEMPLATES,
         ];
         for (name, source) in TEMPLATES.iter().chain(admin.into_iter().flatten()) {
             env.add_template(name, source)

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod orders;
+pub mod payments;
 pub mod people;
 
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/orders/{id}", post(orders::move_order))
         .merge(catalog::routes())
         .merge(people::routes())
+        .merge(payments::routes())
 }
 
 /// The areas, in the order the admin's menu shows them.
