@@ -169,8 +169,8 @@ async fn bad_input_on_a_page_answers_a_page_with_a_message() {
 /// A browser without JavaScript: it keeps cookies, posts forms and does
 /// not follow redirects by itself, so each step's answer is seen.
 pub(super) struct Browser {
-    http: reqwest::Client,
-    base: String,
+    pub(super) http: reqwest::Client,
+    pub(super) base: String,
     cookies: std::collections::BTreeMap<String, String>,
 }
 
@@ -203,7 +203,7 @@ impl Browser {
         }
     }
 
-    fn cookie_header(&self) -> String {
+    pub(super) fn cookie_header(&self) -> String {
         self.cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -244,7 +244,10 @@ impl Browser {
         self.answer(response).await
     }
 
-    async fn answer(&mut self, response: reqwest::Response) -> (StatusCode, String, String) {
+    pub(super) async fn answer(
+        &mut self,
+        response: reqwest::Response,
+    ) -> (StatusCode, String, String) {
         self.keep(&response);
         let status = response.status();
         let location = response
