@@ -144,6 +144,7 @@ pub async fn signin(
             path: "/api/v1/users/login",
             token: None,
             body: Some(json!({ "email": email, "password": form.password.unwrap_or_default() })),
+            raw: None,
             client,
             idempotency_key: None,
         })
@@ -213,6 +214,7 @@ pub async fn register(
             path,
             token: None,
             body: Some(body),
+            raw: None,
             client,
             idempotency_key: None,
         })
@@ -285,6 +287,7 @@ pub async fn signout(
                 path: "/api/v1/auth/logout",
                 token: None,
                 body: Some(json!({ "refresh_token": refresh })),
+                raw: None,
                 client,
                 idempotency_key: None,
             })
@@ -329,6 +332,7 @@ pub(crate) async fn as_shopper(
             path: &path,
             token: Some(&token),
             body: ask.body,
+            raw: None,
             client,
             idempotency_key: ask.idempotency_key,
         })
@@ -658,6 +662,7 @@ pub async fn order(
             path: &format!("/api/v1/orders/{id}"),
             token: Some(&token),
             body: None,
+            raw: None,
             client,
             idempotency_key: None,
         })

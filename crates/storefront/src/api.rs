@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use serde_json::Value;
@@ -33,8 +33,16 @@ pub struct Call<'a> {
     pub path: &'a str,
     pub token: Option<&'a str>,
     pub body: Option<Value>,
+    /// A body that is not JSON (an upload), sent instead of `body`.
+    pub raw: Option<Raw<'a>>,
     pub client: SocketAddr,
     pub idempotency_key: Option<&'a str>,
+}
+
+/// Bytes to send as they are, with their content type (`image/png`).
+pub struct Raw<'a> {
+    pub bytes: Bytes,
+    pub content_type: &'a str,
 }
 
 /// An answer: its status and JSON body (`Null` when none).
@@ -95,12 +103,16 @@ impl Api {
                 if let Some(key) = call.idempotency_key {
                     request = request.header("idempotency-key", key);
                 }
-                let body = match call.body {
-                    Some(json) => {
+                let body = match (call.raw, call.body) {
+                    (Some(raw), _) => {
+                        request = request.header(header::CONTENT_TYPE, raw.content_type);
+                        Body::from(raw.bytes)
+                    }
+                    (None, Some(json)) => {
                         request = request.header(header::CONTENT_TYPE, "application/json");
                         Body::from(json.to_string())
                     }
-                    None => Body::empty(),
+                    (None, None) => Body::empty(),
                 };
                 let mut request = request
                     .body(body)
@@ -129,8 +141,14 @@ impl Api {
                 if let Some(key) = call.idempotency_key {
                     request = request.header("idempotency-key", key);
                 }
-                if let Some(json) = call.body {
-                    request = request.json(&json);
+                match (call.raw, call.body) {
+                    (Some(raw), _) => {
+                        request = request
+                            .header(header::CONTENT_TYPE, raw.content_type)
+                            .body(raw.bytes);
+                    }
+                    (None, Some(json)) => request = request.json(&json),
+                    (None, None) => {}
                 }
                 let response = request.send().await.map_err(|e| {
                     tracing::warn!(error = %e, "the gateway did not answer the storefront");

@@ -176,6 +176,7 @@ pub async fn access(
             path: "/api/v1/auth/refresh",
             token: None,
             body: Some(json!({ "refresh_token": held.refresh })),
+            raw: None,
             client,
             idempotency_key: None,
         })

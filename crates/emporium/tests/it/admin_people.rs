@@ -6,7 +6,7 @@ use fantoccini::Locator;
 use reqwest::Method;
 
 use super::browser::Chromium;
-use super::storefront::Browser;
+use super::storefront::{Browser, admin_browser, sign_in, signed_in};
 use super::*;
 
 const PASSWORD: &str = "a long passphrase";
@@ -82,37 +82,6 @@ async fn user(shop: &TestShop, id: &str) -> Value {
     let admin = shop.token(Role::Admin);
     let path = format!("/api/v1/users/{id}");
     shop.send(Method::GET, &path, Some(&admin), None).await.1
-}
-
-/// A browser that tried to sign in on the storefront's own form: it, its
-/// forms' token, and the answer's status and page.
-async fn sign_in(
-    shop: &TestShop,
-    email: &str,
-    password: &str,
-) -> (Browser, String, StatusCode, String) {
-    let mut browser = Browser::at(&shop.base);
-    let (_, _, form) = browser.get("/signin").await;
-    let csrf = Browser::field(&form, "csrf");
-    let fields = [
-        ("csrf", csrf.as_str()),
-        ("email", email),
-        ("password", password),
-    ];
-    let (status, _, page) = browser.post("/signin", &fields).await;
-    (browser, csrf, status, page)
-}
-
-/// A browser signed in on the storefront's own form, and its forms' token.
-async fn signed_in(shop: &TestShop, email: &str, password: &str) -> (Browser, String) {
-    let (browser, csrf, status, page) = sign_in(shop, email, password).await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "{email}: {page}");
-    (browser, csrf)
-}
-
-async fn admin_browser(shop: &TestShop) -> (Browser, String) {
-    let (email, password) = crate::demo_admin(shop);
-    signed_in(shop, &email, &password).await
 }
 
 /// The value of field `name` in the part of `page` after `marker` (one
@@ -748,24 +717,12 @@ async fn a_customer_gets_403_on_every_staff_page_and_form_and_changes_nothing() 
     shop.stop().await;
 }
 
-/// The page scrolled to the first `selector` at a phone's width, then
-/// shot at both widths: a table's rows below the fold.
-async fn shoot_rows(browser: &Chromium, step: &str, selector: &str) {
-    browser.client.set_window_size(390, 844).await.unwrap();
-    let scroll = format!("document.querySelector('{selector}').scrollIntoView();");
-    browser.client.execute(&scroll, vec![]).await.unwrap();
-    browser.shoot(step).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_walks_payments_users_notifications_the_processor_and_their_account_in_chromium() {
     let Some(driver) = emporium_testkit::server_url("EMPORIUM_TEST_CHROMEDRIVER") else {
         return;
     };
-    let shots = format!(
-        "{}/screenshots/admin",
-        std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())
-    );
+    let shots = super::browser::shots("admin");
     let shop = TestShop::start().await;
     let paid = captured_payment(&shop).await;
     let id = paid["id"].as_str().unwrap().to_owned();
@@ -785,7 +742,9 @@ async fn an_admin_walks_payments_users_notifications_the_processor_and_their_acc
     browser.submit("form.stack button").await;
     assert!(browser.text("h1").await.contains("Payments"));
     browser.shoot("21-payments").await;
-    shoot_rows(&browser, "22-payments-rows", "table.lines tbody").await;
+    browser
+        .shoot_at("22-payments-rows", "table.lines tbody")
+        .await;
 
     // A refund of more than was paid: the words, the amount kept.
     let form = format!("form[data-payment='{id}']");
@@ -815,7 +774,7 @@ async fn an_admin_walks_payments_users_notifications_the_processor_and_their_acc
         .unwrap();
     browser.submit(&format!("{row} button")).await;
     assert_eq!(user(&shop, &zoe).await["active"], false);
-    shoot_rows(&browser, "24-users", "table.lines tbody").await;
+    browser.shoot_at("24-users", "table.lines tbody").await;
 
     // Notifications and one message.
     browser
@@ -825,7 +784,9 @@ async fn an_admin_walks_payments_users_notifications_the_processor_and_their_acc
         .unwrap();
     assert!(browser.page().await.contains("Welcome to Emporium"));
     browser.shoot("25-notifications").await;
-    shoot_rows(&browser, "26-notifications-rows", "table.lines tbody").await;
+    browser
+        .shoot_at("26-notifications-rows", "table.lines tbody")
+        .await;
     browser.click("table.messages a").await;
     let opened = emporium_testkit::eventually(Duration::from_secs(5), || async {
         browser

@@ -11,6 +11,14 @@ use fantoccini::{Client, ClientBuilder, Locator};
 
 use super::*;
 
+/// Where the screenshots of `area` go: under the target dir.
+pub(super) fn shots(area: &str) -> String {
+    format!(
+        "{}/screenshots/{area}",
+        std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())
+    )
+}
+
 /// `chromedriver` on a free port, and a browser session through it.
 pub(super) struct Chromium {
     driver: tokio::process::Child,
@@ -76,6 +84,25 @@ impl Chromium {
             let png = self.client.screenshot().await.unwrap();
             std::fs::write(self.shots.join(format!("{step}-{name}.png")), png).unwrap();
         }
+    }
+
+    /// Scrolls `selector` to the middle of a phone's screen, the first of
+    /// the two widths a shot takes: a table's rows below the fold.
+    pub(super) async fn in_view(&self, selector: &str) {
+        self.client.set_window_size(390, 844).await.unwrap();
+        self.client
+            .execute(
+                "document.querySelector(arguments[0]).scrollIntoView({ block: 'center' });",
+                vec![json!(selector)],
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The page shot with `selector` in view.
+    pub(super) async fn shoot_at(&self, step: &str, selector: &str) {
+        self.in_view(selector).await;
+        self.shoot(step).await;
     }
 
     pub(super) async fn fill(&self, selector: &str, text: &str) {
@@ -144,10 +171,7 @@ async fn a_shopper_buys_in_chromium_and_sees_the_order_ship_live() {
     let Some(driver) = emporium_testkit::server_url("EMPORIUM_TEST_CHROMEDRIVER") else {
         return;
     };
-    let shots = format!(
-        "{}/screenshots/storefront",
-        std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())
-    );
+    let shots = shots("storefront");
     let shop = TestShop::start().await;
     let browser = Chromium::start(&driver, &shots).await;
     let base = shop.base.clone();

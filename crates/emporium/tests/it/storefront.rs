@@ -169,8 +169,8 @@ async fn bad_input_on_a_page_answers_a_page_with_a_message() {
 /// A browser without JavaScript: it keeps cookies, posts forms and does
 /// not follow redirects by itself, so each step's answer is seen.
 pub(super) struct Browser {
-    http: reqwest::Client,
-    base: String,
+    pub(super) http: reqwest::Client,
+    pub(super) base: String,
     cookies: std::collections::BTreeMap<String, String>,
 }
 
@@ -203,7 +203,7 @@ impl Browser {
         }
     }
 
-    fn cookie_header(&self) -> String {
+    pub(super) fn cookie_header(&self) -> String {
         self.cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -244,7 +244,10 @@ impl Browser {
         self.answer(response).await
     }
 
-    async fn answer(&mut self, response: reqwest::Response) -> (StatusCode, String, String) {
+    pub(super) async fn answer(
+        &mut self,
+        response: reqwest::Response,
+    ) -> (StatusCode, String, String) {
         self.keep(&response);
         let status = response.status();
         let location = response
@@ -553,4 +556,36 @@ async fn forms_refuse_a_forged_token_and_bad_values_and_change_nothing() {
         "the email stays"
     );
     shop.stop().await;
+}
+
+/// A browser that tried to sign in on the storefront's own form: it, its
+/// forms' token, and the answer's status and page.
+pub(super) async fn sign_in(
+    shop: &TestShop,
+    email: &str,
+    password: &str,
+) -> (Browser, String, StatusCode, String) {
+    let mut browser = Browser::at(&shop.base);
+    let (_, _, form) = browser.get("/signin").await;
+    let csrf = Browser::field(&form, "csrf");
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("email", email),
+        ("password", password),
+    ];
+    let (status, _, page) = browser.post("/signin", &fields).await;
+    (browser, csrf, status, page)
+}
+
+/// A browser signed in on the storefront's own form, and its forms' token.
+pub(super) async fn signed_in(shop: &TestShop, email: &str, password: &str) -> (Browser, String) {
+    let (browser, csrf, status, page) = sign_in(shop, email, password).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{email}: {page}");
+    (browser, csrf)
+}
+
+/// A browser signed in as the shop's generated admin, and its forms' token.
+pub(super) async fn admin_browser(shop: &TestShop) -> (Browser, String) {
+    let (email, password) = crate::demo_admin(shop);
+    signed_in(shop, &email, &password).await
 }
