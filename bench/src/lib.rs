@@ -158,11 +158,12 @@ fn millis(text: &str) -> f64 {
     }
 }
 
-/// wrk `-t2 --latency` on `url`, with a Lua `script` when given.
+/// wrk `--latency` on `url` from two threads (one for one connection:
+/// wrk wants a connection per thread), with a Lua `script` when given.
 pub async fn wrk(url: &str, connections: u64, seconds: u64, script: Option<&Path>) -> Wrk {
     let mut command = tokio::process::Command::new("wrk");
     command.args([
-        "-t2",
+        &format!("-t{}", connections.clamp(1, 2)),
         &format!("-c{connections}"),
         &format!("-d{seconds}s"),
         "--latency",
