@@ -397,5 +397,6 @@ fn upstream_check(client: HttpClient, service: &'static str, pool: Arc<Pool>) ->
 
 /// This service's metrics (SPEC §9), declared when it starts.
 pub const METRICS: &[Metric] = &[
-    Metric::new("gateway_rate_limited_total", Kind::Counter, "Requests refused with 429, by rate-limit group (auth, api) and what was counted (address, user).").zeros(&[]),
+    Metric::new("gateway_rate_limited_total", Kind::Counter, "Requests refused with 429, by rate-limit group (auth, api) and what was counted (address, user).")
+        .zeros(&[&[("group", "auth"), ("by", "address")], &[("group", "api"), ("by", "address")], &[("group", "api"), ("by", "user")]]),
 ];

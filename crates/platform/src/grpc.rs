@@ -511,7 +511,7 @@ impl Peer {
         };
         let open = matches!(next, Circuit::Open { .. });
         *circuit = next;
-        metrics::gauge!("grpc_client_circuit_open", "peer" => self.name).set(if open {
+        metrics::gauge!("grpc_client_circuit_open", "service" => self.credentials.service(), "peer" => self.name).set(if open {
             1.0
         } else {
             0.0
@@ -539,7 +539,7 @@ impl Peer {
         let mut last = String::new();
         for attempt in 0..attempts {
             if !self.admit() {
-                metrics::counter!("grpc_client_requests_total", "peer" => self.name, "method" => method, "code" => "CircuitOpen").increment(1);
+                metrics::counter!("grpc_client_requests_total", "service" => self.credentials.service(), "peer" => self.name, "method" => method, "code" => "CIRCUIT_OPEN").increment(1);
                 return Err(PeerError::Unavailable {
                     peer: self.name,
                     reason: "circuit open".into(),
@@ -557,13 +557,13 @@ impl Peer {
             );
             let started = Instant::now();
             let outcome = call(channel).await;
-            metrics::histogram!("grpc_client_duration_seconds", "peer" => self.name, "method" => method)
+            metrics::histogram!("grpc_client_duration_seconds", "service" => self.credentials.service(), "peer" => self.name, "method" => method)
                 .record(started.elapsed().as_secs_f64());
             let code = match &outcome {
                 Ok(_) => tonic::Code::Ok,
                 Err(status) => status.code(),
             };
-            metrics::counter!("grpc_client_requests_total", "peer" => self.name, "method" => method, "code" => format!("{code:?}")).increment(1);
+            metrics::counter!("grpc_client_requests_total", "service" => self.credentials.service(), "peer" => self.name, "method" => method, "code" => crate::http::code_name(code)).increment(1);
             match outcome {
                 Ok(response) => {
                     self.record(true);

@@ -458,11 +458,17 @@ fn grpc_timeout(headers: &axum::http::HeaderMap) -> Option<Duration> {
 
 /// The canonical name of a `grpc-status` value, as gRPC's own tools print it.
 fn grpc_code_name(code: &str) -> &'static str {
+    match code.trim().parse::<i32>() {
+        Ok(number) => code_name(tonic::Code::from_i32(number)),
+        Err(_) => "UNKNOWN",
+    }
+}
+
+/// The canonical name of a gRPC status code (`UNAVAILABLE`), the same in
+/// the servers' and the clients' metrics.
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code;
-    let Ok(number) = code.trim().parse::<i32>() else {
-        return "UNKNOWN";
-    };
-    match Code::from_i32(number) {
+    match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",
         Code::Unknown => "UNKNOWN",

@@ -249,6 +249,9 @@ impl Runtime {
             .transport
             .subscribe(queue, interests, handler, self.shutdown.clone())
             .await?;
+        // At zero from the start: an alert on dead letters reads a series.
+        metrics::counter!("events_dead_lettered_total", "consumer" => queue.to_owned())
+            .increment(0);
         self.spawn(service, "consumer", consumer);
         Ok(())
     }

@@ -159,19 +159,19 @@ pub const PLATFORM_METRICS: &[Metric] = &[
     Metric::new(
         "grpc_client_requests_total",
         Kind::Counter,
-        "gRPC calls made to a peer, by peer, method and status code (CircuitOpen: not sent).",
+        "gRPC calls made to a peer, by calling service, peer, method and status code (CIRCUIT_OPEN: not sent).",
     )
     .zeros(&[]),
     Metric::new(
         "grpc_client_duration_seconds",
         Kind::Histogram,
-        "Time a peer took to answer a gRPC call, retries included, in seconds, by peer and method.",
+        "Time a peer took to answer one gRPC attempt, in seconds, by calling service, peer and method.",
     )
     .zeros(&[]),
     Metric::new(
         "grpc_client_circuit_open",
         Kind::Gauge,
-        "1 while the circuit to a peer is open (calls fail at once), else 0, by peer.",
+        "1 while a service's circuit to a peer is open (calls fail at once), else 0, by calling service and peer; set at each call, so it stays 1 for a peer nobody calls until the next call tries it.",
     )
     .zeros(&[]),
     Metric::new(

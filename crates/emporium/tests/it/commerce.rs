@@ -1065,7 +1065,7 @@ async fn circuit_refusals(base: &str) -> f64 {
     metric_sum(
         &text,
         "grpc_client_requests_total{",
-        &["peer=\"catalog\"", "code=\"CircuitOpen\""],
+        &["peer=\"catalog\"", "code=\"CIRCUIT_OPEN\""],
     )
 }
 
