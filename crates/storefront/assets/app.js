@@ -37,3 +37,27 @@
     if (event.code === 4001) setTimeout(function () { location.reload(); }, 1000);
   };
 })();
+
+// Operations page: the figures are fetched again every few seconds and
+// swapped in. The page is complete without it. A refusal (signed out, no
+// longer staff) stops it; a network failure slows it down.
+(function () {
+  var ops = document.getElementById("ops");
+  if (!ops || !window.fetch || !window.DOMParser) return;
+  var every = Math.max(1000, parseInt(ops.dataset.every, 10) || 5000);
+  function refresh() {
+    fetch("/admin/ops?fragment=1", { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) {
+        if (!r.ok || r.redirected) return;
+        return r.text().then(function (html) {
+          var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("ops");
+          if (!fresh) return;
+          ops.replaceWith(fresh);
+          ops = fresh;
+          setTimeout(refresh, every);
+        });
+      })
+      .catch(function () { setTimeout(refresh, every * 4); });
+  }
+  setTimeout(refresh, every);
+})();

@@ -6,12 +6,14 @@ pub mod account;
 pub mod admin;
 pub mod api;
 pub mod assets;
+pub mod ops;
 pub mod pages;
 pub mod profile;
 pub mod sessions;
 pub mod shelves;
 pub mod views;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -33,6 +35,16 @@ pub struct StorefrontSettings {
     /// The gateway's address for what a signed-in shopper does
     /// (`http://gateway:8080`); the gateway of this process when unset.
     pub api_url: Option<String>,
+    /// Services of other processes that the operations page shows, by
+    /// name, as each one's HTTP base URL: its `/ready` is asked there, and
+    /// its process's `/metrics` where that port serves them
+    /// (`EMPORIUM__STOREFRONT__OPS_TARGETS__CATALOG=http://catalog:8080`).
+    /// Services of this process are read in it and need none.
+    pub ops_targets: BTreeMap<String, String>,
+    /// Time between two samples of the operations page's figures.
+    pub ops_sample_ms: u64,
+    /// How far back the operations page's figures reach.
+    pub ops_window_secs: u64,
 }
 
 impl Default for StorefrontSettings {
@@ -41,6 +53,9 @@ impl Default for StorefrontSettings {
             http_addr: loopback(3000),
             peer_deadline_ms: 2_000,
             api_url: None,
+            ops_targets: BTreeMap::new(),
+            ops_sample_ms: 5_000,
+            ops_window_secs: 600,
         }
     }
 }
@@ -87,6 +102,39 @@ fn shelves(settings: &Settings, local: &[Started]) -> anyhow::Result<shelves::Sh
     })
 }
 
+/// The services the operations page shows: this process's, read in it,
+/// this one among them; then those of `ops_targets`, over HTTP.
+fn watched(own: &StorefrontSettings, local: &[Started]) -> anyhow::Result<Vec<ops::Watched>> {
+    use emporium_platform::http::operational_routes;
+    let mut watched: Vec<ops::Watched> = local
+        .iter()
+        .map(|s| ops::Watched::Local {
+            name: s.name.to_owned(),
+            ready: operational_routes(s.name, s.checks.clone()),
+        })
+        .collect();
+    watched.push(ops::Watched::Local {
+        name: NAME.to_owned(),
+        ready: operational_routes(NAME, Vec::new()),
+    });
+    for (name, url) in &own.ops_targets {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!(
+                "configuration: storefront.ops_targets.{name} `{url}` must be an http:// URL"
+            );
+        }
+        if watched.iter().any(|w| w.name() == name) {
+            tracing::warn!(service = %name, "storefront.ops_targets names a service of this process: it is read here");
+            continue;
+        }
+        watched.push(ops::Watched::Remote {
+            name: name.clone(),
+            base: url.trim_end_matches('/').to_owned(),
+        });
+    }
+    Ok(watched)
+}
+
 pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Started> {
     let settings = &runtime.settings;
     let own = settings.section::<StorefrontSettings>();
@@ -113,7 +161,16 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
         api,
         sessions: std::sync::Arc::new(sessions::Sessions::default()),
     };
-    let routes = pages::router(state);
+    let ops = std::sync::Arc::new(ops::Ops::new(
+        ops::Pace {
+            every: Duration::from_millis(own.ops_sample_ms.max(100)),
+            window: Duration::from_secs(own.ops_window_secs.max(1)),
+        },
+        watched(&own, local)?,
+    )?);
+    let stop = runtime.shutdown.clone().cancelled_owned();
+    runtime.spawn(NAME, "operations sampler", ops.clone().run(stop));
+    let routes = pages::router(state).layer(axum::Extension(ops));
     let router = emporium_platform::http::finish_router(NAME, routes, Vec::new(), &settings.http);
     let listener = emporium_platform::http::bind(own.http_addr, "storefront http").await?;
     let http_addr = listener.local_addr()?;

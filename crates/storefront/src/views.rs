@@ -46,6 +46,7 @@ impl Views {
             crate::admin::catalog::TEMPLATES,
             crate::admin::people::TEMPLATES,
             crate::admin::payments::TEMPLATES,
+            crate::admin::ops::TEMPLATES,
         ];
         for (name, source) in TEMPLATES.iter().chain(admin.into_iter().flatten()) {
             env.add_template(name, source)

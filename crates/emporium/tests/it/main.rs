@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 mod admin_catalog;
+mod admin_ops;
 mod admin_people;
 mod browser;
 mod checkout;

@@ -3,6 +3,7 @@
 //! everything under `/admin` to the storefront.
 
 pub mod catalog;
+pub mod ops;
 pub mod orders;
 pub mod payments;
 pub mod people;
@@ -30,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .merge(catalog::routes())
         .merge(people::routes())
         .merge(payments::routes())
+        .merge(ops::routes())
 }
 
 /// The areas, in the order the admin's menu shows them.
@@ -65,6 +67,11 @@ pub const AREAS: &[(&str, &str, &str)] = &[
         "/admin/processor",
         "Card processor",
         "The mock processor's fault settings.",
+    ),
+    (
+        "/admin/ops",
+        "Operations",
+        "Each service's readiness and traffic; checkouts, backlog, faults.",
     ),
 ];
 
