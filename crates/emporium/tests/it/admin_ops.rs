@@ -110,7 +110,7 @@ fn fact_of(page: &str, open: &str, close: &str) -> String {
 /// second), asked again until then.
 async fn page_when(browser: &mut Browser, ready: impl Fn(&str) -> bool) -> String {
     let mut last = String::new();
-    for _ in 0..60 {
+    for _ in 0..240 {
         let (status, _, page) = browser.get("/admin/ops").await;
         assert_eq!(status, StatusCode::OK, "{page}");
         if ready(&page) {
