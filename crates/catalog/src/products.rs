@@ -161,7 +161,7 @@ impl Catalog {
         }
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(service = crate::NAME))]
     pub async fn list(&self, query: &ListQuery) -> Result<Page<Product>> {
         let (rows, total) = store::list_products(&self.db, query).await?;
         let items = rows
@@ -177,7 +177,7 @@ impl Catalog {
     }
 
     /// Cache-aside: the cached row first, the database on a miss.
-    #[tracing::instrument(skip_all, fields(product_id = %id))]
+    #[tracing::instrument(skip_all, fields(service = crate::NAME, product_id = %id))]
     pub async fn get(&self, id: ProductId) -> Result<Product> {
         let row = emporium_platform::cache::read_through(
             self.cache.as_ref(),
@@ -210,7 +210,7 @@ impl Catalog {
         Ok((found, missing))
     }
 
-    #[tracing::instrument(skip_all, fields(sku = %draft.sku.as_str()))]
+    #[tracing::instrument(skip_all, fields(service = crate::NAME, sku = %draft.sku.as_str()))]
     pub async fn create(&self, draft: &ProductDraft) -> Result<Product> {
         let id = ProductId::new();
         let txn = emporium_platform::db::begin_write(&self.db).await?;
@@ -227,7 +227,7 @@ impl Catalog {
         Ok(product)
     }
 
-    #[tracing::instrument(skip_all, fields(product_id = %id))]
+    #[tracing::instrument(skip_all, fields(service = crate::NAME, product_id = %id))]
     pub async fn update(&self, id: ProductId, draft: &ProductDraft) -> Result<Product> {
         let key = id.to_string();
         let txn = emporium_platform::db::begin_write(&self.db).await?;
@@ -247,7 +247,7 @@ impl Catalog {
         Ok(product)
     }
 
-    #[tracing::instrument(skip_all, fields(product_id = %id))]
+    #[tracing::instrument(skip_all, fields(service = crate::NAME, product_id = %id))]
     pub async fn delete(&self, id: ProductId) -> Result<()> {
         let key = id.to_string();
         let txn = emporium_platform::db::begin_write(&self.db).await?;
@@ -267,7 +267,7 @@ impl Catalog {
     }
 
     /// Stores the image, then records it on the product with its event.
-    #[tracing::instrument(skip_all, fields(product_id = %id, bytes = body.len()))]
+    #[tracing::instrument(skip_all, fields(service = crate::NAME, product_id = %id, bytes = body.len()))]
     pub async fn add_image(&self, id: ProductId, body: Bytes) -> Result<Product> {
         if body.len() > self.image_limit {
             return Err(CatalogError::ImageTooLarge(self.image_limit));

@@ -13,6 +13,7 @@ use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::ServingStatus;
+use tracing::Instrument;
 
 use crate::auth::Verifier;
 use crate::config::{HttpSettings, Secret, Settings};
@@ -556,7 +557,18 @@ impl Peer {
                 },
             );
             let started = Instant::now();
-            let outcome = call(channel).await;
+            // The client's side of the call, in the caller's trace; the
+            // callee's request span is its child.
+            let span = tracing::info_span!(
+                "grpc call",
+                "otel.name" = %format!("{}/{method}", self.name),
+                "otel.kind" = "client",
+                service = self.credentials.service(),
+                peer = self.name,
+                rpc.method = method,
+                rpc.grpc.status_code = tracing::field::Empty,
+            );
+            let outcome = call(channel).instrument(span.clone()).await;
             metrics::histogram!("grpc_client_duration_seconds", "service" => self.credentials.service(), "peer" => self.name, "method" => method)
                 .record(started.elapsed().as_secs_f64());
             let code = match &outcome {
@@ -564,6 +576,7 @@ impl Peer {
                 Err(status) => status.code(),
             };
             metrics::counter!("grpc_client_requests_total", "service" => self.credentials.service(), "peer" => self.name, "method" => method, "code" => crate::http::code_name(code)).increment(1);
+            span.record("rpc.grpc.status_code", code as i32);
             match outcome {
                 Ok(response) => {
                     self.record(true);

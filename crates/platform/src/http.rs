@@ -355,14 +355,21 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         request.headers_mut().insert(REQUEST_ID.clone(), value);
     }
+    let span_name = match &grpc_method {
+        Some(path) => path.trim_start_matches('/').to_owned(),
+        None => format!("{method} {endpoint}"),
+    };
     let span = tracing::info_span!(
         "request",
+        "otel.name" = %span_name,
+        "otel.kind" = "server",
         service = observe.service,
         method = %method,
         endpoint = %endpoint,
         request_id = %request_id,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
+        "otel.status_code" = tracing::field::Empty,
     );
     telemetry::join_remote_trace(&span, request.headers());
     // A gRPC caller states its own deadline; the shorter one holds.
@@ -426,6 +433,17 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    // At debug, as an access log: one line a request, in its trace.
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            duration_ms = elapsed * 1000.0,
+            "request answered"
+        )
+    });
     response
 }
 

@@ -7,7 +7,8 @@ use http::HeaderMap;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::{Map, Value};
@@ -236,27 +237,33 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs logging and tracing for the process. Call once from `main`.
+///
+/// Spans are exported from `info` up whatever `log.level` says, so that a
+/// quiet log keeps its traces; the level filters log lines only.
 pub fn init(settings: &Settings, process_name: &str) -> anyhow::Result<TelemetryGuard> {
     metrics_handle();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    // `emporium-catalog` logs and traces as `catalog`; a line or span
+    // inside a request or task span names the service of that span.
+    let service = process_name
+        .strip_prefix("emporium-")
+        .unwrap_or(process_name);
     let mut builder = SdkTracerProvider::builder().with_resource(
         opentelemetry_sdk::Resource::builder()
-            .with_service_name(process_name.to_owned())
+            .with_service_name(service.to_owned())
             .build(),
     );
     if let Some(endpoint) = &settings.otel.endpoint {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
-            .build()?;
-        builder = builder.with_batch_exporter(exporter);
+        builder = builder.with_batch_exporter(PerServiceExporter::new(endpoint, service)?);
     }
     let provider = builder.build();
     let tracer = provider.tracer("emporium");
     let filter = EnvFilter::try_new(&settings.log.level)
         .map_err(|e| anyhow::anyhow!("configuration: log.level `{}`: {e}", settings.log.level))?;
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    let registry = tracing_subscriber::registry().with(otel);
     let format = match settings.log.format {
         LogFormat::Auto if std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
             LogFormat::Pretty
@@ -264,24 +271,155 @@ pub fn init(settings: &Settings, process_name: &str) -> anyhow::Result<Telemetry
         LogFormat::Auto => LogFormat::Json,
         chosen => chosen,
     };
+    let lines = LinesBy(filter);
     match format {
-        LogFormat::Json | LogFormat::Auto => {
-            // `emporium-catalog` logs as `catalog`; a line inside a request
-            // or task span names the service of that span instead.
-            let service = process_name
-                .strip_prefix("emporium-")
-                .unwrap_or(process_name);
-            registry
-                .with(JsonLogLayer::new(std::io::stdout).with_service(service))
-                .try_init()?
-        }
+        LogFormat::Json | LogFormat::Auto => registry
+            .with(
+                JsonLogLayer::new(std::io::stdout)
+                    .with_service(service)
+                    .with_filter(lines),
+            )
+            .try_init()?,
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().compact())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_filter(lines),
+            )
             .try_init()?,
     }
     Ok(TelemetryGuard {
         provider: Some(provider),
     })
+}
+
+/// The log's filter: events by `log.level`; spans from `info` up whatever
+/// it says, so that a `warn` line inside a request still carries the
+/// request's fields and trace.
+struct LinesBy(EnvFilter);
+
+impl<S> tracing_subscriber::layer::Filter<S> for LinesBy
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn enabled(&self, meta: &tracing::Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        if meta.is_span() {
+            *meta.level() <= tracing::Level::INFO
+        } else {
+            tracing_subscriber::layer::Filter::enabled(&self.0, meta, cx)
+        }
+    }
+}
+
+/// Sends each span under the resource of the service it belongs to, named
+/// by its `service` attribute (the process's own name for a span without
+/// one): in `emporium up` one process runs every service, and a trace
+/// shows each of them rather than one `emporium`. One HTTP client for all.
+#[derive(Debug)]
+struct PerServiceExporter {
+    endpoint: String,
+    client: reqwest::blocking::Client,
+    process: String,
+    resource: opentelemetry_sdk::Resource,
+    exporters: std::sync::Mutex<
+        std::collections::HashMap<String, std::sync::Arc<opentelemetry_otlp::SpanExporter>>,
+    >,
+}
+
+impl PerServiceExporter {
+    fn new(endpoint: &str, process: &str) -> anyhow::Result<Self> {
+        // A blocking client may be neither built nor dropped on a runtime's
+        // thread; the exporter's own thread drops it.
+        let client = std::thread::spawn(|| {
+            reqwest::blocking::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the trace exporter's HTTP client could not be built"))??;
+        Ok(Self {
+            endpoint: format!("{}/v1/traces", endpoint.trim_end_matches('/')),
+            client,
+            process: process.to_owned(),
+            resource: opentelemetry_sdk::Resource::builder_empty().build(),
+            exporters: Default::default(),
+        })
+    }
+
+    fn exporter(
+        &self,
+        service: &str,
+    ) -> Result<std::sync::Arc<opentelemetry_otlp::SpanExporter>, OTelSdkError> {
+        let mut exporters = self
+            .exporters
+            .lock()
+            .map_err(|_| OTelSdkError::InternalFailure("exporters poisoned".into()))?;
+        if let Some(exporter) = exporters.get(service) {
+            return Ok(exporter.clone());
+        }
+        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_http_client(self.client.clone())
+            .with_endpoint(self.endpoint.clone())
+            .build()
+            .map_err(|e| OTelSdkError::InternalFailure(e.to_string()))?;
+        let attributes = self
+            .resource
+            .iter()
+            .map(|(k, v)| opentelemetry::KeyValue::new(k.clone(), v.clone()));
+        opentelemetry_sdk::trace::SpanExporter::set_resource(
+            &mut exporter,
+            &opentelemetry_sdk::Resource::builder_empty()
+                .with_attributes(attributes)
+                .with_service_name(service.to_owned())
+                .with_attribute(opentelemetry::KeyValue::new(
+                    "service.namespace",
+                    "emporium",
+                ))
+                .build(),
+        );
+        let exporter = std::sync::Arc::new(exporter);
+        exporters.insert(service.to_owned(), exporter.clone());
+        Ok(exporter)
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for PerServiceExporter {
+    async fn export(&self, batch: Vec<opentelemetry_sdk::trace::SpanData>) -> OTelSdkResult {
+        let mut by_service: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+        for span in batch {
+            let service = span
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "service")
+                .map(|kv| kv.value.as_str().into_owned())
+                .unwrap_or_else(|| self.process.clone());
+            by_service.entry(service).or_default().push(span);
+        }
+        for (service, spans) in by_service {
+            let exporter = self.exporter(&service)?;
+            exporter.export(spans).await?;
+        }
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        let exporters: Vec<_> = match self.exporters.lock() {
+            Ok(exporters) => exporters.values().cloned().collect(),
+            Err(_) => return Ok(()),
+        };
+        for exporter in exporters {
+            let _ = exporter.shutdown_with_timeout(timeout);
+        }
+        Ok(())
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.resource = resource.clone();
+        if let Ok(exporters) = self.exporters.get_mut() {
+            exporters.clear();
+        }
+    }
 }
 
 /// Makes `span` a child of the trace named by the `traceparent` header, if
@@ -302,9 +440,14 @@ pub fn join_traceparent(span: &Span, traceparent: Option<&str>) {
 }
 
 fn join_trace(span: &Span, parent: opentelemetry::Context) {
-    if parent.span().span_context().is_valid() {
-        let _ = span.set_parent(parent);
-    }
+    // Without a caller's trace, a request or an event starts its own,
+    // rather than hang under whichever long-lived task polls it.
+    let parent = if parent.span().span_context().is_valid() {
+        parent
+    } else {
+        opentelemetry::Context::new()
+    };
+    let _ = span.set_parent(parent);
     let context = span.context();
     let span_context = context.span().span_context().clone();
     if span_context.is_valid() {

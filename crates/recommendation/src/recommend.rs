@@ -95,7 +95,7 @@ impl Recommender {
     /// "Also bought" with `product`: ranked by how often bought together,
     /// then the best sellers of its category; 404 for a product the
     /// catalog never announced or has deleted.
-    #[tracing::instrument(skip_all, fields(product_id = %product.as_str()))]
+    #[tracing::instrument(skip_all, fields(service = crate::NAME, product_id = %product.as_str()))]
     pub async fn for_product(
         &self,
         product: &ProductId,
@@ -115,7 +115,7 @@ impl Recommender {
     /// For a signed-in customer: what others bought with what they bought,
     /// then the shop's best sellers (all a new customer gets); never a
     /// product they bought already.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(service = crate::NAME))]
     pub async fn for_user(&self, user_id: &str, limit: Limit) -> Result<Vec<Recommendation>> {
         let bought = store::purchased(&self.db, user_id).await?;
         let also = store::bought_with(&self.db, &bought).await?;

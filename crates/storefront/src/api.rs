@@ -118,6 +118,7 @@ impl Api {
                     .body(body)
                     .map_err(|_| Missing::Unavailable("gateway"))?;
                 request.extensions_mut().insert(ConnectInfo(call.client));
+                emporium_platform::telemetry::inject_current(request.headers_mut());
                 let Ok(response) = router.clone().oneshot(request).await;
                 let status = response.status();
                 let bytes = axum::body::to_bytes(response.into_body(), LARGEST)
@@ -135,6 +136,10 @@ impl Api {
                 if let Ok(value) = HeaderValue::from_str(&call.client.ip().to_string()) {
                     request = request.header("x-forwarded-for", value);
                 }
+                // The page's trace continues at the gateway.
+                let mut traced = axum::http::HeaderMap::new();
+                emporium_platform::telemetry::inject_current(&mut traced);
+                request = request.headers(traced);
                 if let Some(token) = call.token {
                     request = request.bearer_auth(token);
                 }

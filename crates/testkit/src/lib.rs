@@ -410,6 +410,117 @@ where
     }
 }
 
+/// One span as an OTLP receiver got it.
+#[derive(Clone, Debug)]
+pub struct ReceivedSpan {
+    /// The `service.name` of the resource it came under.
+    pub service: String,
+    pub name: String,
+    /// Lower-case hex, as the logs write them.
+    pub trace_id: String,
+    pub span_id: String,
+    /// Empty for a root.
+    pub parent_span_id: String,
+    /// OTLP's numbers: 2 server, 3 client, 4 producer, 5 consumer.
+    pub kind: i32,
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// An OTLP/HTTP trace receiver, as a collector listens for it
+/// (`POST /v1/traces`, protobuf): it keeps every span it is sent.
+pub struct TraceReceiver {
+    /// What a service's `otel.endpoint` is set to.
+    pub url: String,
+    spans: Arc<std::sync::Mutex<Vec<ReceivedSpan>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TraceReceiver {
+    pub async fn start() -> Self {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        let spans: Arc<std::sync::Mutex<Vec<ReceivedSpan>>> = Arc::default();
+        let kept = spans.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let kept = kept.clone();
+                async move {
+                    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+                        return axum::http::StatusCode::BAD_REQUEST;
+                    };
+                    let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                    for resource_spans in request.resource_spans {
+                        let service = resource_spans
+                            .resource
+                            .iter()
+                            .flat_map(|r| &r.attributes)
+                            .find(|kv| kv.key == "service.name")
+                            .map(|kv| any_value(kv.value.as_ref()))
+                            .unwrap_or_default();
+                        for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
+                            kept.push(ReceivedSpan {
+                                service: service.clone(),
+                                name: span.name,
+                                trace_id: hex(&span.trace_id),
+                                span_id: hex(&span.span_id),
+                                parent_span_id: hex(&span.parent_span_id),
+                                kind: span.kind,
+                                attributes: span
+                                    .attributes
+                                    .iter()
+                                    .map(|kv| (kv.key.clone(), any_value(kv.value.as_ref())))
+                                    .collect(),
+                            });
+                        }
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, spans, server }
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.spans.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The spans of one trace received so far.
+    pub fn trace(&self, trace_id: &str) -> Vec<ReceivedSpan> {
+        let mut spans = self.spans();
+        spans.retain(|s| s.trace_id == trace_id);
+        spans
+    }
+}
+
+impl Drop for TraceReceiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn any_value(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::IntValue(n)) => n.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -785,6 +785,8 @@ struct Served {
     http: std::net::SocketAddr,
     /// Where its gRPC face listens, on loopback.
     grpc: Option<std::net::SocketAddr>,
+    /// Every line it has written.
+    logs: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 async fn serve(service: &str, env: &[(String, String)], dir: &std::path::Path) -> Served {
@@ -823,12 +825,25 @@ async fn serve_on(
             raw.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok()?;
         Some(std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())))
     });
-    // Keep draining the logs, so the process never blocks on a full pipe.
+    // Keep reading the logs, so the process never blocks on a full pipe.
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(logs));
+    let kept = logs.clone();
     tokio::spawn(async move {
-        let mut sink = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut sink).await;
+        let mut line = String::new();
+        while tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line)
+            .await
+            .is_ok_and(|n| n > 0)
+        {
+            kept.lock().unwrap().push_str(&line);
+            line.clear();
+        }
     });
-    Served { child, http, grpc }
+    Served {
+        child,
+        http,
+        grpc,
+        logs,
+    }
 }
 
 /// Every service in its own process on PostgreSQL, MariaDB (payment),
@@ -872,11 +887,26 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
     let broker = emporium_testkit::Link::to(server_addr(&amqp, 5672).await).await;
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
+    // Every process traces to one receiver and logs its requests and
+    // events (debug lines of the platform).
+    let receiver = emporium_testkit::TraceReceiver::start().await;
+    let traced = [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+            receiver.url.clone(),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "200".to_owned()),
+        (
+            "EMPORIUM__LOG__LEVEL".to_owned(),
+            "info,emporium_platform=debug".to_owned(),
+        ),
+    ];
     let env = |service: &str, extra: Vec<(String, String)>| {
         let mut env = vec![
             ("REDIS_URL".to_owned(), redis.clone()),
             ("AMQP_URL".to_owned(), through(&broker, &amqp)),
         ];
+        env.extend(traced.iter().cloned());
         if let Some(database) = databases.get(service) {
             env.push(("DATABASE_URL".to_owned(), database.url.expose().to_owned()));
         }
@@ -959,6 +989,7 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         notifiers.push(serve("notification", &env("notification", extra), dir.path()).await);
     }
     let mut gateway_env = vec![jwks.clone(), ("REDIS_URL".to_owned(), redis.clone())];
+    gateway_env.extend(traced.iter().cloned());
     for (service, process) in &served {
         gateway_env.push((
             format!("EMPORIUM__GATEWAY__UPSTREAMS__{}", service.to_uppercase()),
@@ -1008,6 +1039,7 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         secret("storefront"),
         ("EMPORIUM__STOREFRONT__API_URL".to_owned(), base.clone()),
     ];
+    storefront_env.extend(traced.iter().cloned());
     for (peer, process) in &served {
         if let ("identity" | "catalog" | "inventory" | "recommendation", Some(grpc)) =
             (*peer, process.grpc)
@@ -1133,17 +1165,19 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
 
     // The broker away: the checkout still confirms, paid and committed.
     broker.cut();
-    let order: Value = http
+    let response = http
         .post(format!("{base}/api/v1/orders"))
         .bearer_auth(&token)
         .header("Idempotency-Key", "distributed-1")
         .json(&json!({ "card_number": CARD }))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let order: Value = response.json().await.unwrap();
     assert_eq!(order["status"], "confirmed", "{order}");
     let payments: Value = http
         .get(format!(
@@ -1292,6 +1326,20 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
             .all(|n| n["status"] == "sent"),
         "{mine}"
     );
+    // One trace from the gateway through ordering, its peers, the broker
+    // (the event waited in the outbox while it was cut) and the consumers,
+    // each process under its service's name; each one's lines carry it.
+    let trace_id = one_trace(&receiver, &request_id).await;
+    let mut logs = String::new();
+    for process in served
+        .iter()
+        .map(|(_, p)| p)
+        .chain(&notifiers)
+        .chain([&gateway, &storefront])
+    {
+        logs.push_str(&process.logs.lock().unwrap());
+    }
+    lines_carry(&logs, &trace_id);
     for mut process in notifiers {
         let _ = process.child.start_kill();
     }
@@ -1306,21 +1354,27 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
     }
 }
 
-/// Finding: `Checkout` and `PaymentDraft` printed the card number in their
-/// `Debug`. The binary as an operator runs it (`emporium up`, JSON logs at
-/// debug level), a checkout through the gateway, then every line it wrote
-/// read: none holds a card number, the demo checkouts' included.
+/// The binary as an operator runs it (`emporium up`, JSON logs at debug
+/// level, traces to an OTLP receiver), a checkout through the gateway:
+/// it is one trace over every service it touched, each under its own name,
+/// and the log lines of each service carry that trace's id. And, a
+/// finding (`Checkout` and `PaymentDraft` printed the card number in their
+/// `Debug`): of every line it wrote, none holds a card number, the demo
+/// checkouts' included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_log_line_of_a_full_checkout_holds_the_card_number() {
+async fn a_checkout_in_up_is_one_trace_its_lines_carry_it_and_none_holds_the_card() {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     let card = "5555 5555 5555 4444";
     let dir = tempfile::tempdir().unwrap();
+    let receiver = emporium_testkit::TraceReceiver::start().await;
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"));
     command
         .args(["up", "--data-dir"])
         .arg(dir.path())
         .args(["--log-format", "json"])
         .env("EMPORIUM__LOG__LEVEL", "debug")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.url)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
@@ -1407,10 +1461,16 @@ async fn no_log_line_of_a_full_checkout_holds_the_card_number() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let order: Value = response.json().await.unwrap();
     assert_eq!(order["status"], "confirmed", "{order}");
+    let trace_id = one_trace(&receiver, &request_id).await;
     interrupt_and_wait(&mut child).await;
     let during = rest.await.unwrap();
+    lines_carry(&during, &trace_id);
     // The checkout's calls between services were logged, at debug level.
     assert!(
         during
@@ -1423,6 +1483,124 @@ async fn no_log_line_of_a_full_checkout_holds_the_card_number() {
     for number in [card, "5555555555554444", "4242424242424242"] {
         let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(number)).collect();
         assert!(leaks.is_empty(), "{number} logged: {leaks:#?}");
+    }
+}
+
+/// The services one checkout passes through: the gateway, ordering, the
+/// three it calls for the saga, and the consumers of its events.
+const CHECKOUT_SERVICES: [&str; 7] = [
+    "gateway",
+    "ordering",
+    "catalog",
+    "inventory",
+    "payment",
+    "basket",
+    "notification",
+];
+
+/// The trace of the request the gateway answered as `request_id`, once it
+/// has arrived whole: spans of every service of [`CHECKOUT_SERVICES`],
+/// each under its own service name, every span's parent in the trace but
+/// the gateway's; ordering's gRPC client spans parent the callee's server
+/// spans, and the `order.confirmed` a producer span publishes is consumed
+/// under it by basket and by notification. Returns its id.
+async fn one_trace(receiver: &emporium_testkit::TraceReceiver, request_id: &str) -> String {
+    use emporium_testkit::ReceivedSpan;
+    let whole = |spans: &[ReceivedSpan]| {
+        CHECKOUT_SERVICES
+            .iter()
+            .all(|service| spans.iter().any(|s| s.service == *service))
+            && spans.iter().all(|s| {
+                s.parent_span_id.is_empty() || spans.iter().any(|p| p.span_id == s.parent_span_id)
+            })
+    };
+    let found = emporium_testkit::eventually(Duration::from_secs(30), || async {
+        let root = receiver.spans().into_iter().find(|s| {
+            s.service == "gateway"
+                && s.attributes.get("request_id").map(String::as_str) == Some(request_id)
+        })?;
+        let spans = receiver.trace(&root.trace_id);
+        whole(&spans).then_some((root, spans))
+    })
+    .await;
+    let Some((root, spans)) = found else {
+        let seen: Vec<String> = receiver
+            .spans()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} {} <- {}",
+                    s.service, s.name, s.span_id, s.parent_span_id
+                )
+            })
+            .collect();
+        panic!("no whole trace for request {request_id} within 30 s: {seen:#?}");
+    };
+    assert!(
+        root.parent_span_id.is_empty(),
+        "the gateway's span is the root: {root:?}"
+    );
+    for span in &spans {
+        assert!(
+            emporium::names().iter().any(|name| *name == span.service),
+            "a span under no service of the shop: {span:?}"
+        );
+    }
+    let parent_of = |span: &ReceivedSpan| spans.iter().find(|p| p.span_id == span.parent_span_id);
+    for callee in ["catalog", "inventory", "payment"] {
+        let called = spans.iter().any(|s| {
+            s.service == callee
+                && s.kind == 2
+                && parent_of(s).is_some_and(|p| {
+                    p.service == "ordering"
+                        && p.kind == 3
+                        && p.attributes.get("peer").map(String::as_str) == Some(callee)
+                })
+        });
+        assert!(
+            called,
+            "ordering's call to {callee} is a client span over {callee}'s server span"
+        );
+    }
+    for consumer in ["basket", "notification"] {
+        let consumed = spans.iter().any(|s| {
+            s.service == consumer
+                && s.kind == 5
+                && s.attributes.get("event_type").map(String::as_str) == Some("order.confirmed")
+                && parent_of(s).is_some_and(|p| p.service == "ordering" && p.kind == 4)
+        });
+        assert!(
+            consumed,
+            "{consumer} consumed order.confirmed under ordering's publish span"
+        );
+    }
+    let mut services: Vec<&str> = spans.iter().map(|s| s.service.as_str()).collect();
+    services.sort();
+    services.dedup();
+    eprintln!(
+        "one trace {}: {} spans over {services:?}",
+        root.trace_id,
+        spans.len()
+    );
+    root.trace_id
+}
+
+/// Each service of [`CHECKOUT_SERVICES`] wrote log lines in the trace
+/// `trace_id`: the lines of one checkout are found by its id.
+fn lines_carry(logs: &str, trace_id: &str) {
+    let mut services: Vec<String> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["trace_id"] == trace_id)
+        .filter_map(|line| line["service"].as_str().map(str::to_owned))
+        .collect();
+    services.sort();
+    services.dedup();
+    for service in CHECKOUT_SERVICES {
+        assert!(
+            services.iter().any(|s| s == service),
+            "no line of {service} in trace {trace_id}; lines from {services:?}"
+        );
     }
 }
 

@@ -67,6 +67,14 @@ impl Envelope {
             traceparent: crate::telemetry::current_traceparent(),
         }
     }
+
+    /// The service that sent it: its `source` without the `emporium.`
+    /// namespace.
+    pub fn service(&self) -> &str {
+        self.source
+            .strip_prefix("emporium.")
+            .unwrap_or(&self.source)
+    }
 }
 
 /// Events a consumer takes: those whose type matches `pattern` (topic
@@ -162,10 +170,7 @@ pub(crate) fn refusal(
         if routing_key != envelope.kind {
             return Some("routed under another type");
         }
-        let service = envelope
-            .source
-            .strip_prefix("emporium.")
-            .unwrap_or(&envelope.source);
+        let service = envelope.service();
         publishers
             .get(service)
             .map(String::as_str)
@@ -280,6 +285,9 @@ pub(crate) async fn handle_observed(
 ) -> anyhow::Result<()> {
     let span = tracing::info_span!(
         "event",
+        "otel.name" = %format!("{} process", envelope.kind),
+        "otel.kind" = "consumer",
+        service = %consumer,
         consumer = %consumer,
         event_type = %envelope.kind,
         event_id = %envelope.id,
@@ -291,8 +299,9 @@ pub(crate) async fn handle_observed(
     let label = if outcome.is_ok() { "ok" } else { "error" };
     metrics::counter!("events_consumed_total", "consumer" => consumer.to_owned(), "type" => envelope.kind.clone(), "outcome" => label)
         .increment(1);
-    if let Err(e) = &outcome {
-        span.in_scope(|| tracing::warn!(error = %e, "event handler failed"));
+    match &outcome {
+        Ok(()) => span.in_scope(|| tracing::debug!("event handled")),
+        Err(e) => span.in_scope(|| tracing::warn!(error = %e, "event handler failed")),
     }
     outcome
 }

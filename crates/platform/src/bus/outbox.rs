@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use chrono::Utc;
 use sea_orm::entity::prelude::*;
@@ -134,7 +135,24 @@ pub async fn relay_pending(
                     continue;
                 }
             };
-            if let Err(e) = transport.publish(&envelope).await {
+            // The producer's side, in the trace of the request that wrote
+            // the event; consumers continue from this span.
+            let span = tracing::info_span!(
+                "publish",
+                "otel.name" = %format!("{} publish", envelope.kind),
+                "otel.kind" = "producer",
+                service = %envelope.service(),
+                event_type = %envelope.kind,
+                event_id = %envelope.id,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            );
+            crate::telemetry::join_traceparent(&span, envelope.traceparent.as_deref());
+            let mut envelope = envelope;
+            if let Some(traceparent) = span.in_scope(crate::telemetry::current_traceparent) {
+                envelope.traceparent = Some(traceparent);
+            }
+            if let Err(e) = transport.publish(&envelope).instrument(span).await {
                 let attempts = outbox_row::ActiveModel {
                     id: Set(row.id.clone()),
                     attempts: Set(row.attempts + 1),
