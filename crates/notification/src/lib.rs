@@ -92,6 +92,7 @@ impl Default for NotificationSettings {
 
 impl Section for NotificationSettings {
     const NAME: &'static str = NAME;
+    const LIST_KEYS: &'static [&'static str] = &["staff_emails"];
     const PLAIN: Plain = Plain {
         http_port: true,
         grpc_port: true,
@@ -319,5 +320,26 @@ mod tests {
             own.smtp_url.as_ref().map(Secret::expose),
             Some("smtp://mail:25")
         );
+    }
+
+    /// Staff addresses from the environment, as a container is given them:
+    /// a comma-separated list under either name.
+    #[test]
+    fn staff_emails_come_from_the_environment_as_a_list() {
+        for name in [
+            "NOTIFICATION_STAFF_EMAILS",
+            "EMPORIUM__NOTIFICATION__STAFF_EMAILS",
+        ] {
+            let env = [(name, "ops@example.org,stock@example.org")];
+            let sources = Sources::from_pairs(&env, Some(NAME));
+            let alone =
+                config::load(&sources, &[SectionDef::of::<NotificationSettings>()]).unwrap();
+            let own = alone.section::<NotificationSettings>();
+            assert_eq!(
+                own.staff_emails,
+                ["ops@example.org", "stock@example.org"],
+                "{name}"
+            );
+        }
     }
 }

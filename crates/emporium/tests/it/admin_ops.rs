@@ -5,7 +5,7 @@
 use emporium_storefront::StorefrontSettings;
 
 use super::browser::Chromium;
-use super::storefront::{Browser, admin_browser, signed_in};
+use super::storefront::{Browser, admin_browser, sign_in_at};
 use super::*;
 
 const CARD: &str = "4242424242424242";
@@ -24,51 +24,43 @@ async fn sampled_shop(targets: &[(&str, String)]) -> TestShop {
     TestShop::start_with(settings, dir).await
 }
 
-/// The demo shopper's email and password, as `up` shows them once.
-fn demo_shopper(shop: &TestShop) -> (String, String) {
-    let line = shop
-        .notices
-        .iter()
-        .flat_map(|n| n.lines())
-        .map(str::trim)
-        .find(|l| l.starts_with("shopper "))
-        .expect("the demo shopper");
-    match line.split_whitespace().collect::<Vec<_>>()[..] {
-        [_, email, "/", password, ..] => (email.to_owned(), password.to_owned()),
-        _ => panic!("{line}"),
-    }
-}
-
 /// An address where nothing listens: bound, then let go.
 fn refusing_url() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     format!("http://{}", listener.local_addr().unwrap())
 }
 
-/// Product reads, a miss (404) and one paid checkout, through the API.
-async fn some_traffic(shop: &TestShop) -> Value {
+/// Product reads, a miss (404) and one paid checkout by `shopper` (a
+/// customer's token), through the API at `base`.
+async fn some_traffic(base: &str, shopper: &str) -> Value {
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let request = http.get(format!("{base}{path}")).send();
+        async move {
+            let response = request.await.unwrap();
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
     for _ in 0..5 {
-        assert_eq!(
-            shop.get("/api/v1/products?per_page=5").await.0,
-            StatusCode::OK
-        );
+        assert_eq!(get("/api/v1/products?per_page=5").await.0, StatusCode::OK);
     }
     let missing = format!("/api/v1/products/{}", uuid::Uuid::now_v7());
-    assert_eq!(shop.get(&missing).await.0, StatusCode::NOT_FOUND);
-    let (_, page) = shop.get("/api/v1/products?per_page=1").await;
+    assert_eq!(get(&missing).await.0, StatusCode::NOT_FOUND);
+    let (_, page) = get("/api/v1/products?per_page=1").await;
     let product = page["items"][0]["id"].as_str().unwrap();
-    let shopper = shop
-        .issuer
-        .mint("ops-shopper", Role::Customer, Duration::from_secs(300))
+    let response = http
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(shopper)
+        .json(&json!({ "items": [{ "product_id": product }], "card_number": CARD }))
+        .send()
+        .await
         .unwrap();
-    let (status, order) = shop
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/orders",
-            Some(&shopper),
-            Some(json!({ "items": [{ "product_id": product }], "card_number": CARD })),
-        )
-        .await;
+    let status = response.status();
+    let order: Value = response.json().await.unwrap();
     assert_eq!(
         (status, order["status"].as_str()),
         (StatusCode::CREATED, Some("confirmed")),
@@ -152,22 +144,34 @@ async fn first_load(browser: &mut Browser, page: &str) -> usize {
     bytes
 }
 
+/// The figures are the process's: its metrics registry counts every shop
+/// it runs, so this shop runs in a process of its own, where one checkout
+/// is exactly one more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operations_page_shows_each_service_ready_with_its_traffic_and_the_checkouts() {
-    let shop = sampled_shop(&[]).await;
-    let (mut browser, _) = admin_browser(&shop).await;
+    let up = crate::UpProcess::start(&[("EMPORIUM__STOREFRONT__OPS_SAMPLE_MS", "1000")]).await;
+    let (email, password) = up.credentials("admin sign-in");
+    let (mut browser, _, status, signed) = sign_in_at(&up.base, &email, &password).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{signed}");
     // The demo's past orders were checkouts too, made as the shop started.
     let before = checkouts(&fresh_page(&mut browser).await);
-    let order = some_traffic(&shop).await;
-    let admin = shop.token(Role::Admin);
-    let path = format!("/api/v1/orders/{}", order["id"].as_str().unwrap());
-    let (status, held) = shop
-        .send(reqwest::Method::GET, &path, Some(&admin), None)
-        .await;
-    assert_eq!(
-        (status, held["status"].as_str()),
-        (StatusCode::OK, Some("confirmed"))
-    );
+    let shopper = up.token("customer", "ops-shopper").await;
+    let order = some_traffic(&up.base, &shopper).await;
+    let admin = up.token("admin", "ops-admin").await;
+    let held: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/orders/{}",
+            up.base,
+            order["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(held["status"], "confirmed", "{held}");
     let page = page_when(&mut browser, |page| checkouts(page) == before + 1).await;
     assert!(page.contains("<h1 id=\"ops-title\">Operations</h1>"));
     assert!(
@@ -181,10 +185,9 @@ async fn the_operations_page_shows_each_service_ready_with_its_traffic_and_the_c
     assert!(page.contains("last sample at "), "{page}");
 
     // Every service of the process, each ready.
-    let running = shop.shop.as_ref().unwrap();
-    let names: Vec<&str> = running.services.iter().map(|s| s.name).collect();
-    assert!(names.len() >= 9, "{names:?}");
-    for name in names.iter().copied().chain(["storefront"]) {
+    let names = emporium::names();
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
         assert_eq!(
             cell(&page, name, "Readiness"),
             "<span class=\"readiness ready\">Ready</span>",
@@ -227,8 +230,9 @@ async fn the_operations_page_shows_each_service_ready_with_its_traffic_and_the_c
     assert!(!fragment.contains("<html") && fragment.contains("service-gateway"));
 
     // A customer is turned away, the figures too; a visitor signs in first.
-    let (email, password) = demo_shopper(&shop);
-    let (mut customer, _) = signed_in(&shop, &email, &password).await;
+    let (email, password) = up.credentials("shopper ");
+    let (mut customer, _, status, _) = sign_in_at(&up.base, &email, &password).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
     for path in ["/admin/ops", "/admin/ops?fragment=1"] {
         let (status, _, refused) = customer.get(path).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
@@ -238,12 +242,12 @@ async fn the_operations_page_shows_each_service_ready_with_its_traffic_and_the_c
         );
         assert!(!refused.contains("service-gateway"), "{refused}");
     }
-    let (status, to, _) = Browser::at(&shop.base).get("/admin/ops").await;
+    let (status, to, _) = Browser::at(&up.base).get("/admin/ops").await;
     assert_eq!(
         (status, to.as_str()),
         (StatusCode::SEE_OTHER, "/signin?next=/admin/ops")
     );
-    shop.stop().await;
+    up.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +291,7 @@ async fn the_operations_page_refreshes_itself_in_chromium() {
     };
     let shots = super::browser::shots("admin");
     let shop = sampled_shop(&[("search", refusing_url())]).await;
-    some_traffic(&shop).await;
+    some_traffic(&shop.base, &shop.token(Role::Customer)).await;
     let browser = Chromium::start(&driver, &shots).await;
     let (email, password) = crate::demo_admin(&shop);
     browser

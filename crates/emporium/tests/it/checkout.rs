@@ -1363,85 +1363,16 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
 /// checkouts' included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkout_in_up_is_one_trace_its_lines_carry_it_and_none_holds_the_card() {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     let card = "5555 5555 5555 4444";
-    let dir = tempfile::tempdir().unwrap();
     let receiver = emporium_testkit::TraceReceiver::start().await;
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"));
-    command
-        .args(["up", "--data-dir"])
-        .arg(dir.path())
-        .args(["--log-format", "json"])
-        .env("EMPORIUM__LOG__LEVEL", "debug")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.url)
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    // Free ports, so that this shop takes no other test's.
-    for service in emporium::names() {
-        let section = service.to_uppercase();
-        command.env(format!("EMPORIUM__{section}__HTTP_ADDR"), "127.0.0.1:0");
-        // The gateway and the storefront have no gRPC face.
-        if !matches!(service, "gateway" | "storefront") {
-            command.env(format!("EMPORIUM__{section}__GRPC_ADDR"), "127.0.0.1:0");
-        }
-    }
-    let mut child = command.spawn().unwrap();
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
-    let mut stderr = child.stderr.take().unwrap();
-    let errors = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
-    // Up and seeded (three demo orders went through the checkout).
-    let mut logs = String::new();
-    let mut gateway = None;
-    let up = tokio::time::timeout(Duration::from_secs(120), async {
-        loop {
-            let mut line = String::new();
-            if stdout.read_line(&mut line).await.unwrap() == 0 {
-                panic!("the shop ended before it was up: {logs}");
-            }
-            logs.push_str(&line);
-            if let Ok(value) = serde_json::from_str::<Value>(&line)
-                && value["message"] == "service listening"
-                && value["service"] == "gateway"
-            {
-                gateway = value["http"].as_str().map(str::to_owned);
-            }
-            if line.contains("Emporium is up") {
-                break;
-            }
-        }
-    })
+    let up = crate::UpProcess::start(&[
+        ("EMPORIUM__LOG__LEVEL", "debug"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.url),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+    ])
     .await;
-    assert!(up.is_ok(), "the shop is up within 120 s");
-    let rest = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text).await;
-        text
-    });
-    let base = format!(
-        "http://{}",
-        gateway.expect("the gateway said where it listens")
-    );
-    let token = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"))
-        .args([
-            "token",
-            "--role",
-            "customer",
-            "--subject",
-            "ada",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .await
-        .unwrap();
-    assert!(token.status.success(), "{token:?}");
-    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let base = up.base.clone();
+    let token = up.token("customer", "ada").await;
     let http = reqwest::Client::new();
     let page: Value = http
         .get(format!("{base}/api/v1/products?per_page=1"))
@@ -1468,8 +1399,8 @@ async fn a_checkout_in_up_is_one_trace_its_lines_carry_it_and_none_holds_the_car
     let order: Value = response.json().await.unwrap();
     assert_eq!(order["status"], "confirmed", "{order}");
     let trace_id = one_trace(&receiver, &request_id).await;
-    interrupt_and_wait(&mut child).await;
-    let during = rest.await.unwrap();
+    let mut logs = up.banner.clone();
+    let (during, errors) = up.stop().await;
     lines_carry(&during, &trace_id);
     // The checkout's calls between services were logged, at debug level.
     assert!(
@@ -1479,7 +1410,7 @@ async fn a_checkout_in_up_is_one_trace_its_lines_carry_it_and_none_holds_the_car
         "the checkout was logged at debug level"
     );
     logs.push_str(&during);
-    logs.push_str(&errors.await.unwrap());
+    logs.push_str(&errors);
     for number in [card, "5555555555554444", "4242424242424242"] {
         let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(number)).collect();
         assert!(leaks.is_empty(), "{number} logged: {leaks:#?}");

@@ -1350,6 +1350,135 @@ async fn interrupt_and_wait(child: &mut tokio::process::Child) {
     assert!(exit.success(), "clean exit: {exit:?}");
 }
 
+/// `emporium up` in a process of its own, on free ports, logging JSON: for
+/// what belongs to a process (its metrics registry, its trace exporter),
+/// which a shop started in this test binary shares with every other test's
+/// under `cargo test`.
+struct UpProcess {
+    child: tokio::process::Child,
+    /// The gateway's address.
+    base: String,
+    /// Every line up to the banner's last.
+    banner: String,
+    rest: tokio::task::JoinHandle<String>,
+    errors: tokio::task::JoinHandle<String>,
+    dir: tempfile::TempDir,
+}
+
+impl UpProcess {
+    /// Started with `env` besides the free ports; returns once the banner
+    /// is written (up, seeded, the demo's past orders checked out).
+    async fn start(env: &[(&str, &str)]) -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"));
+        command
+            .args(["up", "--data-dir"])
+            .arg(dir.path())
+            .args(["--log-format", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for service in emporium::names() {
+            let section = service.to_uppercase();
+            command.env(format!("EMPORIUM__{section}__HTTP_ADDR"), "127.0.0.1:0");
+            // The gateway and the storefront have no gRPC face.
+            if !matches!(service, "gateway" | "storefront") {
+                command.env(format!("EMPORIUM__{section}__GRPC_ADDR"), "127.0.0.1:0");
+            }
+        }
+        // The gateway's readiness and metrics listener, and no limit on
+        // one address's requests: the tests come from one.
+        command
+            .env("EMPORIUM__GATEWAY__INTERNAL_ADDR", "127.0.0.1:0")
+            .env("EMPORIUM__GATEWAY__AUTH_PER_ADDRESS", "0")
+            .env("EMPORIUM__GATEWAY__API_PER_ADDRESS", "0")
+            .env("EMPORIUM__GATEWAY__API_PER_USER", "0");
+        command.envs(env.iter().copied());
+        let mut child = command.spawn().unwrap();
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+        let mut stderr = child.stderr.take().unwrap();
+        let errors = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text).await;
+            text
+        });
+        let mut banner = String::new();
+        let mut gateway = None;
+        let up = tokio::time::timeout(Duration::from_secs(120), async {
+            loop {
+                let mut line = String::new();
+                if stdout.read_line(&mut line).await.unwrap() == 0 {
+                    panic!("the shop ended before it was up: {banner}");
+                }
+                banner.push_str(&line);
+                if let Ok(value) = serde_json::from_str::<Value>(&line)
+                    && value["message"] == "service listening"
+                    && value["service"] == "gateway"
+                {
+                    gateway = value["http"].as_str().map(str::to_owned);
+                }
+                if line.starts_with("Press Ctrl-C to stop") {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(up.is_ok(), "the shop is up within 120 s: {banner}");
+        let rest = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = stdout.read_to_string(&mut text).await;
+            text
+        });
+        let base = format!(
+            "http://{}",
+            gateway.expect("the gateway said where it listens")
+        );
+        Self {
+            child,
+            base,
+            banner,
+            rest,
+            errors,
+            dir,
+        }
+    }
+
+    /// The two words after `label` on the banner's line for it
+    /// (`admin sign-in a@b / secret`: the email and the password).
+    fn credentials(&self, label: &str) -> (String, String) {
+        let line = self
+            .banner
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` in the banner: {}", self.banner));
+        match line[label.len()..].split_whitespace().collect::<Vec<_>>()[..] {
+            [email, "/", password, ..] => (email.to_owned(), password.to_owned()),
+            _ => panic!("{line}"),
+        }
+    }
+
+    /// A token `emporium token` mints from the shop's own key.
+    async fn token(&self, role: &str, subject: &str) -> String {
+        let token = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"))
+            .args(["token", "--role", role, "--subject", subject, "--data-dir"])
+            .arg(self.dir.path())
+            .output()
+            .await
+            .unwrap();
+        assert!(token.status.success(), "{token:?}");
+        String::from_utf8(token.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Stops it with SIGINT, expecting a clean exit; returns every line
+    /// it wrote after the banner, then its standard error.
+    async fn stop(mut self) -> (String, String) {
+        interrupt_and_wait(&mut self.child).await;
+        (self.rest.await.unwrap(), self.errors.await.unwrap())
+    }
+}
+
 /// Reads JSON log lines until `service` says where it listens; returns its
 /// HTTP address and the lines read so far.
 async fn listening_addr(

@@ -565,7 +565,16 @@ pub(super) async fn sign_in(
     email: &str,
     password: &str,
 ) -> (Browser, String, StatusCode, String) {
-    let mut browser = Browser::at(&shop.base);
+    sign_in_at(&shop.base, email, password).await
+}
+
+/// As [`sign_in`], on the shop at `base`.
+pub(super) async fn sign_in_at(
+    base: &str,
+    email: &str,
+    password: &str,
+) -> (Browser, String, StatusCode, String) {
+    let mut browser = Browser::at(base);
     let (_, _, form) = browser.get("/signin").await;
     let csrf = Browser::field(&form, "csrf");
     let fields = [
