@@ -37,9 +37,10 @@ pub struct CatalogSettings {
     /// `memory://` or `redis://…`.
     pub cache_url: Secret,
     pub cache_ttl_secs: u64,
-    /// `file:///dir`, `s3://bucket` or `memory://`; a directory under the
-    /// data dir when unset.
-    pub objects_url: Option<String>,
+    /// `file:///dir`, `s3://KEY:SECRET@bucket?endpoint=…` or `memory://`
+    /// (see `platform::objects::from_url`); a directory under the data dir
+    /// when unset. A secret: its credentials never print.
+    pub objects_url: Option<Secret>,
     /// Largest image upload accepted.
     pub image_limit_bytes: usize,
 }
@@ -110,24 +111,40 @@ pub fn definition() -> Definition {
 }
 
 /// The catalog's stores, migrated, and its use cases over them.
-async fn open(
-    settings: &Settings,
-) -> anyhow::Result<(Catalog, db::Db, cache::SharedCache, bus::Outbox)> {
+async fn open(settings: &Settings) -> anyhow::Result<(Catalog, Stores)> {
     let own = settings.section::<CatalogSettings>();
     let db = db::connect(&settings.database_url(NAME, own.database_url.as_ref())).await?;
     db::migrate::<migrations::Migrator>(&db).await?;
     let cache = cache::from_url(&own.cache_url, NAME).await?;
-    let objects = objects::from_url(&settings.objects_url(NAME, own.objects_url.as_deref()))?;
+    let objects = objects::from_url(
+        &settings.objects_url(NAME, own.objects_url.as_ref().map(Secret::expose)),
+    )?;
     let outbox = bus::Outbox::new();
     let catalog = Catalog::new(
         db.clone(),
         cache.clone(),
-        objects,
+        objects.clone(),
         outbox.clone(),
         Duration::from_secs(own.cache_ttl_secs),
         own.image_limit_bytes,
     );
-    Ok((catalog, db, cache, outbox))
+    Ok((
+        catalog,
+        Stores {
+            db,
+            cache,
+            objects,
+            outbox,
+        },
+    ))
+}
+
+/// What the catalog's use cases stand on, for its readiness and relay.
+struct Stores {
+    db: db::Db,
+    cache: cache::SharedCache,
+    objects: objects::SharedObjects,
+    outbox: bus::Outbox,
 }
 
 /// Opens the stores, applies migrations, binds both ports and serves until
@@ -135,11 +152,20 @@ async fn open(
 pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
     let settings = &runtime.settings;
     let own = settings.section::<CatalogSettings>();
-    let (catalog, db, cache, outbox) = open(settings).await?;
+    let (
+        catalog,
+        Stores {
+            db,
+            cache,
+            objects,
+            outbox,
+        },
+    ) = open(settings).await?;
     let checks = vec![
         db::check(db.clone()),
         cache::check(cache),
         bus::check(runtime.transport.clone()),
+        objects::check(objects),
     ];
     let state = http::AppState {
         catalog: catalog.clone(),

@@ -52,9 +52,16 @@ pub struct GatewaySettings {
     pub internal_addr: Option<SocketAddr>,
     /// Each service's replicas as HTTP base URLs, by service name
     /// (`EMPORIUM__GATEWAY__UPSTREAMS__CATALOG=http://a:8006,http://b:8006`).
-    /// A service running in the same process is called in-process and
-    /// needs none.
+    /// A base whose host is a name stands for every address the name
+    /// resolves to (`http://ordering:8001` behind `docker compose up
+    /// --scale ordering=3` is three replicas); an IP literal is one. A
+    /// service running in the same process is called in-process and needs
+    /// none.
     pub upstreams: BTreeMap<String, Vec<String>>,
+    /// How often the upstreams' names are resolved again, in seconds:
+    /// replicas that went are dropped, new ones join. 0 resolves them once,
+    /// at start.
+    pub upstream_resolve_secs: u64,
     /// Largest body of an upload route (product images).
     pub upload_limit_bytes: usize,
     /// Consecutive failures after which a replica is taken out of rotation.
@@ -86,6 +93,7 @@ impl Default for GatewaySettings {
             http_addr: loopback(8080),
             internal_addr: Some(loopback(9080)),
             upstreams: BTreeMap::new(),
+            upstream_resolve_secs: 5,
             upload_limit_bytes: 5 * 1024 * 1024,
             eject_after_failures: 3,
             eject_secs: 10,
@@ -179,6 +187,16 @@ pub(crate) struct Gateway {
 /// Serves the gateway in front of the services of `ROUTES`: those in
 /// `local` in-process, the others on their configured replicas.
 pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Started> {
+    start_resolving(runtime, local, upstream::system_resolver()).await
+}
+
+/// As [`start`], with the upstreams' names resolved by `resolve` instead
+/// of the system's resolver.
+pub async fn start_resolving(
+    runtime: &Runtime,
+    local: &[Started],
+    resolve: upstream::Resolve,
+) -> anyhow::Result<Started> {
     let settings = &runtime.settings;
     let own = settings.section::<GatewaySettings>();
     let mut upstreams = HashMap::new();
@@ -200,7 +218,9 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
         }
         let configured = own.upstreams.get(*service).filter(|urls| !urls.is_empty());
         let upstream = match (configured, local.iter().find(|s| s.name == *service)) {
-            (Some(urls), _) => Upstream::Replicas(Arc::new(replicas(service, urls, &own)?)),
+            (Some(urls), _) => {
+                Upstream::Replicas(Arc::new(replicas(service, urls, &own, resolve.clone())?))
+            }
             (None, Some(started)) => {
                 Upstream::Local(Arc::new(std::sync::OnceLock::from(started.router.clone())))
             }
@@ -211,6 +231,7 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
         };
         upstreams.insert(*service, upstream);
     }
+    resolve_upstreams(runtime, &upstreams, &own).await;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -316,22 +337,58 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
     })
 }
 
-fn replicas(service: &'static str, urls: &[String], own: &GatewaySettings) -> anyhow::Result<Pool> {
-    for base in urls {
-        if !(base.starts_with("http://") || base.starts_with("https://"))
-            || base.parse::<Uri>().is_err()
-        {
-            anyhow::bail!(
-                "configuration: gateway.upstreams.{service} `{base}` must be an http:// URL"
-            );
-        }
-    }
-    Ok(Pool::new(
+fn replicas(
+    service: &'static str,
+    urls: &[String],
+    own: &GatewaySettings,
+    resolve: upstream::Resolve,
+) -> anyhow::Result<Pool> {
+    Pool::new(
         service,
-        urls.to_vec(),
+        urls,
         own.eject_after_failures,
         Duration::from_secs(own.eject_secs),
-    ))
+        resolve,
+    )
+    .map_err(|why| anyhow::anyhow!("configuration: gateway.upstreams.{service} {why}"))
+}
+
+/// Resolves the upstreams' names once, every pool at the same time (a
+/// name that does not answer costs its timeout once, not once per
+/// service), then again every `upstream_resolve_secs` while the gateway
+/// runs.
+async fn resolve_upstreams(
+    runtime: &Runtime,
+    upstreams: &HashMap<&'static str, Upstream>,
+    own: &GatewaySettings,
+) {
+    let named: Vec<Arc<Pool>> = upstreams
+        .values()
+        .filter_map(|u| match u {
+            Upstream::Replicas(pool) if pool.has_names() => Some(pool.clone()),
+            _ => None,
+        })
+        .collect();
+    if named.is_empty() {
+        return;
+    }
+    let mut first = tokio::task::JoinSet::new();
+    for pool in &named {
+        let pool = pool.clone();
+        first.spawn(async move { pool.refresh().await });
+    }
+    while first.join_next().await.is_some() {}
+    if own.upstream_resolve_secs > 0 {
+        runtime.spawn(
+            NAME,
+            "upstream resolver",
+            upstream::keep_resolving(
+                named,
+                Duration::from_secs(own.upstream_resolve_secs),
+                runtime.shutdown.clone(),
+            ),
+        );
+    }
 }
 
 fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {

@@ -521,6 +521,27 @@ fn any_value(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -
     }
 }
 
+/// A real S3 API (moto's server in CI): its endpoint, `http://host:port`.
+pub const S3: &str = "EMPORIUM_TEST_S3_URL";
+
+/// A new, empty bucket on the S3 API at `endpoint`, named for this test
+/// alone. Created by an unsigned `PUT /bucket`, which moto's server takes
+/// (a MinIO would want it signed).
+pub async fn s3_bucket(endpoint: &str) -> String {
+    let bucket = format!("emporium-test-{}", uuid::Uuid::now_v7().simple());
+    let response = reqwest::Client::new()
+        .put(format!("{}/{bucket}", endpoint.trim_end_matches('/')))
+        .send()
+        .await
+        .expect("the S3 API answers");
+    assert!(
+        response.status().is_success(),
+        "creating bucket {bucket}: {}",
+        response.status()
+    );
+    bucket
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -851,3 +851,237 @@ async fn reads_are_fresh_after_concurrent_writes_with_redis() {
     .unwrap();
     reads_are_fresh_after_concurrent_writes(cache).await;
 }
+
+/// Example credentials: moto takes any, as a MinIO takes its own.
+const S3_KEY: (&str, &str) = ("emporium-test", "example-secret-key");
+
+/// The catalog as `emporium serve catalog` runs it, its images in `bucket`
+/// on the S3 API at `endpoint`, trusting `tokens`.
+async fn catalog_on_s3(
+    endpoint: &str,
+    bucket: &str,
+    tokens: &emporium_testkit::Tokens,
+    dir: &std::path::Path,
+) -> emporium_platform::service::Running {
+    use emporium_catalog::CatalogSettings;
+    use emporium_platform::config::{Secret, Settings};
+    let (key, secret) = S3_KEY;
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, tokens.issuer.jwks()).unwrap();
+    let mut settings = Settings::ephemeral(dir);
+    settings.auth.jwks_file = Some(jwks);
+    settings.update_section::<CatalogSettings>(|c| {
+        c.objects_url = Some(Secret::new(format!(
+            "s3://{key}:{secret}@{bucket}?endpoint={endpoint}&region=us-east-1"
+        )));
+    });
+    assert!(
+        !settings.to_masked_toml().contains(secret),
+        "the objects URL's secret key is printed"
+    );
+    emporium_testkit::spawn(settings, &[emporium_catalog::definition()]).await
+}
+
+/// A product to hang images on, made through the API; its id.
+async fn poster(http: &reqwest::Client, base: &str, admin: &str) -> String {
+    let status = http
+        .post(format!("{base}/api/v1/categories"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({ "slug": "posters", "name": "Posters" }))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    let product: serde_json::Value = http
+        .post(format!("{base}/api/v1/products"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({
+            "sku": "S3-POSTER",
+            "name": "Poster",
+            "price": { "amount": "9.50", "currency": "USD" },
+            "category": "posters",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    product["id"].as_str().unwrap().to_owned()
+}
+
+/// The catalog with its images on an S3 API (moto's server in CI, MinIO
+/// in the compose file): an image uploaded through the API is read back
+/// byte for byte, lies in the bucket where an S3 client of the test's own
+/// finds it, a refused upload stores nothing, and deleting the product
+/// removes its images from the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn product_images_live_in_an_s3_bucket_and_leave_with_their_product() {
+    use futures::TryStreamExt;
+    use object_store::aws::AmazonS3Builder;
+    use object_store::path::Path as ObjectPath;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    use reqwest::StatusCode;
+
+    let Some(endpoint) = server_url(emporium_testkit::S3) else {
+        return;
+    };
+    let endpoint = endpoint.trim_end_matches('/').to_owned();
+    let bucket = emporium_testkit::s3_bucket(&endpoint).await;
+    let tokens = emporium_testkit::Tokens::new();
+    let dir = tempfile::tempdir().unwrap();
+    let running = catalog_on_s3(&endpoint, &bucket, &tokens, dir.path()).await;
+    let base = running.url("catalog").unwrap();
+    let http = reqwest::Client::new();
+    let admin = tokens.admin();
+    let ready: serde_json::Value = http
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["objects"], "up", "{ready}");
+    let id = poster(&http, &base, &admin).await;
+    let png = emporium_catalog::seed::picture(7);
+    let uploaded = http
+        .post(format!("{base}/api/v1/products/{id}/images"))
+        .bearer_auth(&admin)
+        .header("content-type", "image/png")
+        .body(png.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), StatusCode::CREATED);
+    let uploaded: serde_json::Value = uploaded.json().await.unwrap();
+    let image = &uploaded["images"][0];
+    let (name, url) = (
+        image["name"].as_str().unwrap().to_owned(),
+        image["url"].as_str().unwrap().to_owned(),
+    );
+    let read = http.get(format!("{base}{url}")).send().await.unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    assert_eq!(read.headers()["content-type"], "image/png");
+    assert_eq!(
+        read.bytes().await.unwrap(),
+        png,
+        "the image reads back whole"
+    );
+
+    // The bucket, through an S3 client of the test's own.
+    let (key, secret) = S3_KEY;
+    let s3 = AmazonS3Builder::new()
+        .with_bucket_name(&bucket)
+        .with_endpoint(&endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id(key)
+        .with_secret_access_key(secret)
+        .build()
+        .unwrap();
+    let in_bucket = || async {
+        let mut listed: Vec<(String, u64)> = s3
+            .list(None)
+            .map_ok(|meta| (meta.location.to_string(), meta.size))
+            .try_collect()
+            .await
+            .unwrap();
+        listed.sort();
+        listed
+    };
+    let object = format!("products/{id}/{name}");
+    assert_eq!(in_bucket().await, [(object.clone(), png.len() as u64)]);
+    let stored = s3
+        .get(&ObjectPath::from(object.as_str()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(stored, png, "the bucket holds the bytes as uploaded");
+
+    let refused = http
+        .post(format!("{base}/api/v1/products/{id}/images"))
+        .bearer_auth(&admin)
+        .body("<svg/>")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(refused, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        in_bucket().await.len(),
+        1,
+        "a refused upload stores nothing"
+    );
+
+    let deleted = http
+        .delete(format!("{base}/api/v1/products/{id}"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(deleted, StatusCode::NO_CONTENT);
+    assert_eq!(
+        in_bucket().await,
+        [],
+        "the deleted product's image is removed from the bucket"
+    );
+    let gone = http.get(format!("{base}{url}")).send().await.unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    running.stop(Duration::from_secs(5)).await;
+}
+
+/// A bucket that does not exist (a name mistyped, a bucket never made):
+/// the catalog starts and serves its products, its readiness says the
+/// object store is down, and an upload fails without recording an image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_shows_in_readiness_and_uploads_record_nothing() {
+    let Some(endpoint) = server_url(emporium_testkit::S3) else {
+        return;
+    };
+    let endpoint = endpoint.trim_end_matches('/').to_owned();
+    let bucket = format!("emporium-test-never-made-{}", uuid::Uuid::now_v7().simple());
+    let tokens = emporium_testkit::Tokens::new();
+    let dir = tempfile::tempdir().unwrap();
+    let running = catalog_on_s3(&endpoint, &bucket, &tokens, dir.path()).await;
+    let base = running.url("catalog").unwrap();
+    let http = reqwest::Client::new();
+    let admin = tokens.admin();
+    let ready = http.get(format!("{base}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), reqwest::StatusCode::OK, "degraded, not out");
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(
+        (
+            ready["status"].as_str(),
+            ready["checks"]["objects"].as_str()
+        ),
+        (Some("degraded"), Some("down")),
+        "{ready}"
+    );
+    let id = poster(&http, &base, &admin).await;
+    let upload = http
+        .post(format!("{base}/api/v1/products/{id}/images"))
+        .bearer_auth(&admin)
+        .body(emporium_catalog::seed::picture(3))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(upload.is_server_error(), "{upload}");
+    let product: serde_json::Value = http
+        .get(format!("{base}/api/v1/products/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(product["images"], serde_json::json!([]));
+    running.stop(Duration::from_secs(5)).await;
+}
