@@ -8,6 +8,13 @@ shop's contract (SPEC §1, §8, §10, seed 004) and its call graph.
         custom resources against their CRD schemas (crd-check/validate.mjs,
         run with node from CRD_CHECKER_DIR, where its node_modules are).
 
+    check.py config EMPORIUM_BINARY DEV_RENDERED.yaml
+        each workload of the shop in the dev render, with exactly the
+        environment its pod would get (ConfigMap, Secrets, `$(VAR)`
+        expansion), through `emporium config <service>`: the binary accepts
+        it, and the effective settings are the ones intended (addresses,
+        database, Redis, broker, peers, JWKS, secrets present).
+
     check.py assert --production P --dev D --istio I --rps R --prometheus PROMETHEUS_YML
         the rendered production overlay (and the others where they differ):
         Deployments, probes, resources, security contexts, Services, HPA
@@ -383,8 +390,9 @@ def actors(docs, istio):
                          "10.244.1.3"),
         "debug-pod-elsewhere": Actor("debug-pod-elsewhere", "default", {"run": "debug"},
                                      "10.244.1.4"),
+        # A pod someone starts by hand, listening on a port: no rule names it.
         "debug-pod-in-production": Actor("debug-pod-in-production", NAMESPACE, {"run": "debug"},
-                                         "10.244.1.5"),
+                                         "10.244.1.5", [("http", 8080, "TCP")]),
         "acme-solver": Actor("acme-solver", NAMESPACE,
                              {"acme.cert-manager.io/http01-solver": "true"}, "10.244.1.6",
                              [("http", 8089, "TCP")]),
@@ -455,7 +463,8 @@ def evaluate_policies(docs, istio, report, label):
     sources = pods + [world[k] for k in ("ingress-nginx", "prometheus", "grafana",
                                           "debug-pod-elsewhere", "debug-pod-in-production",
                                           "acme-solver")]
-    destinations = pods + [world[k] for k in ("acme-solver", "kube-dns", "otel-collector",
+    destinations = pods + [world[k] for k in ("acme-solver", "debug-pod-in-production",
+                                               "kube-dns", "otel-collector",
                                                "istiod", "smtp-relay", "private-host",
                                                "internet")]
     want = expected_connections(pods, world, istio, bool(objects(docs, "Ingress")))
@@ -703,6 +712,9 @@ def check_wiring(docs, report):
             w["spec"]["template"]["metadata"]["labels"])
 
     for name in SPEC:
+        if name not in deployments:
+            fails.append(f"no Deployment {name} to read the settings of")
+            continue
         c = pod_spec(deployments[name])["containers"][0]
         env = env_of(c)
         n += 1
@@ -737,6 +749,9 @@ def check_wiring(docs, report):
         amqp = env_value(c, "AMQP_URL")
         if (name in BROKER_USERS) != (amqp is not None) or (amqp and "@rabbitmq:5672/" not in amqp):
             fails.append(f"{name}: broker {amqp}, used: {name in BROKER_USERS}")
+    if "gateway" not in deployments or "storefront" not in deployments:
+        report.check("production: settings wired to the call graph (peers, JWKS, stores, broker, secrets)", n, fails)
+        return
     gw = env_of(pod_spec(deployments["gateway"])["containers"][0])
     upstreams = {k.rsplit("__", 1)[1].lower(): v.get("value") for k, v in gw.items()
                  if k.startswith("EMPORIUM__GATEWAY__UPSTREAMS__")}
@@ -755,6 +770,8 @@ def check_wiring(docs, report):
     # Service secrets: each caller its own; identity every caller's.
     callers = sorted(GRPC_PEERS)
     for name in SPEC:
+        if name not in deployments:
+            continue
         c = pod_spec(deployments[name])["containers"][0]
         held = sorted(k.rsplit("__", 1)[1].lower() for k in env_of(c)
                       if k.startswith("EMPORIUM__AUTH__SERVICE_SECRETS__"))
@@ -930,7 +947,9 @@ def check_dev(dev, report):
             fails.append(f"dev {d['metadata']['name']} runs {d['spec'].get('replicas')} replicas")
     if objects(dev, "Ingress"):
         fails.append("the dev overlay has an Ingress")
-    report.check("dev: one replica each, no autoscaler", len(deployments), fails)
+    if objects(dev, "ServiceMonitor"):
+        fails.append("the dev overlay has ServiceMonitors, which need the Prometheus Operator")
+    report.check("dev: one replica each, no autoscaler, Ingress or ServiceMonitor", len(deployments), fails)
 
 
 def check_rps(rps, report):
@@ -1046,17 +1065,157 @@ def assert_all(args):
     return report.print()
 
 
+# ------------------------------------------------------------------- config
+
+REDIS_KEY = {"gateway": "rate_limit_url", "catalog": "cache_url", "basket": "redis_url",
+             "inventory": "cache_url", "ordering": "redis_url", "payment": "redis_url",
+             "notification": "redis_url"}
+
+
+def pod_environment(container, configmaps, secrets):
+    """The environment Kubernetes gives the container: envFrom first, then
+    env in order, `$(VAR)` expanded from what is defined before it."""
+    import base64
+
+    env = {}
+    for e in container.get("envFrom", []):
+        if "configMapRef" in e:
+            env.update(configmaps[e["configMapRef"]["name"]].get("data") or {})
+        if "secretRef" in e:
+            for k, v in (secrets[e["secretRef"]["name"]].get("data") or {}).items():
+                env[k] = base64.b64decode(v).decode()
+    for e in container.get("env", []):
+        if "value" in e:
+            env[e["name"]] = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                                    lambda m: env.get(m.group(1), m.group(0)), e["value"])
+            continue
+        src = e["valueFrom"]
+        if "secretKeyRef" in src:
+            ref = src["secretKeyRef"]
+            data = (secrets.get(ref["name"]) or {}).get("data") or {}
+            if ref["key"] in data:
+                env[e["name"]] = base64.b64decode(data[ref["key"]]).decode()
+            elif not ref.get("optional"):
+                raise KeyError(f"Secret {ref['name']} has no {ref['key']}")
+        elif "configMapKeyRef" in src:
+            ref = src["configMapKeyRef"]
+            env[e["name"]] = configmaps[ref["name"]]["data"][ref["key"]]
+    return env
+
+
+def config(binary, dev_path):
+    import tomllib
+
+    report = Report()
+    docs = load(dev_path)
+    configmaps, secrets = by_name(docs, "ConfigMap"), by_name(docs, "Secret")
+    graph = call_graph()
+    fails, n = [], 0
+    redis_dbs = {}
+    for kind in ("Deployment", "Job"):
+        for w in objects(docs, kind, NAMESPACE):
+            c = pod_spec(w)["containers"][0]
+            if c.get("command") != ["emporium"]:
+                continue
+            verb, service = c["args"][0], c["args"][1]
+            who = f"{kind}/{w['metadata']['name']}"
+            n += 1
+            try:
+                env = pod_environment(c, configmaps, secrets)
+            except KeyError as e:
+                fails.append(f"{who}: {e}")
+                continue
+            with tempfile.TemporaryDirectory() as cwd:
+                run = subprocess.run([binary, "config", service], env=env, cwd=cwd,
+                                     capture_output=True, text=True)
+            if run.returncode != 0:
+                fails.append(f"{who}: `emporium config {service}` refused its environment: "
+                             f"{run.stderr.strip()}")
+                continue
+            settings = tomllib.loads(run.stdout)
+            own = settings.get(service, {})
+            http, grpc = SPEC[service]
+            want = {"http_addr": f"0.0.0.0:{http}"}
+            if grpc:
+                want["grpc_addr"] = f"0.0.0.0:{grpc}"
+            if service in DATABASE:
+                db = DATABASE[service]
+                scheme, port = ("mysql", 3306) if db.startswith("mariadb") else ("postgres", 5432)
+                want["database_url"] = f"{scheme}://{service}:****@{db}:{port}/{service}"
+            if service == "gateway":
+                want["internal_addr"] = f"0.0.0.0:{GATEWAY_INTERNAL}"
+                want["upstreams"] = {s: [f"http://{s}:{SPEC[s][0]}"] for s in APIS + ["storefront"]}
+            if service == "storefront":
+                want["api_url"] = "http://gateway:8080"
+            if service == "catalog":
+                want["objects_url"] = "s3://emporium-images"
+            if verb == "migrate":  # a migration needs the database alone
+                want = {k: v for k, v in want.items() if k == "database_url"}
+            for key, value in want.items():
+                if verb != "serve" and key in ("http_addr", "grpc_addr", "internal_addr"):
+                    continue
+                if own.get(key) != value:
+                    fails.append(f"{who}: {service}.{key} is {own.get(key)!r}, not {value!r}")
+            if service in REDIS_KEY and verb != "migrate":
+                url = own.get(REDIS_KEY[service], "")
+                m = re.fullmatch(r"redis://:\*\*\*\*@redis:6379/(\d+)", str(url))
+                if not m:
+                    fails.append(f"{who}: {service}.{REDIS_KEY[service]} is {url!r}")
+                elif verb == "serve":
+                    redis_dbs.setdefault(m.group(1), set()).add(service)
+            if verb != "serve":
+                continue
+            bus = settings.get("bus", {}).get("url")
+            want_bus = ("amqp://emporium:****@rabbitmq:5672/%2f" if service in BROKER_USERS
+                        else "memory://")
+            if bus != want_bus:
+                fails.append(f"{who}: bus.url is {bus!r}, not {want_bus!r}")
+            peers = settings.get("peers", {})
+            want_peers = {d: f"http://{d}:{p}" for s, d, p, why in graph
+                          if s == service and why == "gRPC"}
+            if peers != want_peers:
+                fails.append(f"{who}: peers {peers}, not {want_peers}")
+            auth = settings.get("auth", {})
+            jwks = None if service == "identity" else "http://identity:8004/.well-known/jwks.json"
+            if auth.get("jwks_url") != jwks or auth.get("trusted_network") is not True:
+                fails.append(f"{who}: JWKS {auth.get('jwks_url')}, trusted network "
+                             f"{auth.get('trusted_network')}")
+            held = sorted(k for k, v in (auth.get("service_secrets") or {}).items() if v)
+            callers = sorted(GRPC_PEERS)
+            want_held = callers if service == "identity" else (
+                [service] if service in callers else [])
+            if held != want_held:
+                fails.append(f"{who}: holds the service secrets of {held}, not {want_held}")
+            if service == "identity" and not own.get("key_encryption_keys"):
+                fails.append(f"{who}: no key-encryption keys")
+            if service in ("ordering", "payment") and not own.get("fingerprint_key"):
+                fails.append(f"{who}: no fingerprint key shared by its replicas")
+    for db, users in redis_dbs.items():
+        if len(users) > 1:
+            fails.append(f"Redis database {db} shared by {sorted(users)}")
+    report.check("dev workloads' environments, as `emporium config` reads them", n, fails)
+    return report.print()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate")
     v.add_argument("checker_dir")
     v.add_argument("rendered", nargs="+")
+    c = sub.add_parser("config")
+    c.add_argument("binary")
+    c.add_argument("dev")
     a = sub.add_parser("assert")
     for flag in ("--production", "--dev", "--istio", "--rps", "--prometheus"):
         a.add_argument(flag, required=True)
     args = parser.parse_args()
-    ok = validate(args.checker_dir, args.rendered) if args.command == "validate" else assert_all(args)
+    if args.command == "validate":
+        ok = validate(args.checker_dir, args.rendered)
+    elif args.command == "config":
+        ok = config(args.binary, args.dev)
+    else:
+        ok = assert_all(args)
     sys.exit(0 if ok else 1)
 
 
