@@ -450,6 +450,10 @@ fn upstream_check(client: HttpClient, service: &'static str, pool: Arc<Pool>) ->
             Err(format!("no {service} replica answers"))
         }
     })
+    // A service without a replica fails its own routes (503 naming it);
+    // the gateway still serves every other, so it stays in rotation: an
+    // unready gateway would take the whole shop down with one service.
+    .degradable()
 }
 
 /// This service's metrics (SPEC §9), declared when it starts.

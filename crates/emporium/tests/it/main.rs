@@ -1085,7 +1085,8 @@ fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
 }
 
 /// A dead replica is skipped and taken out of rotation; with none alive the
-/// gateway is not ready and says which dependency fails.
+/// service's routes answer 503 naming it, and the gateway's readiness says
+/// it is degraded, with the service down, without leaving rotation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_routes_around_a_dead_replica() {
     use emporium_gateway::GatewaySettings;
@@ -1149,11 +1150,17 @@ async fn the_gateway_routes_around_a_dead_replica() {
     let (status, problem) = get("/api/v1/products").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(problem["dependency"], "catalog");
-    let (status, problem) = get("/ready").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(problem["dependency"], "catalog");
-    let (status, _) = get("/health").await;
-    assert_eq!(status, StatusCode::OK, "alive, though not ready");
+    // Still in rotation for the other services, and saying what is down.
+    let (status, ready) = get("/ready").await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["checks"]["catalog"], "down", "{ready}");
+    let (status, _) = get("/api/v1/users/me").await;
+    assert_ne!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "identity is served"
+    );
     gateway.stop(Duration::from_secs(5)).await;
     catalog.stop(Duration::from_secs(5)).await;
     drop(dir);
