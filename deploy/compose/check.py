@@ -46,21 +46,9 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
-# SPEC §1, as the fallback when ../shared/SPEC.md is not beside the repo.
-SPEC_PORTS = {
-    "gateway": (8080, None),
-    "storefront": (3000, None),
-    "identity": (8004, 50055),
-    "catalog": (8006, 50050),
-    "basket": (8007, 50051),
-    "inventory": (8002, 50054),
-    "ordering": (8001, 50053),
-    "payment": (8003, 50052),
-    "notification": (8005, 50056),
-    "recommendation": (8008, 50057),
-}
-# The gateway's internal listener (/ready, /metrics): decision 0014.
-GATEWAY_INTERNAL = 9080
+# SPEC §1, shared with the other deploy checker (deploy/spec_ports.py).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from spec_ports import GATEWAY_INTERNAL, SPEC_PORTS  # noqa: E402
 # Host paths that exporters and Promtail read; anything else is refused.
 HOST_PATHS = {"/", "/sys", "/var/run", "/var/lib/docker/", "/dev/disk/", "/var/run/docker.sock"}
 # Ports third-party services listen on, as the files name them.

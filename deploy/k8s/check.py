@@ -40,22 +40,9 @@ import yaml
 
 NAMESPACE = "production"
 
-# SPEC §1: each service, its HTTP port and its gRPC port.
-SPEC = {
-    "gateway": (8080, None),
-    "storefront": (3000, None),
-    "identity": (8004, 50055),
-    "catalog": (8006, 50050),
-    "basket": (8007, 50051),
-    "inventory": (8002, 50054),
-    "ordering": (8001, 50053),
-    "payment": (8003, 50052),
-    "notification": (8005, 50056),
-    "recommendation": (8008, 50057),
-}
-# The gateway serves /ready and /metrics on an internal listener, never on
-# its public port (crates/gateway, GatewaySettings::internal_addr).
-GATEWAY_INTERNAL = 9080
+# SPEC §1, shared with the other deploy checker (deploy/spec_ports.py).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from spec_ports import GATEWAY_INTERNAL, SPEC_PORTS as SPEC  # noqa: E402
 APIS = ["identity", "catalog", "basket", "inventory", "ordering", "payment", "notification",
         "recommendation"]
 # Seed 004 and SPEC §10: storefront 2–5 replicas, the APIs (and the gateway

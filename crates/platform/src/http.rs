@@ -436,14 +436,17 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
     if response.status().is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    // At debug, as an access log: one line a request, in its trace.
-    span.in_scope(|| {
-        tracing::debug!(
-            status = response.status().as_u16(),
-            duration_ms = elapsed * 1000.0,
-            "request answered"
-        )
-    });
+    // At debug, as an access log: one line a request, in its trace; the
+    // span is entered only when the line is written.
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        span.in_scope(|| {
+            tracing::debug!(
+                status = response.status().as_u16(),
+                duration_ms = elapsed * 1000.0,
+                "request answered"
+            )
+        });
+    }
     response
 }
 
