@@ -12,7 +12,7 @@ use emporium_platform::objects::SharedObjects;
 use emporium_platform::{ErrorCode, FieldError, Problem};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, SqlErr};
+use sea_orm::{DatabaseConnection, DbErr, SqlErr};
 
 use crate::domain::{
     CategoryInput, CategorySlug, ImageFormat, Product, ProductDraft, ProductId, Sku,
@@ -195,15 +195,32 @@ impl Catalog {
     }
 
     /// The products that exist among `ids`, in the order asked, and the ids
-    /// that name none.
+    /// that name none: cached copies first (as [`Self::get`] keeps them),
+    /// one query for the rest.
     pub async fn get_many(&self, ids: &[ProductId]) -> Result<(Vec<Product>, Vec<ProductId>)> {
-        let wanted: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let rows = store::find_products(&self.db, &wanted).await?;
+        let keys: Vec<String> = ids.iter().map(|id| cache_key(*id)).collect();
+        let rows = emporium_platform::cache::read_through_many(
+            self.cache.as_ref(),
+            &keys,
+            self.cache_ttl,
+            "catalog_cache_requests_total",
+            |missed| async move {
+                let wanted: Vec<String> = missed.iter().map(|&i| ids[i].to_string()).collect();
+                let rows = store::find_products(&self.db, &wanted).await?;
+                Ok::<_, CatalogError>(
+                    wanted
+                        .iter()
+                        .map(|id| rows.iter().find(|r| &r.id == id).cloned())
+                        .collect(),
+                )
+            },
+        )
+        .await?;
         let mut found = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
-        for (id, key) in ids.iter().zip(&wanted) {
-            match rows.iter().find(|r| &r.id == key) {
-                Some(row) => found.push(product_from_row(row.clone())?),
+        for (id, row) in ids.iter().zip(rows) {
+            match row {
+                Some(row) => found.push(product_from_row(row)?),
                 None => missing.push(*id),
             }
         }
@@ -361,7 +378,7 @@ impl Catalog {
     /// drops the cached copy and wakes the relay.
     async fn commit_with_event(
         &self,
-        txn: DatabaseTransaction,
+        txn: emporium_platform::db::WriteTransaction,
         id: ProductId,
         event: Envelope,
     ) -> Result<()> {

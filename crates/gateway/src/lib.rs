@@ -333,6 +333,7 @@ pub async fn start_resolving(
         http_addr,
         grpc_addr: None,
         router,
+        grpc_router: None,
         checks,
     })
 }

@@ -587,7 +587,7 @@ impl Inventory {
         Ok(())
     }
 
-    async fn commit(&self, txn: DatabaseTransaction, effects: Effects) -> Result<()> {
+    async fn commit(&self, txn: db::WriteTransaction, effects: Effects) -> Result<()> {
         self.write_events(&txn, &effects).await?;
         txn.commit().await?;
         self.after_commit(Pending(effects)).await;

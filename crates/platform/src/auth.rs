@@ -78,7 +78,26 @@ struct VerifierInner {
     refetch_after: Duration,
     /// No fetch before this instant.
     next_fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// Tokens whose signature was checked, with their claims: a token is
+    /// presented many times in its life (a service's on every call to one
+    /// peer, a customer's on every page), and its Ed25519 check costs more
+    /// than the rest of a cached read.
+    verified: std::sync::Mutex<HashMap<String, Verified>>,
 }
+
+/// A token checked once: still trusted while its key is and until it
+/// expires, for the audience it was checked for.
+struct Verified {
+    kid: String,
+    audience: String,
+    expires: i64,
+    claims: serde_json::Value,
+}
+
+/// Verified tokens kept at most; the set starts again when full.
+const VERIFIED_KEPT: usize = 4096;
+/// Seconds a token is still accepted after its `exp` (clock skew).
+const LEEWAY_SECS: u64 = 5;
 
 impl Verifier {
     /// Keys from `auth.jwks_file` and `auth.jwks_url`.
@@ -128,6 +147,7 @@ impl Verifier {
                 audience: settings.audience.clone(),
                 refetch_after: Duration::from_secs(settings.jwks_refetch_secs),
                 next_fetch: tokio::sync::Mutex::new(None),
+                verified: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -212,6 +232,10 @@ impl Verifier {
     ) -> Result<T, Problem> {
         let unauthenticated =
             |detail: &str| Problem::new(ErrorCode::Unauthenticated, detail.to_owned());
+        if let Some(claims) = self.recall(token, audience) {
+            return serde_json::from_value(claims)
+                .map_err(|_| unauthenticated("the token is not valid"));
+        }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| unauthenticated("the token is malformed"))?;
         if header.alg != Algorithm::EdDSA {
@@ -234,8 +258,8 @@ impl Verifier {
         validation.set_issuer(&[&self.inner.issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        validation.leeway = 5;
-        jsonwebtoken::decode::<T>(token, &key, &validation)
+        validation.leeway = LEEWAY_SECS;
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -245,7 +269,42 @@ impl Verifier {
                     unauthenticated("the token is meant for another audience")
                 }
                 _ => unauthenticated("the token is not valid"),
-            })
+            })?;
+        let typed = serde_json::from_value(claims.clone())
+            .map_err(|_| unauthenticated("the token is not valid"))?;
+        self.remember(token, kid, audience, claims);
+        Ok(typed)
+    }
+
+    /// The claims of `token` if it was verified for `audience`, its key is
+    /// still trusted and it has not expired.
+    fn recall(&self, token: &str, audience: &str) -> Option<serde_json::Value> {
+        let verified = self.inner.verified.lock().ok()?;
+        let entry = verified.get(token)?;
+        let now = chrono::Utc::now().timestamp();
+        let fresh = entry.expires.saturating_add_unsigned(LEEWAY_SECS) >= now;
+        (entry.audience == audience && fresh && self.key(&entry.kid).is_some())
+            .then(|| entry.claims.clone())
+    }
+
+    fn remember(&self, token: &str, kid: String, audience: &str, claims: serde_json::Value) {
+        let Some(expires) = claims.get("exp").and_then(serde_json::Value::as_i64) else {
+            return;
+        };
+        if let Ok(mut verified) = self.inner.verified.lock() {
+            if verified.len() >= VERIFIED_KEPT {
+                verified.clear();
+            }
+            verified.insert(
+                token.to_owned(),
+                Verified {
+                    kid,
+                    audience: audience.to_owned(),
+                    expires,
+                    claims,
+                },
+            );
+        }
     }
 }
 

@@ -121,6 +121,64 @@ where
     Ok(value)
 }
 
+/// [`read_through`] for several keys at once: the cached copies, then one
+/// `load` of the indexes (into `keys`) that missed, which answers a value or
+/// `None` (nothing there) for each, in that order. Values found are stored
+/// under the same fence rule.
+pub async fn read_through_many<T, E, F, Fut>(
+    cache: &dyn Cache,
+    keys: &[String],
+    ttl: Duration,
+    metric: &'static str,
+    load: F,
+) -> Result<Vec<Option<T>>, E>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+    F: FnOnce(Vec<usize>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Option<T>>, E>>,
+{
+    let mut values: Vec<Option<T>> = Vec::with_capacity(keys.len());
+    let mut missed = Vec::new();
+    let mut fences = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let cached = match cache.get(key).await {
+            Ok(Some(bytes)) => serde_json::from_slice::<T>(&bytes)
+                .map_err(|e| tracing::warn!(error = %e, key, "cached copy unreadable; reading the store"))
+                .ok(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, key, "cache read failed; reading the store");
+                None
+            }
+        };
+        let result = if cached.is_some() { "hit" } else { "miss" };
+        metrics::counter!(metric, "result" => result).increment(1);
+        if cached.is_none() {
+            missed.push(i);
+            fences.push(cache.fence(key).await.ok());
+        }
+        values.push(cached);
+    }
+    if missed.is_empty() {
+        return Ok(values);
+    }
+    let loaded = load(missed.clone()).await?;
+    for ((i, fence), value) in missed.into_iter().zip(fences).zip(loaded) {
+        if let (Some(fence), Some(found)) = (fence, &value) {
+            match serde_json::to_vec(found) {
+                Ok(bytes) => {
+                    if let Err(e) = cache.set_fenced(&keys[i], &bytes, ttl, fence).await {
+                        tracing::warn!(error = %e, key = %keys[i], "cache write failed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, key = %keys[i], "value not cacheable"),
+            }
+        }
+        values[i] = value;
+    }
+    Ok(values)
+}
+
 /// Drops `key` after a write committed; a failure only leaves the copy to
 /// expire with its ttl.
 pub async fn invalidate_logged(cache: &dyn Cache, key: &str) {

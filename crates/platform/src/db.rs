@@ -47,7 +47,7 @@ pub async fn connect(url: &Secret) -> anyhow::Result<DatabaseConnection> {
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
                 .create_if_missing(true)
         });
@@ -114,19 +114,122 @@ pub fn backend_name(db: &DatabaseConnection) -> &'static str {
 /// Starts a transaction that will write. On SQLite it takes the write lock
 /// at once (`BEGIN IMMEDIATE`): a deferred transaction that reads and then
 /// writes fails with "database is locked" when another writer got there
-/// first, instead of waiting its turn.
-pub async fn begin_write(
-    db: &DatabaseConnection,
-) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+/// first, instead of waiting its turn. The writers of one SQLite file in
+/// this process also wait their turn here, in order, rather than in
+/// SQLite's busy handler, which polls the lock with sleeps of 1 to 100 ms.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, sea_orm::DbErr> {
     use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
-    let options = match db.get_database_backend() {
-        DbBackend::Sqlite => TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        },
-        _ => TransactionOptions::default(),
+    let (options, turn) = match db.get_database_backend() {
+        DbBackend::Sqlite => {
+            let turn = match writer_queue(db) {
+                Some(queue) => Some(
+                    tokio::time::timeout(SQLITE_BUSY_TIMEOUT, queue.lock_owned())
+                        .await
+                        .map_err(|_| {
+                            sea_orm::DbErr::Custom(
+                                "database is locked: no turn to write within the busy timeout"
+                                    .into(),
+                            )
+                        })?,
+                ),
+                None => None,
+            };
+            let options = TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            };
+            (options, turn)
+        }
+        _ => (TransactionOptions::default(), None),
     };
-    db.begin_with_options(options).await
+    Ok(WriteTransaction {
+        txn: db.begin_with_options(options).await?,
+        _turn: turn,
+    })
+}
+
+/// How long a SQLite writer waits for the lock (in this process's queue,
+/// then in SQLite's busy handler) before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The queue of this process's writers to one SQLite file.
+fn writer_queue(db: &DatabaseConnection) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+    use std::sync::{Arc, LazyLock, Mutex};
+    static QUEUES: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(Mutex::default);
+    let options = db.get_sqlite_connection_pool().connect_options();
+    let file = options.get_filename();
+    // Each connection to an in-memory database has a database of its own.
+    if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" {
+        return None;
+    }
+    let file = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
+    let mut queues = QUEUES.lock().unwrap_or_else(|p| p.into_inner());
+    Some(queues.entry(file).or_default().clone())
+}
+
+/// A transaction from [`begin_write`]: a [`sea_orm::DatabaseTransaction`]
+/// that also holds this process's turn to write its SQLite file until it
+/// commits or rolls back (or is dropped, which rolls back).
+pub struct WriteTransaction {
+    txn: sea_orm::DatabaseTransaction,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTransaction {
+    pub async fn commit(self) -> Result<(), sea_orm::DbErr> {
+        self.txn.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sea_orm::DbErr> {
+        self.txn.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = sea_orm::DatabaseTransaction;
+
+    fn deref(&self) -> &Self::Target {
+        &self.txn
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for WriteTransaction {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> Result<sea_orm::ExecResult, sea_orm::DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<sea_orm::ExecResult, sea_orm::DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> Result<Option<sea_orm::QueryResult>, sea_orm::DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
+        self.txn.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.txn.support_returning()
+    }
 }
 
 /// An error the database raises to break a deadlock or a serialization

@@ -189,7 +189,62 @@ impl tonic::service::Interceptor for Outgoing {
 
 /// The channel a [`Peer`] hands each call: generated clients take it,
 /// `InventoryClient::new(channel)`.
-pub type Authorized = InterceptedService<Channel, Outgoing>;
+pub type Authorized = InterceptedService<Transport, Outgoing>;
+
+/// Where a peer's calls go: over HTTP/2 to its address, or, when the peer
+/// runs in this process, straight into its gRPC router: the same admission
+/// (the caller's token is checked), observation and handlers, without the
+/// socket, the HTTP/2 framing and the tasks that carry them.
+#[derive(Clone)]
+pub enum Transport {
+    Remote(Channel),
+    Local {
+        router: axum::Router,
+        deadline: Duration,
+    },
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<http::Request<tonic::body::Body>> for Transport {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = BoxError;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        match self {
+            Self::Remote(channel) => {
+                tower::Service::poll_ready(channel, cx).map_err(BoxError::from)
+            }
+            Self::Local { .. } => std::task::Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        match self {
+            Self::Remote(channel) => {
+                let answer = tower::Service::call(channel, request);
+                Box::pin(async move { answer.await.map_err(BoxError::from) })
+            }
+            Self::Local { router, deadline } => {
+                let (router, deadline) = (router.clone(), *deadline);
+                Box::pin(async move {
+                    let answer = tower::ServiceExt::oneshot(router, request);
+                    match tokio::time::timeout(deadline, answer).await {
+                        Ok(Ok(response)) => Ok(response.map(tonic::body::Body::new)),
+                        Ok(Err(never)) => match never {},
+                        // As the channel's own deadline answers.
+                        Err(_) => Ok(tonic::Status::deadline_exceeded("the peer did not answer in time")
+                            .into_http()),
+                    }
+                })
+            }
+        }
+    }
+}
 
 /// Interceptor that carries the current trace to the callee.
 pub fn propagate_trace(
@@ -442,7 +497,7 @@ enum Circuit {
 #[derive(Clone)]
 pub struct Peer {
     name: &'static str,
-    channel: Channel,
+    transport: Transport,
     policy: PeerPolicy,
     credentials: ServiceCredentials,
     circuit: std::sync::Arc<std::sync::Mutex<Circuit>>,
@@ -457,16 +512,32 @@ impl Peer {
         policy: PeerPolicy,
         credentials: ServiceCredentials,
     ) -> anyhow::Result<Self> {
-        Ok(Self {
+        Ok(Self::over(
             name,
-            channel: channel(url, policy.deadline)?,
+            Transport::Remote(channel(url, policy.deadline)?),
+            policy,
+            credentials,
+        ))
+    }
+
+    fn over(
+        name: &'static str,
+        transport: Transport,
+        policy: PeerPolicy,
+        credentials: ServiceCredentials,
+    ) -> Self {
+        Self {
+            name,
+            transport,
             policy,
             credentials,
             circuit: std::sync::Arc::new(std::sync::Mutex::new(Circuit::Closed { failures: 0 })),
-        })
+        }
     }
 
-    /// `name`, where the settings or this process say it runs.
+    /// `name`, where the settings or this process say it runs: a peer
+    /// started in this process, and not configured elsewhere, is called
+    /// in-process.
     pub fn of(
         name: &'static str,
         settings: &Settings,
@@ -474,6 +545,18 @@ impl Peer {
         policy: PeerPolicy,
         credentials: &ServiceCredentials,
     ) -> anyhow::Result<Self> {
+        if settings.peer(name).is_none()
+            && let Some(router) = local
+                .iter()
+                .find(|s| s.name == name)
+                .and_then(|s| s.grpc_router.clone())
+        {
+            let transport = Transport::Local {
+                router,
+                deadline: policy.deadline,
+            };
+            return Ok(Self::over(name, transport, policy, credentials.clone()));
+        }
         let url = crate::service::peer_url(settings, local, name)?;
         Self::new(name, &url, policy, credentials.clone())
     }
@@ -551,7 +634,7 @@ impl Peer {
             }
             let authorization = self.credentials.authorization(self.name).await?;
             let channel = InterceptedService::new(
-                self.channel.clone(),
+                self.transport.clone(),
                 Outgoing {
                     authorization: Some(authorization),
                 },

@@ -66,6 +66,9 @@ pub struct Started {
     pub grpc_addr: Option<SocketAddr>,
     /// The service's whole HTTP router, as served on `http_addr`.
     pub router: axum::Router,
+    /// Its gRPC router, as served on `grpc_addr`: peers in the same
+    /// process call it without a socket.
+    pub grpc_router: Option<axum::Router>,
     pub checks: Vec<Check>,
 }
 
@@ -170,12 +173,13 @@ impl Runtime {
         )
         .await?;
         self.serve(name, http_listener, router.clone());
-        self.serve(name, grpc_listener, grpc_router);
+        self.serve(name, grpc_listener, grpc_router.clone());
         Ok(Started {
             name,
             http_addr,
             grpc_addr: Some(grpc_addr),
             router,
+            grpc_router: Some(grpc_router),
             checks: faces.checks,
         })
     }
@@ -462,6 +466,7 @@ mod tests {
             http_addr: ([127, 0, 0, 1], 8006).into(),
             grpc_addr: Some(([127, 0, 0, 1], 50050).into()),
             router: axum::Router::new(),
+            grpc_router: None,
             checks: vec![],
         }];
         let mut settings = Settings::default();

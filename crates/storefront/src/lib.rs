@@ -180,6 +180,7 @@ pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Start
         http_addr,
         grpc_addr: None,
         router,
+        grpc_router: None,
         checks: Vec::new(),
     })
 }

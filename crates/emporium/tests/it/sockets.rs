@@ -64,6 +64,7 @@ async fn gateway_before_echo(
                 http_addr: ([127, 0, 0, 1], 9).into(),
                 grpc_addr: None,
                 router: echo_service(),
+                grpc_router: None,
                 checks: vec![],
             });
         }

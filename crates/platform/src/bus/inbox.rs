@@ -2,7 +2,7 @@
 //! a repeated delivery acts once.
 
 use chrono::Utc;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait};
+use sea_orm::{ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait};
 
 use super::{Envelope, inbox_row};
 
@@ -13,7 +13,7 @@ pub async fn claim(
     db: &DatabaseConnection,
     consumer: &str,
     envelope: &Envelope,
-) -> Result<Option<DatabaseTransaction>, DbErr> {
+) -> Result<Option<crate::db::WriteTransaction>, DbErr> {
     let txn = crate::db::begin_write(db).await?;
     let row = inbox_row::ActiveModel {
         consumer: Set(consumer.to_owned()),

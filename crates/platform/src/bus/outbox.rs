@@ -110,13 +110,19 @@ pub async fn relay_pending(
     db: &DatabaseConnection,
     transport: &dyn Transport,
 ) -> anyhow::Result<usize> {
+    const BATCH: u64 = 100;
     let mut total = 0;
     loop {
+        // A read first: finding nothing to send, as most passes do, takes
+        // no write lock (on SQLite, the whole database's).
+        let unsent = || outbox_row::Entity::find().filter(outbox_row::Column::SentAt.is_null());
+        if unsent().one(db).await?.is_none() {
+            return Ok(total);
+        }
         let txn = crate::db::begin_write(db).await?;
-        let mut query = outbox_row::Entity::find()
-            .filter(outbox_row::Column::SentAt.is_null())
+        let mut query = unsent()
             .order_by_asc(outbox_row::Column::Id)
-            .limit(100);
+            .limit(BATCH);
         // Replicas share the table: each takes rows the others are not on.
         if db.get_database_backend() != DbBackend::Sqlite {
             query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
@@ -126,6 +132,7 @@ pub async fn relay_pending(
             txn.commit().await?;
             return Ok(total);
         }
+        let batch = rows.len() as u64;
         for row in rows {
             let envelope: Envelope = match serde_json::from_str(&row.envelope) {
                 Ok(envelope) => envelope,
@@ -168,6 +175,9 @@ pub async fn relay_pending(
             total += 1;
         }
         txn.commit().await?;
+        if batch < BATCH {
+            return Ok(total);
+        }
     }
 }
 
