@@ -497,7 +497,12 @@ async fn closed_model(shop: &Arc<Shop>, users: u32) {
         shoppers.spawn(async move {
             while !shop.over() {
                 let session = next.fetch_add(1, Ordering::Relaxed);
-                shopper::session(shop.clone(), session).await;
+                if !shopper::session(shop.clone(), session).await {
+                    // A shop that cannot sign anyone on is not helped by
+                    // a tight loop of new sessions.
+                    let left = shop.deadline.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(Duration::from_secs(1).min(left)).await;
+                }
             }
         });
     }

@@ -369,6 +369,13 @@ impl Report {
         if !odd.is_empty() {
             let _ = writeln!(out, "\n  answers other than 2xx: {}", odd.join(", "));
         }
+        if t.throttled > 0 {
+            let _ = writeln!(
+                out,
+                "  (429s are the edge's per-address and per-user limits, not errors of the shop; \
+                 see `emporium load --help` for the settings that lift them)"
+            );
+        }
         let c = &self.checkouts;
         let _ = writeln!(
             out,
@@ -619,7 +626,8 @@ svg text {{ font: 11px system-ui, sans-serif; fill: #4a5263; }} svg .title {{ fo
         };
         self.over_time(
             "timeline",
-            "Latency per second, all steps (ms)",
+            "Latency per second, all steps (ms, log scale)",
+            true,
             vec![
                 (series(|s| s.p99_ms), "#d9480f", "p99"),
                 (series(|s| s.p50_ms), "#1c7ed6", "p50"),
@@ -647,22 +655,36 @@ svg text {{ font: 11px system-ui, sans-serif; fill: #4a5263; }} svg .title {{ fo
             lines.push((throttled, "#868e96", "429"));
         }
         lines.push((series(|s| s.errors), "#c92a2a", "errors"));
-        self.over_time("throughput", "Requests per second", lines)
+        self.over_time("throughput", "Requests per second", false, lines)
     }
 
-    /// Lines of (second, value) over the run, from 0 up.
-    fn over_time(&self, id: &'static str, title: &'static str, lines: Vec<Series>) -> String {
-        let top = lines
-            .iter()
-            .flat_map(|line| line.0.iter().map(|p| p.1))
-            .fold(0.0, f64::max);
-        let mut plot = Plot::new(
-            id,
-            title,
-            (0.0, self.elapsed_s.max(1.0)),
-            (0.0, nice_ceiling(top)),
-        );
-        plot.axes("seconds into the run", false);
+    /// Lines of (second, value) over the run: from 0 up, or on a log
+    /// scale, where one slow second does not flatten the rest.
+    fn over_time(
+        &self,
+        id: &'static str,
+        title: &'static str,
+        log: bool,
+        mut lines: Vec<Series>,
+    ) -> String {
+        let values = || lines.iter().flat_map(|line| line.0.iter().map(|p| p.1));
+        let top = values().fold(0.0, f64::max);
+        let y_range = if log {
+            let low = values().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+            let (low, high) = log_range(low.min(top).max(0.01), top.max(0.01));
+            (low.log10(), high.log10().max(low.log10() + 1.0))
+        } else {
+            (0.0, nice_ceiling(top))
+        };
+        if log {
+            for line in &mut lines {
+                for point in &mut line.0 {
+                    point.1 = point.1.max(10f64.powf(y_range.0)).log10();
+                }
+            }
+        }
+        let mut plot = Plot::new(id, title, (0.0, self.elapsed_s.max(1.0)), y_range);
+        plot.axes("seconds into the run", false, log);
         for (points, color, label) in &lines {
             plot.line(points, color, label);
         }
@@ -697,7 +719,7 @@ svg text {{ font: 11px system-ui, sans-serif; fill: #4a5263; }} svg .title {{ fo
             (560.0, height),
             110.0,
         );
-        plot.log_x_axis();
+        plot.x_ticks(true);
         for (i, s) in steps.iter().enumerate() {
             // The first step on top.
             let y = plot.y((steps.len() - i) as f64 - 0.5);
@@ -747,7 +769,7 @@ fn histogram_plot(histogram: &[Bucket], latency: &Latency) -> String {
         (low.log10(), high.log10()),
         (0.0, nice_ceiling(top)),
     );
-    plot.axes("ms (log scale)", true);
+    plot.axes("ms (log scale)", true, false);
     let width = plot.x(low.log10() + 0.1) - plot.x(low.log10());
     for (i, count) in counts.iter().enumerate() {
         if *count == 0 {
@@ -877,35 +899,20 @@ impl Plot {
         self.height - self.bottom - (value - a) / span * (self.height - self.top - self.bottom)
     }
 
-    /// Grid lines and labels: linear on both axes, or log on x.
-    fn axes(&mut self, x_label: &str, log_x: bool) {
-        if log_x {
-            self.log_x_axis();
-        } else {
-            let (a, b) = self.x_range;
-            for tick in linear_ticks(a, b) {
-                let x = self.x(tick);
-                let _ = write!(
-                    self.body,
-                    r##"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="#eef0f4"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-                    self.top,
-                    self.height - self.bottom,
-                    self.height - self.bottom + 14.0,
-                    short(tick)
-                );
-            }
-        }
+    /// Grid lines and labels, each axis linear or (in log10 units) log.
+    fn axes(&mut self, x_label: &str, log_x: bool, log_y: bool) {
+        self.x_ticks(log_x);
         let (a, b) = self.y_range;
-        for tick in linear_ticks(a, b) {
-            let y = self.y(tick);
+        for (at, label, major) in ticks(a, b, log_y) {
+            let y = self.y(at);
+            let stroke = if major { "#e3e7ee" } else { "#f3f4f7" };
             let _ = write!(
                 self.body,
-                r##"<line x1="{:.1}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#eef0f4"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+                r#"<line x1="{:.1}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{stroke}"/><text x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"#,
                 self.left,
                 self.width - self.right,
                 self.left - 5.0,
                 y + 4.0,
-                short(tick)
             );
         }
         let _ = write!(
@@ -917,28 +924,18 @@ impl Plot {
         );
     }
 
-    /// Labels at 1, 10, 100 … on an x range given in log10 units.
-    fn log_x_axis(&mut self) {
+    fn x_ticks(&mut self, log: bool) {
         let (a, b) = self.x_range;
-        let mut decade = a.floor();
-        while decade <= b + 1e-9 {
-            for m in [1.0f64, 2.0, 5.0] {
-                let at = decade + m.log10();
-                if at < a - 1e-9 || at > b + 1e-9 {
-                    continue;
-                }
-                let x = self.x(at);
-                let stroke = if m == 1.0 { "#dde1e8" } else { "#f1f3f6" };
-                let _ = write!(
-                    self.body,
-                    r#"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="{stroke}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                    self.top,
-                    self.height - self.bottom,
-                    self.height - self.bottom + 14.0,
-                    short(10f64.powf(at))
-                );
-            }
-            decade += 1.0;
+        for (at, label, major) in ticks(a, b, log) {
+            let x = self.x(at);
+            let stroke = if major { "#e3e7ee" } else { "#f3f4f7" };
+            let _ = write!(
+                self.body,
+                r#"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="{stroke}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
+                self.top,
+                self.height - self.bottom,
+                self.height - self.bottom + 14.0,
+            );
         }
     }
 
@@ -1005,6 +1002,30 @@ fn linear_ticks(a: f64, b: f64) -> Vec<f64> {
         tick += step;
     }
     ticks
+}
+
+/// Where an axis from `a` to `b` gets grid lines, with their labels and
+/// whether each is major: round steps, or (for `a` and `b` in log10 units)
+/// 1, 2 and 5 times each power of ten.
+fn ticks(a: f64, b: f64, log: bool) -> Vec<(f64, String, bool)> {
+    if !log {
+        return linear_ticks(a, b)
+            .into_iter()
+            .map(|t| (t, short(t), true))
+            .collect();
+    }
+    let mut out = vec![];
+    let mut decade = a.floor();
+    while decade <= b + 1e-9 {
+        for m in [1.0f64, 2.0, 5.0] {
+            let at = decade + m.log10();
+            if (a - 1e-9..=b + 1e-9).contains(&at) {
+                out.push((at, short(10f64.powf(at)), m == 1.0));
+            }
+        }
+        decade += 1.0;
+    }
+    out
 }
 
 /// A tick label: no needless decimals.

@@ -181,9 +181,14 @@ impl Shop {
             builder = builder.json(body);
         }
         let sent = Instant::now();
+        let mut retry_after = None;
         let answered = match builder.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
+                retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
                 response.bytes().await.ok().map(|bytes| Reply {
                     status,
                     body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
@@ -199,6 +204,13 @@ impl Shop {
             Some(r) => Answer::Unexpected(r.status),
         };
         self.record(|r| r.request(request.step, sent, latency, answer));
+        if answer == Answer::Throttled {
+            // As a browser's script would: wait as told (a second if not),
+            // not hammer the edge with requests it refuses.
+            let wait = Duration::from_secs(retry_after.unwrap_or(1).clamp(1, 10));
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(wait.min(left)).await;
+        }
         answered
     }
 }
@@ -229,8 +241,9 @@ struct Shopper<'a> {
     checkouts: u32,
 }
 
-/// Runs session number `session` to its end (or to the end of the run).
-pub async fn session(shop: Arc<Shop>, session: u64) {
+/// Runs session number `session` to its end (or to the end of the run);
+/// false when it could not sign on.
+pub async fn session(shop: Arc<Shop>, session: u64) -> bool {
     shop.record(|r| {
         r.sessions.started += 1;
         r.sessions.active += 1;
@@ -248,8 +261,10 @@ pub async fn session(shop: Arc<Shop>, session: u64) {
         Some(account) => Some(account),
         None => sign_up(&shop, session).await,
     };
+    let mut signed_on = false;
     if let Some(account) = account {
         if let Some(mut shopper) = sign_in(&shop, rng, session, &account, returning).await {
+            signed_on = true;
             shopper.shop_around().await;
         }
         lock(&shop.idle_accounts).push(account);
@@ -258,6 +273,7 @@ pub async fn session(shop: Arc<Shop>, session: u64) {
         r.sessions.finished += 1;
         r.sessions.active -= 1;
     });
+    signed_on
 }
 
 /// A new account, registered.
