@@ -1014,13 +1014,22 @@ fn ticks(a: f64, b: f64, log: bool) -> Vec<(f64, String, bool)> {
             .map(|t| (t, short(t), true))
             .collect();
     }
+    // Past three decades the 2s and 5s keep their lines but not their
+    // labels, which would run into each other.
+    let crowded = b - a > 3.0 + 1e-9;
     let mut out = vec![];
     let mut decade = a.floor();
     while decade <= b + 1e-9 {
         for m in [1.0f64, 2.0, 5.0] {
             let at = decade + m.log10();
             if (a - 1e-9..=b + 1e-9).contains(&at) {
-                out.push((at, short(10f64.powf(at)), m == 1.0));
+                let major = m == 1.0;
+                let label = if major || !crowded {
+                    short(10f64.powf(at))
+                } else {
+                    String::new()
+                };
+                out.push((at, label, major));
             }
         }
         decade += 1.0;
@@ -1060,6 +1069,16 @@ mod tests {
         assert_eq!(short(2000.0), "2k");
         assert_eq!(short(0.5), "0.5");
         assert_eq!(short(10f64.powf(50f64.log10())), "50");
+        let labels = |a: f64, b: f64| -> Vec<String> {
+            ticks(a, b, true).into_iter().map(|t| t.1).collect()
+        };
+        assert_eq!(labels(0.0, 2.0), ["1", "2", "5", "10", "20", "50", "100"]);
+        assert_eq!(
+            labels(-1.0, 3.0),
+            [
+                "0.1", "", "", "1", "", "", "10", "", "", "100", "", "", "1k"
+            ]
+        );
     }
 
     #[test]
