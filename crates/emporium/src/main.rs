@@ -76,15 +76,9 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl_secs: u64,
     },
-    /// Send GET load to loopback URLs and print throughput and latency.
-    Load {
-        #[arg(required = true)]
-        urls: Vec<String>,
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-    },
+    /// Play shoppers through the gateway's REST API for a while: sign up or
+    /// in, browse, search, fill a basket, check out, cancel; then report.
+    Load(Box<emporium::load::Options>),
 }
 
 fn parse_service(s: &str) -> Result<String, String> {
@@ -186,16 +180,7 @@ async fn run(command: Command, mut settings: Settings, level_chosen: bool) -> an
             );
             Ok(())
         }
-        Command::Load {
-            urls,
-            concurrency,
-            seconds,
-        } => {
-            let report =
-                emporium::load::run(&urls, concurrency, Duration::from_secs(seconds)).await?;
-            println!("{report}");
-            Ok(())
-        }
+        Command::Load(options) => emporium::load::run(*options).await?.verdict(),
         Command::Migrate { services } => {
             let _telemetry = emporium_platform::telemetry::init(&settings, "emporium-migrate")?;
             emporium::migrate(settings, &services).await

@@ -17,6 +17,7 @@ mod browser;
 mod checkout;
 mod commerce;
 mod live;
+mod load;
 mod notify;
 mod recommend;
 mod signin;
