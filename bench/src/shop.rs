@@ -257,28 +257,33 @@ pub async fn start(
     drain(child.stderr.take().context("stderr")?, tail.clone());
     let mut stdout = tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
     let deadline = tokio::time::Instant::now() + limit;
-    let mut stated = None;
+    let (mut took, mut stated) = (None, None);
     let mut services = vec![];
     match ready {
         Ready::Banner => {
-            // The banner, then a line per listener, then "Press Ctrl-C".
-            let mut banner = false;
+            // The banner, then a line per listener at once, then "Press
+            // Ctrl-C"; a pause after the banner also ends it.
             loop {
-                let line = match tokio::time::timeout_at(deadline, stdout.next_line()).await {
+                let wait = match took {
+                    Some(_) => (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline),
+                    None => deadline,
+                };
+                let line = match tokio::time::timeout_at(wait, stdout.next_line()).await {
                     Ok(Ok(Some(line))) => line,
+                    _ if took.is_some() => break,
                     Ok(_) => bail!("exited before its banner:\n{}", tail.text()),
                     Err(_) => bail!("no ready banner within {limit:?}:\n{}", tail.text()),
                 };
                 if let Some(rest) = line.split("ready in ").nth(1) {
-                    banner = true;
+                    took = Some(started.elapsed());
                     stated = rest
                         .split(' ')
                         .next()
                         .and_then(|n| n.parse().ok())
                         .map(Duration::from_millis);
-                } else if banner && line.starts_with("Press Ctrl-C") {
+                } else if took.is_some() && line.starts_with("Press Ctrl-C") {
                     break;
-                } else if banner {
+                } else if took.is_some() {
                     let mut words = line.split_whitespace();
                     if let (Some(name), Some("http" | "grpc")) = (words.next(), words.next())
                         && !services.iter().any(|s| s == name)
@@ -311,7 +316,7 @@ pub async fn start(
     }
     Ok(Started {
         child,
-        took: started.elapsed(),
+        took: took.unwrap_or_else(|| started.elapsed()),
         stated,
         services,
         tail,
