@@ -114,6 +114,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         results.machine.memory,
         args.out.display()
     ));
+    let busy: f64 = results
+        .machine
+        .load
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0.0);
+    if busy > results.machine.cores as f64 / 2.0 {
+        results.note(format!(
+            "the machine was busy at the start (load average {busy:.1} on {} cores): other work moves the figures, the ratios less",
+            results.machine.cores
+        ));
+    }
     let mut scratch = Scratch::new();
     let started = Instant::now();
     let bench = Bench {
