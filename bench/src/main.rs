@@ -186,15 +186,13 @@ async fn measure(
     scratch: &mut Scratch,
     results: &mut Results,
 ) -> anyhow::Result<()> {
-    if let Err(e) = up_phase(bench, results).await {
+    let baselines = Baselines::prepare(bench, scratch).await;
+    if let Err(e) = up_phase(bench, &baselines, results).await {
         results.note(format!("`up`: {e:#}"));
-    }
-    if let Err(e) = baselines(bench, scratch, results).await {
-        results.note(format!("baselines: {e:#}"));
     }
     if bench.args.no_distributed {
         results.note("distributed: left out (--no-distributed)".into());
-    } else if let Err(e) = distributed_phase(bench, scratch, results).await {
+    } else if let Err(e) = distributed_phase(bench, &baselines, scratch, results).await {
         results.note(format!("distributed: {e:#}"));
     }
     if bench.args.cold_build {
@@ -218,7 +216,11 @@ fn up_args(layout: &Layout) -> Vec<String> {
     args
 }
 
-async fn up_phase(bench: &Bench<'_>, results: &mut Results) -> anyhow::Result<()> {
+async fn up_phase(
+    bench: &Bench<'_>,
+    baselines: &Baselines,
+    results: &mut Results,
+) -> anyhow::Result<()> {
     let Bench {
         args, binary, work, ..
     } = *bench;
@@ -278,7 +280,7 @@ async fn up_phase(bench: &Bench<'_>, results: &mut Results) -> anyhow::Result<()
         scripts: work.join("up-scripts"),
     };
     reads(args, &target, results).await;
-    writes(args, &target, results).await;
+    writes(args, baselines, &target, results).await;
     say("up: flows, one customer at a time, then 16 at once");
     let ids: Vec<String> = products.iter().map(|p| p.id.clone()).collect();
     let seconds = Duration::from_secs(args.seconds);
@@ -421,8 +423,10 @@ async fn differ(ours: &str, theirs: &str) -> Option<String> {
 }
 
 /// The shop's writes through the gateway: one checkout at a time, basket
-/// adds, reservations of one hot SKU, and checkouts by many customers.
-async fn writes(args: &Args, target: &Target<'_>, results: &mut Results) {
+/// adds, reservations of one hot SKU, and checkouts by many customers;
+/// each load just after the baseline it is divided by, so that both meet
+/// the same machine.
+async fn writes(args: &Args, baselines: &Baselines, target: &Target<'_>, results: &mut Results) {
     let mode = target.mode;
     let (c, s) = (args.connections, args.seconds);
     let ids: Vec<String> = target.products.iter().map(|p| p.id.clone()).collect();
@@ -456,17 +460,31 @@ async fn writes(args: &Args, target: &Target<'_>, results: &mut Results) {
     wrk(&orders, 1, 2, Some(&scripts[0])).await;
     let one = wrk(&orders, 1, s, Some(&scripts[0])).await;
     results.put(&format!("{mode}.checkout.1"), Measured::Wrk(one));
-    say(&format!("{mode}: basket adds"));
+    say(&format!("{mode}: redis-benchmark SET, then basket adds"));
+    results.put(
+        &format!("{mode}.base.redis.set"),
+        baselines.redis_set(c).await,
+    );
     let basket = wrk(target.gateway, c, s, Some(&scripts[1])).await;
     results.put(&format!("{mode}.basket.add"), Measured::Wrk(basket));
-    say(&format!("{mode}: reservations of one hot SKU"));
+    say(&format!(
+        "{mode}: pgbench -c{c}, then reservations of one hot SKU"
+    ));
+    results.put(
+        &format!("{mode}.base.pgbench.{c}"),
+        baselines.pgbench(c, s).await,
+    );
     let reserve = format!("{}/api/v1/inventory/reserve", target.gateway);
     let hot = wrk(&reserve, c, s, Some(&scripts[2])).await;
     results.put(&format!("{mode}.reserve.hot"), Measured::Wrk(hot));
     let customers = target.shoppers.len();
     say(&format!(
-        "{mode}: checkouts by {customers} customers at once"
+        "{mode}: pgbench -c{customers}, then checkouts by {customers} customers at once"
     ));
+    results.put(
+        &format!("{mode}.base.pgbench.{customers}"),
+        baselines.pgbench(customers as u64, s).await,
+    );
     let many = wrk(&orders, customers as u64, s, Some(&scripts[3])).await;
     results.put(&format!("{mode}.checkout.{customers}"), Measured::Wrk(many));
 }
@@ -490,48 +508,53 @@ async fn failed_orders(gateway: &str, admin: &str) -> Measured {
     }
 }
 
-/// pgbench (tpcb-like, scale 10) on a scratch database of the PostgreSQL
-/// the distributed shop uses, and redis-benchmark SET on its Redis.
-async fn baselines(
-    bench: &Bench<'_>,
-    scratch: &mut Scratch,
-    results: &mut Results,
-) -> anyhow::Result<()> {
-    let Bench { args, servers, .. } = *bench;
-    if emporium_bench::installed("redis-benchmark") {
-        say("baseline: redis-benchmark SET");
-        let set = load::redis_set(&servers.redis, args.connections).await;
-        results.put("base.redis.set", Measured::from(set));
-    } else {
-        results.put(
-            "base.redis.set",
-            Measured::Failed(
-                "redis-benchmark is not installed (apt-get install redis-tools)".into(),
-            ),
-        );
+/// Where the baselines run: pgbench (tpcb-like, scale 10) on a scratch
+/// database of the PostgreSQL the distributed shop uses, redis-benchmark
+/// on its Redis; or why they cannot.
+struct Baselines {
+    pgbench: Result<String, String>,
+    redis: Result<String, String>,
+}
+
+impl Baselines {
+    async fn prepare(bench: &Bench<'_>, scratch: &mut Scratch) -> Self {
+        let redis = if emporium_bench::installed("redis-benchmark") {
+            Ok(bench.servers.redis.clone())
+        } else {
+            Err("redis-benchmark is not installed (apt-get install redis-tools)".to_owned())
+        };
+        let pgbench = if emporium_bench::installed("pgbench") {
+            say("baseline: pgbench -i -s 10 on a scratch database");
+            let made = async {
+                let url = scratch.postgres_database(bench.servers, "pgbench").await?;
+                load::pgbench_init(&url).await?;
+                anyhow::Ok(url)
+            };
+            made.await.map_err(|e| format!("{e:#}"))
+        } else {
+            Err("pgbench is not installed (Debian: apt-get install postgresql-15)".to_owned())
+        };
+        Self { pgbench, redis }
     }
-    if !emporium_bench::installed("pgbench") {
-        let missing = "pgbench is not installed (apt-get install postgresql-client-15)";
-        for c in [args.customers, args.connections] {
-            results.put(
-                &format!("base.pgbench.{c}"),
-                Measured::Failed(missing.into()),
-            );
+
+    async fn pgbench(&self, clients: u64, seconds: u64) -> Measured {
+        match &self.pgbench {
+            Ok(url) => Measured::from(load::pgbench(url, clients, seconds).await),
+            Err(why) => Measured::Failed(why.clone()),
         }
-        return Ok(());
     }
-    say("baseline: pgbench -b tpcb-like");
-    let url = scratch.postgres_database(servers, "pgbench").await?;
-    load::pgbench_init(&url).await?;
-    for c in [args.customers, args.connections] {
-        let tps = load::pgbench(&url, c, args.seconds).await;
-        results.put(&format!("base.pgbench.{c}"), Measured::from(tps));
+
+    async fn redis_set(&self, clients: u64) -> Measured {
+        match &self.redis {
+            Ok(url) => Measured::from(load::redis_set(url, clients).await),
+            Err(why) => Measured::Failed(why.clone()),
+        }
     }
-    Ok(())
 }
 
 async fn distributed_phase(
     bench: &Bench<'_>,
+    baselines: &Baselines,
     scratch: &mut Scratch,
     results: &mut Results,
 ) -> anyhow::Result<()> {
@@ -564,7 +587,7 @@ async fn distributed_phase(
         scripts: work.join("distributed-scripts"),
     };
     reads(args, &target, results).await;
-    writes(args, &target, results).await;
+    writes(args, baselines, &target, results).await;
     results.put(
         "distributed.orders.failed",
         failed_orders(&gateway, &admin).await,

@@ -301,7 +301,7 @@ impl Results {
             rows.push(self.ratio_row(
                 &format!("checkouts/s, {customers} customers, {name} / `pgbench -b tpcb-like -c{customers}`"),
                 &format!("{mode}.checkout.{customers}"),
-                &format!("base.pgbench.{customers}"),
+                &format!("{mode}.base.pgbench.{customers}"),
                 "TPS",
                 Goal::AtLeast(0.40),
                 Some(&format!("{mode}.orders.failed")),
@@ -312,7 +312,7 @@ impl Results {
                 "reservations of one hot SKU, distributed (PostgreSQL) / pgbench -c{connections}"
             ),
             "distributed.reserve.hot",
-            &format!("base.pgbench.{connections}"),
+            &format!("distributed.base.pgbench.{connections}"),
             "TPS",
             Goal::AtLeast(0.70),
             None,
@@ -320,7 +320,7 @@ impl Results {
         rows.push(self.ratio_row(
             &format!("reservations of one hot SKU, `up` (SQLite) / pgbench -c{connections}"),
             "up.reserve.hot",
-            &format!("base.pgbench.{connections}"),
+            &format!("up.base.pgbench.{connections}"),
             "TPS",
             Goal::None,
             None,
@@ -332,7 +332,7 @@ impl Results {
             rows.push(self.ratio_row(
                 &format!("basket add, {name} / `redis-benchmark` SET"),
                 &format!("{mode}.basket.add"),
-                "base.redis.set",
+                &format!("{mode}.base.redis.set"),
                 "SET/s",
                 Goal::AtLeast(0.20),
                 None,
