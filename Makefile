@@ -62,6 +62,10 @@ $(COMPOSE_ENV):
 clean: ## Remove build output (the shop's data in ./data stays: delete it to start afresh)
 	$(CARGO) clean
 
+.PHONY: bench
+bench: ## Issue 24's table: every path beside its baseline, in one run on loopback (ARGS="--cold-build" and the like)
+	bench/run $(ARGS)
+
 deploy-check: ## Check the deploy files with the tools that read them (observability, Compose, Kubernetes)
 	deploy/observability/check
 	deploy/compose/check

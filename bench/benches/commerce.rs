@@ -19,162 +19,51 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use emporium_bench::load::{self, lua};
+use emporium_bench::shop::{self, Layout, Product};
 use emporium_bench::{Wrk, env_number, installed, row, spawn, wrk};
 
 const SKUS: usize = 64;
 /// Concurrent customers in the checkout scenario.
 const CHECKOUT_CLIENTS: u64 = 16;
 
-/// A development token from identity's store under `dir`.
-async fn token(binary: &Path, dir: &Path, settings: &[&str]) -> String {
-    let output = tokio::process::Command::new(binary)
-        .args(["token", "--role", "admin", "--data-dir"])
-        .arg(dir)
-        .args(settings)
-        .output()
+/// An admin token from identity's store under `dir`.
+async fn token(binary: &Path, dir: &Path, settings: &[String]) -> String {
+    shop::token(binary, dir, "admin", "dev-admin", settings, &[])
         .await
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        .unwrap()
 }
 
 /// Puts a billion units of each bench SKU in both warehouses, and 900
-/// million of each product in `skus` in the first (for checkouts).
-async fn stock(inventory: &str, token: &str, skus: &[String]) {
-    let http = reqwest::Client::new();
-    let bench = (0..SKUS).flat_map(|i| {
-        ["east", "west"].map(|warehouse| (format!("BENCH-{i}"), warehouse, 1_000_000_000))
-    });
-    // The demo products hold a few units already; the total stays in bounds.
-    let demo = skus.iter().map(|sku| (sku.clone(), "east", 900_000_000));
-    for (sku, warehouse, delta) in bench.chain(demo) {
-        let response = http
-            .post(format!("{inventory}/api/v1/inventory/adjust"))
-            .bearer_auth(token)
-            .json(&serde_json::json!({
-                "sku": sku, "warehouse": warehouse,
-                "delta": delta, "reason": "benchmark stock"
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success(), "{}", response.status());
-    }
-}
-
-/// The ids and SKUs of the catalog's products.
-async fn products(catalog: &str) -> (Vec<String>, Vec<String>) {
-    let page: serde_json::Value = reqwest::get(format!("{catalog}/api/v1/products?per_page=100"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let items = page["items"].as_array().unwrap();
-    let field = |name: &str| {
-        items
-            .iter()
-            .map(|p| p[name].as_str().unwrap().to_owned())
-            .collect()
-    };
-    (field("id"), field("sku"))
+/// million of each product in the first (for checkouts).
+async fn stock(inventory: &str, token: &str, products: &[Product]) {
+    shop::stock(
+        inventory,
+        token,
+        &shop::bench_stock(SKUS, products, 900_000_000),
+    )
+    .await
+    .unwrap();
 }
 
 /// wrk scripts: reservations of one unit (one SKU, or one of 64 at
-/// random), and adds of one product to one of a million baskets.
-fn scripts(dir: &Path, token: &str, ids: &[String]) -> [std::path::PathBuf; 4] {
-    let head = format!(
-        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
-    );
-    let hot = format!(
-        "{head}wrk.body = '{{\"lines\":[{{\"sku\":\"BENCH-0\",\"quantity\":1}}],\"ttl_secs\":3600}}'\n"
-    );
-    let spread = format!(
-        "{head}request = function()\n  local body = '{{\"lines\":[{{\"sku\":\"BENCH-' .. math.random(0, {}) .. '\",\"quantity\":1}}],\"ttl_secs\":3600}}'\n  return wrk.format(nil, nil, nil, body)\nend\n",
-        SKUS - 1
-    );
-    let list = ids
-        .iter()
-        .map(|id| format!("\"{id}\""))
-        .collect::<Vec<_>>()
-        .join(",");
-    let basket = format!(
-        "{head}local ids = {{{list}}}\nrequest = function()\n  local path = '/api/v1/baskets/u' .. math.random(1, 1000000) .. '/items'\n  return wrk.format(nil, path, nil, '{{\"product_id\":\"' .. ids[math.random(1, #ids)] .. '\"}}')\nend\n"
-    );
-    let checkout = format!(
-        "{head}local ids = {{{list}}}\nrequest = function()\n  local body = '{{\"items\":[{{\"product_id\":\"' .. ids[math.random(1, #ids)] .. '\"}}],\"card_number\":\"4242424242424242\"}}'\n  return wrk.format(nil, '/api/v1/orders', nil, body)\nend\n"
-    );
-    let mut paths = vec![];
-    for (name, text) in [
-        ("hot", hot),
-        ("spread", spread),
-        ("basket", basket),
-        ("checkout", checkout),
-    ] {
-        let path = dir.join(format!("{name}.lua"));
-        std::fs::write(&path, text).unwrap();
-        paths.push(path);
-    }
-    paths.try_into().unwrap()
+/// random), adds of one product to one of a million baskets, checkouts.
+fn scripts(dir: &Path, token: &str, products: &[Product]) -> [PathBuf; 4] {
+    let ids: Vec<String> = products.iter().map(|p| p.id.clone()).collect();
+    [
+        ("hot", lua::reserve_hot(token)),
+        ("spread", lua::reserve_spread(token, SKUS)),
+        ("basket", lua::basket_add(token, &ids)),
+        ("checkout", lua::checkout(&[token.to_owned()], &ids)),
+    ]
+    .map(|(name, text)| load::script(dir, name, &text).unwrap())
 }
 
 /// `pgbench -b tpcb-like` TPS on a scratch database of the same server.
-async fn pgbench(db: &str, connections: u64, seconds: u64) -> f64 {
-    let run = |args: Vec<String>| async move {
-        let output = tokio::process::Command::new("pgbench")
-            .args(["-h", "127.0.0.1", "-U", "postgres"])
-            .args(args)
-            .output()
-            .await
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
-    run(vec![
-        "-i".into(),
-        "-q".into(),
-        "-s".into(),
-        "10".into(),
-        db.into(),
-    ])
-    .await;
-    let text = run(vec![
-        "-b".into(),
-        "tpcb-like".into(),
-        "-c".into(),
-        connections.to_string(),
-        "-j".into(),
-        "2".into(),
-        "-T".into(),
-        seconds.to_string(),
-        db.into(),
-    ])
-    .await;
-    text.lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
-/// `redis-benchmark` SET requests/s with as many clients.
-async fn redis_set(connections: u64) -> f64 {
-    let output = tokio::process::Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-t", "set", "-n", "200000", "-q", "-c"])
-        .arg(connections.to_string())
-        .output()
-        .await
-        .unwrap();
-    // Progress lines end in `\r`; the result is the line that says
-    // "SET: 123456.78 requests per second".
-    String::from_utf8_lossy(&output.stdout)
-        .split(['\r', '\n'])
-        .find(|l| l.contains("requests per second"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
+async fn pgbench(url: &str, connections: u64, seconds: u64) -> f64 {
+    load::pgbench(url, connections, seconds).await.unwrap()
 }
 
 async fn postgres(args: &[&str]) -> bool {
@@ -204,7 +93,7 @@ struct Targets<'a> {
 
 async fn measure(
     targets: &Targets<'_>,
-    scripts: &[std::path::PathBuf; 4],
+    scripts: &[PathBuf; 4],
     token: &str,
     connections: u64,
     seconds: u64,
@@ -289,22 +178,27 @@ async fn main() {
 
     // The whole shop on embedded stores.
     let up_dir = tempfile::tempdir().unwrap();
-    let (up, _) = spawn(&binary, up_dir.path(), emporium_bench::UP, None).await;
+    let up_layout = Layout::fixed();
+    let mut up_args = vec!["up".to_owned()];
+    up_args.extend(up_layout.set_flags());
+    let (up, _) = spawn(&binary, up_dir.path(), &up_args, None).await;
     let up_token = token(&binary, up_dir.path(), &[]).await;
-    let (ids, skus) = products("http://127.0.0.1:28006").await;
-    stock("http://127.0.0.1:28002", &up_token, &skus).await;
-    let up_scripts = scripts(up_dir.path(), &up_token, &ids);
+    let products = shop::products(&up_layout.url("catalog")).await.unwrap();
+    stock(&up_layout.url("inventory"), &up_token, &products).await;
+    let up_scripts = scripts(up_dir.path(), &up_token, &products);
 
     // Baselines, on the servers the distributed run uses.
-    let tps = pgbench(&db, connections, seconds).await;
-    let tps16 = pgbench(&db, CHECKOUT_CLIENTS, seconds).await;
-    let sets = redis_set(connections).await;
+    let pgbench_url = format!("{postgres_url}/{db}");
+    load::pgbench_init(&pgbench_url).await.unwrap();
+    let tps = pgbench(&pgbench_url, connections, seconds).await;
+    let tps16 = pgbench(&pgbench_url, CHECKOUT_CLIENTS, seconds).await;
+    let sets = load::redis_set(&redis_url, connections).await.unwrap();
 
     let embedded = measure(
         &Targets {
-            inventory: "http://127.0.0.1:28002",
-            basket: "http://127.0.0.1:28007",
-            ordering: "http://127.0.0.1:28001",
+            inventory: &up_layout.url("inventory"),
+            basket: &up_layout.url("basket"),
+            ordering: &up_layout.url("ordering"),
         },
         &up_scripts,
         &up_token,
@@ -316,56 +210,26 @@ async fn main() {
 
     // Inventory on PostgreSQL and baskets on Redis, in a process of their own.
     let serve_dir = tempfile::tempdir().unwrap();
-    let inventory_db = format!("inventory.database_url={postgres_url}/{db}");
-    let ordering_db = format!("ordering.database_url={postgres_url}/{orders_db}");
-    let payment_db = format!("payment.database_url={postgres_url}/{payments_db}");
-    let prefix = format!("basket.redis_prefix=bench-{}", std::process::id());
-    let redis = format!("basket.redis_url={redis_url}");
-    let settings = [
-        "--set",
-        "catalog.http_addr=127.0.0.1:38006",
-        "--set",
-        "catalog.grpc_addr=127.0.0.1:35050",
-        "--set",
-        "identity.http_addr=127.0.0.1:38004",
-        "--set",
-        "identity.grpc_addr=127.0.0.1:35055",
-        "--set",
-        "inventory.http_addr=127.0.0.1:38002",
-        "--set",
-        "inventory.grpc_addr=127.0.0.1:35054",
-        "--set",
-        "basket.http_addr=127.0.0.1:38007",
-        "--set",
-        "basket.grpc_addr=127.0.0.1:35051",
-        "--set",
-        "payment.http_addr=127.0.0.1:38003",
-        "--set",
-        "payment.grpc_addr=127.0.0.1:35052",
-        "--set",
-        "ordering.http_addr=127.0.0.1:38001",
-        "--set",
-        "ordering.grpc_addr=127.0.0.1:35053",
-        "--set",
-        &inventory_db,
-        "--set",
-        &ordering_db,
-        "--set",
-        &payment_db,
-        "--set",
-        &redis,
-        "--set",
-        &prefix,
-    ];
+    let layout = Layout::free().unwrap();
+    let mut settings = layout.set_flags();
+    for setting in [
+        format!("inventory.database_url={postgres_url}/{db}"),
+        format!("ordering.database_url={postgres_url}/{orders_db}"),
+        format!("payment.database_url={postgres_url}/{payments_db}"),
+        format!("basket.redis_prefix=bench-{}", std::process::id()),
+        format!("basket.redis_url={redis_url}"),
+    ] {
+        settings.extend(["--set".to_owned(), setting]);
+    }
     let seeded = tokio::process::Command::new(&binary)
         .args(["seed", "identity", "catalog", "--data-dir"])
         .arg(serve_dir.path())
-        .args(settings)
+        .args(&settings)
         .output()
         .await
         .unwrap();
     assert!(seeded.status.success(), "{seeded:?}");
-    let mut args = vec![
+    let mut args: Vec<String> = [
         "serve",
         "identity",
         "catalog",
@@ -373,24 +237,21 @@ async fn main() {
         "basket",
         "payment",
         "ordering",
-    ];
-    args.extend(settings);
-    let (served, _) = spawn(
-        &binary,
-        serve_dir.path(),
-        &args,
-        Some("http://127.0.0.1:38001/ready"),
-    )
-    .await;
+    ]
+    .map(str::to_owned)
+    .into();
+    args.extend(settings.iter().cloned());
+    let ready = format!("{}/ready", layout.url("ordering"));
+    let (served, _) = spawn(&binary, serve_dir.path(), &args, Some(&ready)).await;
     let serve_token = token(&binary, serve_dir.path(), &settings).await;
-    let (ids, skus) = products("http://127.0.0.1:38006").await;
-    stock("http://127.0.0.1:38002", &serve_token, &skus).await;
-    let serve_scripts = scripts(serve_dir.path(), &serve_token, &ids);
+    let products = shop::products(&layout.url("catalog")).await.unwrap();
+    stock(&layout.url("inventory"), &serve_token, &products).await;
+    let serve_scripts = scripts(serve_dir.path(), &serve_token, &products);
     let distributed = measure(
         &Targets {
-            inventory: "http://127.0.0.1:38002",
-            basket: "http://127.0.0.1:38007",
-            ordering: "http://127.0.0.1:38001",
+            inventory: &layout.url("inventory"),
+            basket: &layout.url("basket"),
+            ordering: &layout.url("ordering"),
         },
         &serve_scripts,
         &serve_token,

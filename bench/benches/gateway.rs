@@ -12,48 +12,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use emporium_bench::bare::fixed_body;
+use emporium_bench::shop::Layout;
 use emporium_bench::{env_number, row, rss_mib, spawn, wrk};
-use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-
-/// The baseline: hyper answering a fixed body of a product's size.
-async fn bare_server(body: Bytes) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let body = body.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |_request| {
-                    let body = body.clone();
-                    async move {
-                        Ok::<_, Infallible>(
-                            hyper::Response::builder()
-                                .header("content-type", "application/json")
-                                .body(Full::new(body))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 #[tokio::main]
 async fn main() {
@@ -63,24 +27,14 @@ async fn main() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (mut shop, ready) = spawn(
-        &binary,
-        dir.path(),
-        &[
-            emporium_bench::UP,
-            &[
-                // One client address sends everything here: the per-address
-                // limits would measure 429s, not the shop.
-                "--set",
-                "gateway.api_per_address=0",
-                "--set",
-                "gateway.api_per_user=0",
-            ],
-        ]
-        .concat(),
-        None,
-    )
-    .await;
+    let mut args = vec!["up".to_owned()];
+    args.extend(Layout::fixed().set_flags());
+    // One client address sends everything here: the per-address limits
+    // would measure 429s, not the shop.
+    for limit in ["gateway.api_per_address=0", "gateway.api_per_user=0"] {
+        args.extend(["--set".to_owned(), limit.to_owned()]);
+    }
+    let (mut shop, ready) = spawn(&binary, dir.path(), &args, None).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = shop.id().unwrap();
     let idle = rss_mib(pid);
@@ -94,7 +48,7 @@ async fn main() {
         .unwrap();
     let product = &page["items"][0];
     let id = product["id"].as_str().unwrap();
-    let bare = bare_server(Bytes::from(serde_json::to_vec(product).unwrap())).await;
+    let bare = fixed_body(Bytes::from(serde_json::to_vec(product).unwrap())).await;
     let by_id = format!("/api/v1/products/{id}");
 
     // Warm-up: the product in the cache, the pools full.

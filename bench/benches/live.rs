@@ -12,70 +12,45 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use emporium_bench::{UP, env_number, rss_mib};
+use emporium_bench::shop::{self, Layout, Ready};
+use emporium_bench::{env_number, percentile, rss_mib};
 use futures::StreamExt;
-use tokio::io::AsyncBufReadExt;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
-/// Where `UP` puts notification.
+/// Where the fixed layout puts notification.
 const NOTIFICATION: &str = "127.0.0.1:28005";
 const GATEWAY: &str = "http://127.0.0.1:28080";
 const CATALOG: &str = "http://127.0.0.1:28006";
 const INVENTORY: &str = "http://127.0.0.1:28002";
 
-fn binary() -> Option<PathBuf> {
-    let found = std::env::current_exe()
-        .ok()
-        .and_then(|bench| Some(bench.parent()?.parent()?.join("emporium")))
-        .filter(|b| b.exists());
-    if found.is_none() {
-        println!("skipped: build the binary first: cargo build --release -p emporium");
-    }
-    found
-}
-
 /// `emporium up` in its own process, once its banner says it is ready:
 /// the child, the wall time to the banner and the time the banner states.
 async fn up(binary: &Path, dir: &Path) -> (tokio::process::Child, Duration, u64) {
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(binary)
-        .args(UP)
-        .args(["--set", "gateway.api_per_user=100000"])
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--log-format", "json", "--set", "log.level=warn"])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut stated = None;
-    while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, lines.next_line()).await {
-        if let Some(rest) = line.split("ready in ").nth(1) {
-            stated = rest.split(' ').next().and_then(|n| n.parse().ok());
-            break;
-        }
-    }
-    let stated = stated.expect("a ready banner within 30 s");
-    let took = started.elapsed();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, took, stated)
+    let mut args = vec!["up".to_owned()];
+    args.extend(Layout::fixed().set_flags());
+    args.extend(["--set".to_owned(), "gateway.api_per_user=100000".to_owned()]);
+    let started = shop::start(
+        binary,
+        dir,
+        &args,
+        &[],
+        Ready::Banner,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let stated = started.stated.expect("a ready banner").as_millis() as u64;
+    (started.child, started.took, stated)
 }
 
 /// A token minted by the binary with identity's key under `dir`.
 async fn token(binary: &Path, dir: &Path, role: &str, subject: &str) -> String {
-    let output = tokio::process::Command::new(binary)
-        .args(["token", "--role", role, "--subject", subject, "--data-dir"])
-        .arg(dir)
-        .output()
+    shop::token(binary, dir, role, subject, &[], &[])
         .await
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        .unwrap()
 }
 
 /// One arrival of an `order.confirmed`: which order, when it was written,
@@ -116,16 +91,14 @@ async fn open(token: &str, arrivals: tokio::sync::mpsc::UnboundedSender<Arrival>
     });
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
 #[tokio::main]
 async fn main() {
     let sockets = env_number("LIVE_SOCKETS", 1000) as usize;
     let events = env_number("LIVE_EVENTS", 40) as usize;
-    let Some(binary) = binary() else { return };
+    let Some(binary) = shop::beside_this_program() else {
+        println!("skipped: build the binary first: cargo build --release -p emporium");
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let (child, wall, stated) = up(&binary, dir.path()).await;
     let pid = child.id().unwrap();
