@@ -142,7 +142,7 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
         idempotency::from_settings(own.redis_url.as_ref(), &own.redis_prefix, &db).await?,
         &idempotency::fingerprint_key(own.fingerprint_key.as_ref(), &settings.data_dir, NAME)?,
     );
-    let mock = MockProvider::new(own.mock);
+    let mock = MockProvider::new(own.mock, db.clone());
     let outbox = bus::Outbox::new();
     let payments = Payments::new(
         db.clone(),
