@@ -243,4 +243,14 @@ mod tests {
         );
         assert!(!alone.to_masked_toml().contains("s3cret"));
     }
+
+    /// One of the mock's settings given alone keeps the others' defaults.
+    #[test]
+    fn the_mock_takes_one_setting_alone() {
+        let env = [("EMPORIUM__PAYMENT__MOCK__LATENCY_MS", "40")];
+        let sources = Sources::from_pairs(&env, Some(NAME));
+        let alone = config::load(&sources, &[SectionDef::of::<PaymentSettings>()]).unwrap();
+        let mock = alone.section::<PaymentSettings>().mock;
+        assert_eq!((mock.latency_ms, mock.failure_rate), (40, 0.0));
+    }
 }

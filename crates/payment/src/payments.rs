@@ -385,15 +385,30 @@ impl Payments {
     }
 
     /// Cancels a payment that was not captured, voiding its authorization.
+    /// A pending one is voided at the processor too: an authorization may
+    /// have been made for it whose answer never came back (a call cut off
+    /// by its caller's deadline, a process killed), and one still on its
+    /// way is then born void. One the processor captured, though this
+    /// record never heard, is recorded as captured and not cancelled.
     pub async fn cancel(&self, id: Uuid) -> Result<PaymentView> {
         let row = self.get(id).await?;
         let from = status(&row)?;
         let to = transition(from, Action::Cancel).map_err(PaymentError::Refused)?;
-        if from == Status::Authorized {
-            let authorization = row.provider_id.clone().unwrap_or_default();
-            self.call("void", self.inner.provider.void(id, &authorization))
-                .await
-                .map_err(|e| PaymentError::Processor(e.to_string()))?;
+        let authorization = row.provider_id.clone().unwrap_or_default();
+        match self
+            .call("void", self.inner.provider.void(id, &authorization))
+            .await
+        {
+            Ok(()) => {}
+            Err(ProviderError::Declined(reason)) if reason == "already_captured" => {
+                let captured = self.process(id).await?;
+                tracing::warn!(payment_id = %id, status = %captured.status, "payment to cancel was captured at the processor");
+                return Err(PaymentError::Refused(Refusal::Transition {
+                    from: status(&self.get(id).await?)?,
+                    action: "cancelled",
+                }));
+            }
+            Err(e) => return Err(PaymentError::Processor(e.to_string())),
         }
         let cancelled = self
             .advance(&row, from, to, Change::default(), None)

@@ -48,9 +48,10 @@ pub trait Provider: Send + Sync + 'static {
     -> Result<(), ProviderError>;
 }
 
-/// What the mock is told to do, changeable at run time.
+/// What the mock is told to do, changeable at run time. Each setting may
+/// be given alone (`EMPORIUM__PAYMENT__MOCK__LATENCY_MS`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct MockBehaviour {
     /// The share of calls (0 to 1) that fail as if the processor were down.
     pub failure_rate: f64,

@@ -426,6 +426,55 @@ async fn contract_processor_calls_asked_twice_move_money_once(backend: Backend) 
     assert_eq!(f.mock.taken().await.unwrap(), 1500);
 }
 
+/// Finding (chaos suite): a payment cancelled while pending kept an
+/// authorization its processing had made before it was cut off (the
+/// caller's deadline, a killed process), and one the processor had
+/// captured could not be cancelled and stayed `authorized`. Now a cancel
+/// voids at the processor whatever the record says, ahead of an
+/// authorization still on its way, and records a capture it finds.
+async fn contract_a_cancel_leaves_nothing_held_at_the_processor(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let token = f.mock.tokenize(GOOD);
+    // Authorized, its answer lost: the record says pending.
+    let lost = f.pay(GOOD, "8.00").await;
+    f.mock.authorize(lost, usd("8.00"), &token).await.unwrap();
+    assert_eq!(f.payments.cancel(lost).await.unwrap().status, "cancelled");
+    // Cancelled first; the authorization arrives after.
+    let late = f.pay(GOOD, "9.00").await;
+    assert_eq!(f.payments.cancel(late).await.unwrap().status, "cancelled");
+    let held = f.mock.authorize(late, usd("9.00"), &token).await.unwrap();
+    assert!(f.mock.capture(late, &held).await.is_err());
+    let ledger = provider::ledger::rows(&f.db).await.unwrap();
+    assert!(ledger.iter().all(|r| !r.open()), "{ledger:?}");
+    // Captured at the processor, its answer lost: the record says
+    // authorized. The cancel is refused and the capture recorded.
+    let taken = f.pay(GOOD, "10.00").await;
+    let row = f.payments.get(taken).await.unwrap();
+    let authorization = f.mock.authorize(taken, usd("10.00"), &token).await.unwrap();
+    let change = emporium_payment::store::Change {
+        provider_id: Some(authorization.clone()),
+        ..Default::default()
+    };
+    assert!(
+        emporium_payment::store::advance(&f.db, &row.id, "pending", "authorized", change)
+            .await
+            .unwrap()
+    );
+    f.mock.capture(taken, &authorization).await.unwrap();
+    assert!(matches!(
+        f.payments.cancel(taken).await,
+        Err(PaymentError::Refused(Refusal::Transition { .. }))
+    ));
+    assert_eq!(f.payments.get(taken).await.unwrap().status, "captured");
+    assert_eq!(
+        f.outbox_of(taken).await,
+        vec!["payment.completed".to_owned()]
+    );
+    assert_eq!(f.mock.taken().await.unwrap(), 1000);
+}
+
 async fn keys_contract(store: &dyn IdempotencyStore) {
     let key = format!("ada:{}", Uuid::now_v7());
     let ttl = Duration::from_secs(60);
@@ -484,5 +533,6 @@ on_every_backend!(
     contract_cancellation_and_expiry,
     contract_a_restarted_processor_captures_and_voids_what_it_authorized,
     contract_processor_calls_asked_twice_move_money_once,
+    contract_a_cancel_leaves_nothing_held_at_the_processor,
     contract_idempotency_keys_in_sql,
 );
