@@ -626,6 +626,11 @@ impl Orders {
             .await
     }
 
+    /// Takes the payment. Whether it was taken must be known before the
+    /// order is failed: a payment that did not answer (killed, cut off,
+    /// slower than the deadline) may be taken still, so the order is left
+    /// pending, and the resumer asks again; one that answered pending or
+    /// authorized is cancelled, and the order fails only once it is.
     async fn process(&self, row: &OrderRow) -> Result<Option<OrderRow>> {
         let payment_id = row.payment_id.clone().unwrap_or_default();
         let processed = match self.payment_call("ProcessPayment", &payment_id).await {
@@ -634,31 +639,29 @@ impl Orders {
             // lost: ask how it stands.
             Err(_) => self.payment_call("GetPayment", &payment_id).await,
         };
-        match processed.as_ref().map(|p| p.status.as_str()) {
-            Ok("captured") => {
-                let paid = self
-                    .advance(row, (Status::Pending, "paid"), Change::default(), None)
-                    .await?;
-                if paid.is_none() && self.load(&row.id).await?.status != Status::Pending.as_str() {
-                    // The order was failed meanwhile: give the money back.
-                    self.refund(&payment_id).await;
+        let payment = match processed {
+            Ok(payment) => payment,
+            Err(e) => return Err(e.into()),
+        };
+        match payment.status.as_str() {
+            "captured" => self.paid(row, &payment_id).await,
+            "pending" | "authorized" => {
+                match self.payment_call("CancelPayment", &payment_id).await {
+                    Ok(_) => {
+                        self.release(row).await;
+                        Ok(Some(self.fail(row, "payment not processed".into()).await?))
+                    }
+                    // Taken meanwhile (the cancel found it captured), or
+                    // payment away: as it stands now, or on the next run.
+                    Err(e) => match self.payment_call("GetPayment", &payment_id).await {
+                        Ok(now) if now.status == "captured" => self.paid(row, &payment_id).await,
+                        _ => Err(e.into()),
+                    },
                 }
-                Ok(paid)
             }
-            Ok("pending" | "authorized") | Err(_) => {
-                let _ = self.payment_call("CancelPayment", &payment_id).await;
+            _ => {
                 self.release(row).await;
-                let reason = match &processed {
-                    Err(e) => format!("payment not processed: {}", message(e)),
-                    Ok(_) => "payment not processed".into(),
-                };
-                Ok(Some(self.fail(row, reason).await?))
-            }
-            Ok(_) => {
-                self.release(row).await;
-                let reason = processed
-                    .ok()
-                    .map(|p| p.failure_reason)
+                let reason = Some(payment.failure_reason)
                     .filter(|r| !r.is_empty())
                     .unwrap_or_else(|| "refused".into());
                 Ok(Some(
@@ -666,6 +669,19 @@ impl Orders {
                 ))
             }
         }
+    }
+
+    /// The payment is taken: the order moves on to be confirmed, or, if it
+    /// was failed meanwhile, the money goes back.
+    async fn paid(&self, row: &OrderRow, payment_id: &str) -> Result<Option<OrderRow>> {
+        let paid = self
+            .advance(row, (Status::Pending, "paid"), Change::default(), None)
+            .await?;
+        if paid.is_none() && self.load(&row.id).await?.status != Status::Pending.as_str() {
+            // The order was failed meanwhile: give the money back.
+            self.refund(payment_id).await;
+        }
+        Ok(paid)
     }
 
     /// Refunds all that is left of a payment.
