@@ -475,6 +475,39 @@ async fn contract_a_cancel_leaves_nothing_held_at_the_processor(backend: Backend
     assert_eq!(f.mock.taken().await.unwrap(), 1000);
 }
 
+/// Finding (chaos suite): a refund whose caller went away half-way (its
+/// deadline passed, its process killed) left the payment recorded as
+/// refunded while the processor had given nothing back: the request was
+/// dropped between the record and the processor. A change of money now
+/// runs to its end whoever stops waiting for it.
+async fn contract_a_caller_gone_midway_leaves_record_and_processor_agreeing(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let id = f.pay(GOOD, "25.00").await;
+    assert_eq!(f.payments.process(id).await.unwrap().status, "captured");
+    f.mock.set_behaviour(MockBehaviour {
+        failure_rate: 0.0,
+        latency_ms: 200,
+    });
+    let gone = tokio::time::timeout(Duration::from_millis(50), f.payments.refund(id, None)).await;
+    assert!(gone.is_err(), "the caller stopped waiting");
+    let agreed = emporium_testkit::eventually(Duration::from_secs(5), || async {
+        let row = f.payments.get(id).await.unwrap();
+        let taken = f.mock.taken().await.unwrap();
+        (row.status == "refunded" && taken == 0).then_some(())
+    })
+    .await;
+    let row = f.payments.get(id).await.unwrap();
+    assert!(
+        agreed.is_some(),
+        "record {} refunded {}, processor keeps {}",
+        row.status,
+        row.refunded_minor,
+        f.mock.taken().await.unwrap()
+    );
+}
+
 async fn keys_contract(store: &dyn IdempotencyStore) {
     let key = format!("ada:{}", Uuid::now_v7());
     let ttl = Duration::from_secs(60);
@@ -534,5 +567,6 @@ on_every_backend!(
     contract_a_restarted_processor_captures_and_voids_what_it_authorized,
     contract_processor_calls_asked_twice_move_money_once,
     contract_a_cancel_leaves_nothing_held_at_the_processor,
+    contract_a_caller_gone_midway_leaves_record_and_processor_agreeing,
     contract_idempotency_keys_in_sql,
 );
