@@ -143,6 +143,9 @@ struct Inner {
     reservation_ttl_secs: i64,
 }
 
+/// The step of an order whose cancellation has begun and not ended.
+pub const CANCELLING: &str = "cancelling";
+
 /// The code of a peer's refusal, if it refused.
 fn refused(err: &PeerError) -> Option<tonic::Code> {
     match err {
@@ -734,7 +737,8 @@ impl Orders {
     }
 
     /// Runs again every checkout left unfinished for longer than `grace`
-    /// (a crash, a peer away); returns how many it settled.
+    /// (a crash, a peer away), and finishes every cancellation cut off as
+    /// long; returns how many it settled.
     pub async fn resume(&self, grace: Duration) -> Result<usize> {
         let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
         let mut settled = 0;
@@ -743,7 +747,12 @@ impl Orders {
                 continue;
             }
             let id = row.id.clone();
-            match self.run(row, None).await {
+            let outcome = if row.step == CANCELLING {
+                self.finish_cancel(&row).await
+            } else {
+                self.run(row, None).await
+            };
+            match outcome {
                 Ok(_) => settled += 1,
                 Err(e) => tracing::warn!(order_id = %id, error = %e, "checkout not resumed yet"),
             }
@@ -752,7 +761,10 @@ impl Orders {
     }
 
     /// Cancels a confirmed order not yet shipped: the payment is refunded,
-    /// and `order.cancelled` puts the stock back.
+    /// and `order.cancelled` puts the stock back. The intent is written
+    /// first (step `cancelling`), so that a cancellation cut off after the
+    /// refund (ordering killed, payment's answer lost) is finished by the
+    /// resumer instead of leaving a confirmed order with its money back.
     pub async fn cancel(&self, id: Uuid, user: Option<&str>) -> Result<OrderView> {
         let row = self.load(&id.to_string()).await?;
         if user.is_some_and(|u| u != row.user_id) {
@@ -767,6 +779,24 @@ impl Orders {
                 row.status
             )));
         }
+        let row = if row.step == CANCELLING {
+            row
+        } else {
+            self.advance(&row, (status, CANCELLING), Change::default(), None)
+                .await?
+                .ok_or_else(|| {
+                    OrderError::State("the order changed while it was cancelled".into())
+                })?
+        };
+        let cancelled = self.finish_cancel(&row).await?;
+        view(
+            &cancelled,
+            &store::lines(&self.inner.db, &cancelled.id).await?,
+        )
+    }
+
+    /// Refunds the payment of an order being cancelled, then cancels it.
+    async fn finish_cancel(&self, row: &OrderRow) -> Result<OrderRow> {
         let payment_id = row.payment_id.clone().unwrap_or_default();
         let refunded = self.refund_call(&payment_id).await;
         if let Err(e) = refunded {
@@ -778,19 +808,19 @@ impl Orders {
                 return Err(e.into());
             }
         }
-        let cancelled = self
+        match self
             .advance(
-                &row,
+                row,
                 (Status::Cancelled, "done"),
                 Change::default(),
                 Some(events::ORDER_CANCELLED),
             )
             .await?
-            .ok_or_else(|| OrderError::State("the order changed while it was cancelled".into()))?;
-        view(
-            &cancelled,
-            &store::lines(&self.inner.db, &cancelled.id).await?,
-        )
+        {
+            Some(cancelled) => Ok(cancelled),
+            // Another runner finished it first.
+            None => self.load(&row.id).await,
+        }
     }
 
     /// An admin moves a confirmed order along: processing → shipped →
@@ -799,6 +829,9 @@ impl Orders {
         let row = self.load(&id.to_string()).await?;
         let status =
             Status::parse(&row.status).ok_or_else(|| OrderError::Corrupt(row.status.clone()))?;
+        if row.step == CANCELLING {
+            return Err(OrderError::State("the order is being cancelled".into()));
+        }
         if !status.fulfils_to(next) {
             return Err(OrderError::State(format!(
                 "a {} order cannot become {}",

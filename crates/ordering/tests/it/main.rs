@@ -510,6 +510,42 @@ async fn contract_a_payment_made_before_a_crash_is_voided_when_resumed(backend: 
     f.stop().await;
 }
 
+/// Ordering's saga on the fixture's store and peers, payment reached
+/// through `link` within a 300 ms deadline.
+fn with_payment_through(f: &Fixture, link: &emporium_testkit::Link) -> Orders {
+    let peer = |name: &'static str, addr: std::net::SocketAddr, deadline: Duration| {
+        let token = f
+            .tokens
+            .issuer
+            .mint_service("ordering", name, Duration::from_secs(300))
+            .unwrap();
+        let credentials = ServiceCredentials::fixed("ordering", &token).unwrap();
+        let policy = PeerPolicy {
+            deadline,
+            ..PeerPolicy::default()
+        };
+        Peer::new(name, &format!("http://{addr}"), policy, credentials).unwrap()
+    };
+    let local = |name: &'static str| {
+        peer(
+            name,
+            f.shop.get(name).unwrap().grpc_addr.unwrap(),
+            PeerPolicy::default().deadline,
+        )
+    };
+    Orders::new(
+        f.db.clone(),
+        Outbox::new(),
+        Peers {
+            catalog: local("catalog"),
+            inventory: local("inventory"),
+            payment: peer("payment", link.addr, Duration::from_millis(300)),
+            basket: local("basket"),
+        },
+        900,
+    )
+}
+
 /// Finding (chaos suite): a payment answering after ordering's deadline
 /// (slow, or cut off) had its order failed and its stock released while
 /// the late request went on to capture it: the customer charged for a
@@ -606,40 +642,7 @@ async fn contract_a_payment_answering_late_is_settled_not_lost(backend: Backend)
     // Payment answers ordering only after its deadline.
     let link = emporium_testkit::Link::to(f.shop.get("payment").unwrap().grpc_addr.unwrap()).await;
     link.delay(Duration::from_millis(600));
-    let credentials = ServiceCredentials::fixed("ordering", &token("payment")).unwrap();
-    let policy = PeerPolicy {
-        deadline: Duration::from_millis(300),
-        ..PeerPolicy::default()
-    };
-    let late = Peer::new(
-        "payment",
-        &format!("http://{}", link.addr),
-        policy,
-        credentials,
-    )
-    .unwrap();
-    let peer = |name: &'static str| {
-        let addr = f.shop.get(name).unwrap().grpc_addr.unwrap();
-        let credentials = ServiceCredentials::fixed("ordering", &token(name)).unwrap();
-        Peer::new(
-            name,
-            &format!("http://{addr}"),
-            PeerPolicy::default(),
-            credentials,
-        )
-        .unwrap()
-    };
-    let orders = Orders::new(
-        f.db.clone(),
-        Outbox::new(),
-        Peers {
-            catalog: peer("catalog"),
-            inventory: peer("inventory"),
-            payment: late,
-            basket: peer("basket"),
-        },
-        900,
-    );
+    let orders = with_payment_through(&f, &link);
     let stored = store::find(&f.db, &id).await.unwrap().unwrap();
     let outcome = orders.run(stored, None).await;
     assert!(
@@ -670,6 +673,56 @@ async fn contract_a_payment_answering_late_is_settled_not_lost(backend: Backend)
     assert_eq!(made.len(), 1, "{made:?}");
     assert_eq!(made[0]["status"], "captured");
     assert_eq!(f.stock(&sku).await, (on_hand - 1, 0), "committed");
+    f.stop().await;
+}
+
+/// Finding (chaos suite): a cancellation cut off after payment refunded
+/// (ordering killed, or payment's answer late) left the order confirmed
+/// with its money given back. The intent is now written first and the
+/// resumer finishes it: cancelled, refunded once, `order.cancelled`
+/// written; the admin cannot ship it meanwhile.
+async fn contract_a_cancellation_cut_off_is_finished_by_the_resumer(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let (product, _) = f.products[1].clone();
+    let confirmed = f.checkout("ada", product, 1, CARD).await;
+    let id = Uuid::parse_str(confirmed["id"].as_str().unwrap()).unwrap();
+    let link = emporium_testkit::Link::to(f.shop.get("payment").unwrap().grpc_addr.unwrap()).await;
+    link.delay(Duration::from_millis(600));
+    let late = with_payment_through(&f, &link);
+    let outcome = late.cancel(id, Some("ada")).await;
+    assert!(matches!(outcome, Err(OrderError::Peer(_))), "{outcome:?}");
+    // The late refund lands; the order is not shipped meanwhile.
+    let refunded = emporium_testkit::eventually(Duration::from_secs(10), || async {
+        (f.payments(&id.to_string()).await[0]["status"] == "refunded").then_some(())
+    })
+    .await;
+    assert!(
+        refunded.is_some(),
+        "{:?}",
+        f.payments(&id.to_string()).await
+    );
+    assert!(matches!(
+        f.orders.fulfil(id, Status::Processing).await,
+        Err(OrderError::State(_))
+    ));
+    assert_eq!(f.orders.resume(Duration::ZERO).await.unwrap(), 1);
+    let settled = store::find(&f.db, &id.to_string()).await.unwrap().unwrap();
+    assert_eq!(
+        (settled.status.as_str(), settled.step.as_str()),
+        ("cancelled", "done")
+    );
+    let payments = f.payments(&id.to_string()).await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!(
+        (&payments[0]["status"], &payments[0]["refunded"]),
+        (&json!("refunded"), &confirmed["total"])
+    );
+    assert_eq!(
+        f.events(&id.to_string()).await,
+        ["order.created", "order.confirmed", "order.cancelled"]
+    );
     f.stop().await;
 }
 
@@ -712,6 +765,7 @@ on_every_backend!(
     contract_an_interrupted_checkout_is_settled_when_resumed,
     contract_a_payment_made_before_a_crash_is_voided_when_resumed,
     contract_a_payment_answering_late_is_settled_not_lost,
+    contract_a_cancellation_cut_off_is_finished_by_the_resumer,
     contract_a_cancellation_refunds_and_another_user_sees_no_order,
 );
 
