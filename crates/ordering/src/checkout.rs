@@ -680,8 +680,9 @@ impl Orders {
         let paid = self
             .advance(row, (Status::Pending, "paid"), Change::default(), None)
             .await?;
-        if paid.is_none() && self.load(&row.id).await?.status != Status::Pending.as_str() {
-            // The order was failed meanwhile: give the money back.
+        // Another runner moved it: on, or to failed. Only a failed order
+        // gives the money back; one moved on is paid by this payment.
+        if paid.is_none() && self.load(&row.id).await?.status == Status::Failed.as_str() {
             self.refund(payment_id).await;
         }
         Ok(paid)

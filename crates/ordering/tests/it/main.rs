@@ -546,22 +546,14 @@ fn with_payment_through(f: &Fixture, link: &emporium_testkit::Link) -> Orders {
     )
 }
 
-/// Finding (chaos suite): a payment answering after ordering's deadline
-/// (slow, or cut off) had its order failed and its stock released while
-/// the late request went on to capture it: the customer charged for a
-/// failed order. An order whose payment cannot be known is now left
-/// pending, and the resumer settles it once payment answers: confirmed,
-/// paid once, its stock committed.
-async fn contract_a_payment_answering_late_is_settled_not_lost(backend: Backend) {
+/// An order of one unit of `sku` that got as far as making its payment
+/// (stock reserved, the payment pending), as a checkout cut off there
+/// leaves it.
+async fn order_at_paying(f: &Fixture, product: Uuid, sku: &str) -> String {
     use emporium_proto::inventory::v1::inventory_client::InventoryClient;
     use emporium_proto::inventory::v1::{Line, ReserveRequest};
     use emporium_proto::payment::v1::CreatePaymentRequest;
     use emporium_proto::payment::v1::payments_client::PaymentsClient;
-    let Some(f) = fixture(backend).await else {
-        return;
-    };
-    let (product, sku) = f.products[0].clone();
-    let (on_hand, _) = f.stock(&sku).await;
     // As ordering calls its peers: with its token, within a deadline.
     let token = |peer: &str| {
         f.tokens
@@ -592,7 +584,7 @@ async fn contract_a_payment_answering_late_is_settled_not_lost(backend: Backend)
     store::insert(
         &f.db,
         row(&id, "ada", "reserved", 0),
-        vec![line(&id, product, &sku, 1)],
+        vec![line(&id, product, sku, 1)],
     )
     .await
     .unwrap();
@@ -600,7 +592,7 @@ async fn contract_a_payment_answering_late_is_settled_not_lost(backend: Backend)
         .reserve(ReserveRequest {
             reservation_id: id.clone(),
             lines: vec![Line {
-                sku: sku.clone(),
+                sku: sku.to_owned(),
                 quantity: 1,
             }],
             ttl_secs: 900,
@@ -639,6 +631,22 @@ async fn contract_a_payment_answering_late_is_settled_not_lost(backend: Backend)
         .await
         .unwrap()
     );
+    id
+}
+
+/// Finding (chaos suite): a payment answering after ordering's deadline
+/// (slow, or cut off) had its order failed and its stock released while
+/// the late request went on to capture it: the customer charged for a
+/// failed order. An order whose payment cannot be known is now left
+/// pending, and the resumer settles it once payment answers: confirmed,
+/// paid once, its stock committed.
+async fn contract_a_payment_answering_late_is_settled_not_lost(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let (product, sku) = f.products[0].clone();
+    let (on_hand, _) = f.stock(&sku).await;
+    let id = order_at_paying(&f, product, &sku).await;
     // Payment answers ordering only after its deadline.
     let link = emporium_testkit::Link::to(f.shop.get("payment").unwrap().grpc_addr.unwrap()).await;
     link.delay(Duration::from_millis(600));
@@ -673,6 +681,31 @@ async fn contract_a_payment_answering_late_is_settled_not_lost(backend: Backend)
     assert_eq!(made.len(), 1, "{made:?}");
     assert_eq!(made[0]["status"], "captured");
     assert_eq!(f.stock(&sku).await, (on_hand - 1, 0), "committed");
+    f.stop().await;
+}
+
+/// Finding (chaos suite): two runners of one checkout (both replicas'
+/// resumers, or a resumer and the slow request) both saw its payment
+/// captured; the one that came second found the order confirmed by the
+/// first and refunded the payment, taking it for a failed order: the
+/// customer kept the goods and the money. Only an order failed meanwhile
+/// gives its money back.
+async fn contract_a_second_runner_does_not_refund_a_confirmed_order(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let (product, sku) = f.products[1].clone();
+    let (on_hand, _) = f.stock(&sku).await;
+    let id = order_at_paying(&f, product, &sku).await;
+    let stale = store::find(&f.db, &id).await.unwrap().unwrap();
+    let first = f.orders.run(stale.clone(), None).await.unwrap();
+    assert_eq!(first.status, "confirmed");
+    let second = f.orders.run(stale, None).await.unwrap();
+    assert_eq!(second.status, "confirmed");
+    let made = f.payments(&id).await;
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0]["status"], "captured", "{made:?}");
+    assert_eq!(f.stock(&sku).await, (on_hand - 1, 0));
     f.stop().await;
 }
 
@@ -765,6 +798,7 @@ on_every_backend!(
     contract_an_interrupted_checkout_is_settled_when_resumed,
     contract_a_payment_made_before_a_crash_is_voided_when_resumed,
     contract_a_payment_answering_late_is_settled_not_lost,
+    contract_a_second_runner_does_not_refund_a_confirmed_order,
     contract_a_cancellation_cut_off_is_finished_by_the_resumer,
     contract_a_cancellation_refunds_and_another_user_sees_no_order,
 );
