@@ -502,24 +502,11 @@ async fn rabbitmq_waits_out_a_store_outage() {
     };
     let queue = unique("q-");
     if waits_out_a_store_outage(rabbit, &queue).await.is_some() {
-        let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-            .await
-            .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        let passive = lapin::options::QueueDeclareOptions {
-            passive: true,
-            durable: true,
-            ..Default::default()
-        };
-        let dlq = channel
-            .queue_declare(
-                format!("{queue}.dlq").as_str().into(),
-                passive,
-                lapin::types::FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(dlq.message_count(), 0, "nothing dead-lettered");
+        assert_eq!(
+            emporium_testkit::dead_letters(&url, &queue).await,
+            0,
+            "nothing dead-lettered"
+        );
     }
     emporium_testkit::delete_queues(&url, &queue).await;
 }
