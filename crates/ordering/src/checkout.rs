@@ -143,6 +143,9 @@ struct Inner {
     reservation_ttl_secs: i64,
 }
 
+/// The step of an order whose cancellation has begun and not ended.
+pub const CANCELLING: &str = "cancelling";
+
 /// The code of a peer's refusal, if it refused.
 fn refused(err: &PeerError) -> Option<tonic::Code> {
     match err {
@@ -626,6 +629,11 @@ impl Orders {
             .await
     }
 
+    /// Takes the payment. Whether it was taken must be known before the
+    /// order is failed: a payment that did not answer (killed, cut off,
+    /// slower than the deadline) may be taken still, so the order is left
+    /// pending, and the resumer asks again; one that answered pending or
+    /// authorized is cancelled, and the order fails only once it is.
     async fn process(&self, row: &OrderRow) -> Result<Option<OrderRow>> {
         let payment_id = row.payment_id.clone().unwrap_or_default();
         let processed = match self.payment_call("ProcessPayment", &payment_id).await {
@@ -634,31 +642,29 @@ impl Orders {
             // lost: ask how it stands.
             Err(_) => self.payment_call("GetPayment", &payment_id).await,
         };
-        match processed.as_ref().map(|p| p.status.as_str()) {
-            Ok("captured") => {
-                let paid = self
-                    .advance(row, (Status::Pending, "paid"), Change::default(), None)
-                    .await?;
-                if paid.is_none() && self.load(&row.id).await?.status != Status::Pending.as_str() {
-                    // The order was failed meanwhile: give the money back.
-                    self.refund(&payment_id).await;
+        let payment = match processed {
+            Ok(payment) => payment,
+            Err(e) => return Err(e.into()),
+        };
+        match payment.status.as_str() {
+            "captured" => self.paid(row, &payment_id).await,
+            "pending" | "authorized" => {
+                match self.payment_call("CancelPayment", &payment_id).await {
+                    Ok(_) => {
+                        self.release(row).await;
+                        Ok(Some(self.fail(row, "payment not processed".into()).await?))
+                    }
+                    // Taken meanwhile (the cancel found it captured), or
+                    // payment away: as it stands now, or on the next run.
+                    Err(e) => match self.payment_call("GetPayment", &payment_id).await {
+                        Ok(now) if now.status == "captured" => self.paid(row, &payment_id).await,
+                        _ => Err(e.into()),
+                    },
                 }
-                Ok(paid)
             }
-            Ok("pending" | "authorized") | Err(_) => {
-                let _ = self.payment_call("CancelPayment", &payment_id).await;
+            _ => {
                 self.release(row).await;
-                let reason = match &processed {
-                    Err(e) => format!("payment not processed: {}", message(e)),
-                    Ok(_) => "payment not processed".into(),
-                };
-                Ok(Some(self.fail(row, reason).await?))
-            }
-            Ok(_) => {
-                self.release(row).await;
-                let reason = processed
-                    .ok()
-                    .map(|p| p.failure_reason)
+                let reason = Some(payment.failure_reason)
                     .filter(|r| !r.is_empty())
                     .unwrap_or_else(|| "refused".into());
                 Ok(Some(
@@ -666,6 +672,20 @@ impl Orders {
                 ))
             }
         }
+    }
+
+    /// The payment is taken: the order moves on to be confirmed, or, if it
+    /// was failed meanwhile, the money goes back.
+    async fn paid(&self, row: &OrderRow, payment_id: &str) -> Result<Option<OrderRow>> {
+        let paid = self
+            .advance(row, (Status::Pending, "paid"), Change::default(), None)
+            .await?;
+        // Another runner moved it: on, or to failed. Only a failed order
+        // gives the money back; one moved on is paid by this payment.
+        if paid.is_none() && self.load(&row.id).await?.status == Status::Failed.as_str() {
+            self.refund(payment_id).await;
+        }
+        Ok(paid)
     }
 
     /// Refunds all that is left of a payment.
@@ -718,7 +738,8 @@ impl Orders {
     }
 
     /// Runs again every checkout left unfinished for longer than `grace`
-    /// (a crash, a peer away); returns how many it settled.
+    /// (a crash, a peer away), and finishes every cancellation cut off as
+    /// long; returns how many it settled.
     pub async fn resume(&self, grace: Duration) -> Result<usize> {
         let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
         let mut settled = 0;
@@ -727,7 +748,12 @@ impl Orders {
                 continue;
             }
             let id = row.id.clone();
-            match self.run(row, None).await {
+            let outcome = if row.step == CANCELLING {
+                self.finish_cancel(&row).await
+            } else {
+                self.run(row, None).await
+            };
+            match outcome {
                 Ok(_) => settled += 1,
                 Err(e) => tracing::warn!(order_id = %id, error = %e, "checkout not resumed yet"),
             }
@@ -736,7 +762,10 @@ impl Orders {
     }
 
     /// Cancels a confirmed order not yet shipped: the payment is refunded,
-    /// and `order.cancelled` puts the stock back.
+    /// and `order.cancelled` puts the stock back. The intent is written
+    /// first (step `cancelling`), so that a cancellation cut off after the
+    /// refund (ordering killed, payment's answer lost) is finished by the
+    /// resumer instead of leaving a confirmed order with its money back.
     pub async fn cancel(&self, id: Uuid, user: Option<&str>) -> Result<OrderView> {
         let row = self.load(&id.to_string()).await?;
         if user.is_some_and(|u| u != row.user_id) {
@@ -751,6 +780,24 @@ impl Orders {
                 row.status
             )));
         }
+        let row = if row.step == CANCELLING {
+            row
+        } else {
+            self.advance(&row, (status, CANCELLING), Change::default(), None)
+                .await?
+                .ok_or_else(|| {
+                    OrderError::State("the order changed while it was cancelled".into())
+                })?
+        };
+        let cancelled = self.finish_cancel(&row).await?;
+        view(
+            &cancelled,
+            &store::lines(&self.inner.db, &cancelled.id).await?,
+        )
+    }
+
+    /// Refunds the payment of an order being cancelled, then cancels it.
+    async fn finish_cancel(&self, row: &OrderRow) -> Result<OrderRow> {
         let payment_id = row.payment_id.clone().unwrap_or_default();
         let refunded = self.refund_call(&payment_id).await;
         if let Err(e) = refunded {
@@ -762,19 +809,19 @@ impl Orders {
                 return Err(e.into());
             }
         }
-        let cancelled = self
+        match self
             .advance(
-                &row,
+                row,
                 (Status::Cancelled, "done"),
                 Change::default(),
                 Some(events::ORDER_CANCELLED),
             )
             .await?
-            .ok_or_else(|| OrderError::State("the order changed while it was cancelled".into()))?;
-        view(
-            &cancelled,
-            &store::lines(&self.inner.db, &cancelled.id).await?,
-        )
+        {
+            Some(cancelled) => Ok(cancelled),
+            // Another runner finished it first.
+            None => self.load(&row.id).await,
+        }
     }
 
     /// An admin moves a confirmed order along: processing → shipped →
@@ -783,6 +830,9 @@ impl Orders {
         let row = self.load(&id.to_string()).await?;
         let status =
             Status::parse(&row.status).ok_or_else(|| OrderError::Corrupt(row.status.clone()))?;
+        if row.step == CANCELLING {
+            return Err(OrderError::State("the order is being cancelled".into()));
+        }
         if !status.fulfils_to(next) {
             return Err(OrderError::State(format!(
                 "a {} order cannot become {}",

@@ -5,8 +5,8 @@
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 pub mod order {
@@ -19,7 +19,8 @@ pub mod order {
         pub id: String,
         pub user_id: String,
         pub status: String,
-        /// How far the checkout got: `priced`, `reserved`, `paid`, `done`.
+        /// How far the checkout got: `priced`, `reserved`, `paying`,
+        /// `paid`, `done`; `cancelling` while a cancellation runs.
         pub step: String,
         pub currency: String,
         pub total_minor: i64,
@@ -166,10 +167,15 @@ pub async fn list<C: ConnectionTrait>(
     emporium_platform::db::paged(conn, select, page, per_page).await
 }
 
-/// Orders whose checkout has not finished, oldest first.
+/// Orders whose checkout, or cancellation, has not finished, oldest
+/// first.
 pub async fn unfinished<C: ConnectionTrait>(conn: &C, limit: u64) -> Result<Vec<OrderRow>, DbErr> {
     order::Entity::find()
-        .filter(order::Column::Status.eq("pending"))
+        .filter(
+            Condition::any()
+                .add(order::Column::Status.eq("pending"))
+                .add(order::Column::Step.eq(crate::checkout::CANCELLING)),
+        )
         .order_by_asc(order::Column::CreatedAt)
         .limit(limit)
         .all(conn)

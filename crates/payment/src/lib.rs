@@ -142,7 +142,7 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
         idempotency::from_settings(own.redis_url.as_ref(), &own.redis_prefix, &db).await?,
         &idempotency::fingerprint_key(own.fingerprint_key.as_ref(), &settings.data_dir, NAME)?,
     );
-    let mock = MockProvider::new(own.mock);
+    let mock = MockProvider::new(own.mock, db.clone());
     let outbox = bus::Outbox::new();
     let payments = Payments::new(
         db.clone(),
@@ -242,5 +242,15 @@ mod tests {
             Some("http://localhost:50050")
         );
         assert!(!alone.to_masked_toml().contains("s3cret"));
+    }
+
+    /// One of the mock's settings given alone keeps the others' defaults.
+    #[test]
+    fn the_mock_takes_one_setting_alone() {
+        let env = [("EMPORIUM__PAYMENT__MOCK__LATENCY_MS", "40")];
+        let sources = Sources::from_pairs(&env, Some(NAME));
+        let alone = config::load(&sources, &[SectionDef::of::<PaymentSettings>()]).unwrap();
+        let mock = alone.section::<PaymentSettings>().mock;
+        assert_eq!((mock.latency_ms, mock.failure_rate), (40, 0.0));
     }
 }

@@ -266,6 +266,11 @@ impl Payments {
     /// captured twice, whoever calls and however often (the processor
     /// takes the payment id as its idempotency key).
     pub async fn process(&self, id: Uuid) -> Result<PaymentView> {
+        let this = self.clone();
+        detached(async move { this.process_now(id).await }).await
+    }
+
+    async fn process_now(&self, id: Uuid) -> Result<PaymentView> {
         let mut row = self.get(id).await?;
         loop {
             let from = status(&row)?;
@@ -385,15 +390,35 @@ impl Payments {
     }
 
     /// Cancels a payment that was not captured, voiding its authorization.
+    /// A pending one is voided at the processor too: an authorization may
+    /// have been made for it whose answer never came back (a call cut off
+    /// by its caller's deadline, a process killed), and one still on its
+    /// way is then born void. One the processor captured, though this
+    /// record never heard, is recorded as captured and not cancelled.
     pub async fn cancel(&self, id: Uuid) -> Result<PaymentView> {
+        let this = self.clone();
+        detached(async move { this.cancel_now(id).await }).await
+    }
+
+    async fn cancel_now(&self, id: Uuid) -> Result<PaymentView> {
         let row = self.get(id).await?;
         let from = status(&row)?;
         let to = transition(from, Action::Cancel).map_err(PaymentError::Refused)?;
-        if from == Status::Authorized {
-            let authorization = row.provider_id.clone().unwrap_or_default();
-            self.call("void", self.inner.provider.void(id, &authorization))
-                .await
-                .map_err(|e| PaymentError::Processor(e.to_string()))?;
+        let authorization = row.provider_id.clone().unwrap_or_default();
+        match self
+            .call("void", self.inner.provider.void(id, &authorization))
+            .await
+        {
+            Ok(()) => {}
+            Err(ProviderError::Declined(reason)) if reason == "already_captured" => {
+                let captured = self.process_now(id).await?;
+                tracing::warn!(payment_id = %id, status = %captured.status, "payment to cancel was captured at the processor");
+                return Err(PaymentError::Refused(Refusal::Transition {
+                    from: status(&self.get(id).await?)?,
+                    action: "cancelled",
+                }));
+            }
+            Err(e) => return Err(PaymentError::Processor(e.to_string())),
         }
         let cancelled = self
             .advance(&row, from, to, Change::default(), None)
@@ -404,6 +429,11 @@ impl Payments {
     /// Refunds `amount` (all that is left when `None`) of a captured
     /// payment; never more than was captured, even when asked concurrently.
     pub async fn refund(&self, id: Uuid, amount: Option<Money>) -> Result<PaymentView> {
+        let this = self.clone();
+        detached(async move { this.refund_now(id, amount).await }).await
+    }
+
+    async fn refund_now(&self, id: Uuid, amount: Option<Money>) -> Result<PaymentView> {
         let row = self.get(id).await?;
         let from = status(&row)?;
         let left = row.amount_minor - row.refunded_minor;
@@ -477,6 +507,19 @@ impl Payments {
             .increment(1);
         view(&after)
     }
+}
+
+/// Runs `work`, a change of money, to its end in a task of its own: a
+/// caller that goes away (its deadline passed, its connection cut) drops
+/// its request, and with it anything the request awaits; a change left
+/// half-way between the processor and the record would tell one thing
+/// where the processor holds another.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .unwrap_or_else(|e| Err(PaymentError::Corrupt(format!("payment task ended: {e}"))))
 }
 
 /// What an admin changes of the mock processor.

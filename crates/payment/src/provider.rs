@@ -1,14 +1,18 @@
 //! The card processor behind a trait, and the built-in mock that behaves
 //! like one: test card numbers that decline, error or hang, a failure rate
 //! and a latency that an admin changes at run time, idempotency by payment
-//! id, and a record of every call it was asked.
+//! id, a ledger that outlives the process (a table of its own in payment's
+//! store, `ledger`), and a record of every call it was asked.
 
-use std::collections::HashMap;
+pub mod ledger;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use emporium_platform::db::Db;
 use emporium_platform::money::Money;
+use sea_orm::DbErr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -44,9 +48,10 @@ pub trait Provider: Send + Sync + 'static {
     -> Result<(), ProviderError>;
 }
 
-/// What the mock is told to do, changeable at run time.
+/// What the mock is told to do, changeable at run time. Each setting may
+/// be given alone (`EMPORIUM__PAYMENT__MOCK__LATENCY_MS`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct MockBehaviour {
     /// The share of calls (0 to 1) that fail as if the processor were down.
     pub failure_rate: f64,
@@ -80,26 +85,23 @@ pub struct Call {
     pub effective: bool,
 }
 
-#[derive(Default)]
-struct Ledger {
-    authorized: HashMap<Uuid, (String, i64)>,
-    captured: HashMap<Uuid, i64>,
-    voided: HashMap<Uuid, bool>,
-    refunds: HashMap<Uuid, i64>,
-    calls: Vec<Call>,
-}
-
+/// The mock processor. Its ledger is a table of its own in payment's
+/// store, so that what it authorized outlives the process, as a real
+/// processor's does; `calls` is this process's record of what it was asked.
 #[derive(Clone)]
 pub struct MockProvider {
     behaviour: Arc<Mutex<MockBehaviour>>,
-    ledger: Arc<Mutex<Ledger>>,
+    db: Db,
+    calls: Arc<Mutex<Vec<Call>>>,
 }
 
 impl MockProvider {
-    pub fn new(behaviour: MockBehaviour) -> Self {
+    /// The mock, keeping its ledger in `db` (made by payment's migrations).
+    pub fn new(behaviour: MockBehaviour, db: Db) -> Self {
         Self {
             behaviour: Arc::new(Mutex::new(behaviour)),
-            ledger: Arc::default(),
+            db,
+            calls: Arc::default(),
         }
     }
 
@@ -111,19 +113,31 @@ impl MockProvider {
         *self.behaviour.lock().unwrap_or_else(|e| e.into_inner()) = behaviour;
     }
 
-    /// Every call so far.
+    /// Every call this process made so far.
     pub fn calls(&self) -> Vec<Call> {
-        self.ledger
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .calls
-            .clone()
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Minor units captured and not refunded, over every payment.
-    pub fn taken(&self) -> i64 {
-        let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        ledger.captured.values().sum::<i64>() - ledger.refunds.values().sum::<i64>()
+    fn record(&self, operation: &'static str, payment: Uuid, amount_minor: i64, effective: bool) {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Call {
+                operation,
+                payment,
+                amount_minor,
+                effective,
+            });
+    }
+
+    /// Minor units captured and not refunded, over every payment the
+    /// ledger holds.
+    pub async fn taken(&self) -> Result<i64, DbErr> {
+        Ok(ledger::rows(&self.db)
+            .await?
+            .iter()
+            .map(|r| r.captured_minor - r.refunded_minor)
+            .sum())
     }
 
     /// Latency, then a failure at the configured rate.
@@ -177,57 +191,27 @@ impl Provider for MockProvider {
             Some("error") => return Err(ProviderError::Unavailable("processing_error".into())),
             _ => {}
         }
-        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = !ledger.authorized.contains_key(&payment);
-        let id = ledger
-            .authorized
-            .entry(payment)
-            .or_insert_with(|| (format!("auth_{}", Uuid::now_v7().simple()), amount.minor))
-            .0
-            .clone();
-        ledger.calls.push(Call {
-            operation: "authorize",
-            payment,
-            amount_minor: amount.minor,
-            effective: fresh,
-        });
+        let (id, fresh) = ledger::authorize(&self.db, payment, amount)
+            .await
+            .map_err(unreachable)?;
+        self.record("authorize", payment, amount.minor, fresh);
         Ok(id)
     }
 
     async fn capture(&self, payment: Uuid, authorization: &str) -> Result<(), ProviderError> {
         self.weather().await?;
-        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((id, amount)) = ledger.authorized.get(&payment).cloned() else {
-            return Err(ProviderError::Declined("no_authorization".into()));
-        };
-        if id != authorization || ledger.voided.contains_key(&payment) {
-            return Err(ProviderError::Declined(
-                "authorization_not_capturable".into(),
-            ));
-        }
-        let fresh = !ledger.captured.contains_key(&payment);
-        ledger.captured.insert(payment, amount);
-        ledger.calls.push(Call {
-            operation: "capture",
-            payment,
-            amount_minor: amount,
-            effective: fresh,
-        });
+        let (moved, amount) = ledger::capture(&self.db, payment, authorization)
+            .await
+            .map_err(unreachable)?;
+        let fresh = moved.map_err(|reason| ProviderError::Declined(reason.into()))?;
+        self.record("capture", payment, amount, fresh);
         Ok(())
     }
 
     async fn void(&self, payment: Uuid, _authorization: &str) -> Result<(), ProviderError> {
-        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        if ledger.captured.contains_key(&payment) {
-            return Err(ProviderError::Declined("already_captured".into()));
-        }
-        let fresh = ledger.voided.insert(payment, true).is_none();
-        ledger.calls.push(Call {
-            operation: "void",
-            payment,
-            amount_minor: 0,
-            effective: fresh,
-        });
+        let moved = ledger::void(&self.db, payment).await.map_err(unreachable)?;
+        let fresh = moved.map_err(|reason| ProviderError::Declined(reason.into()))?;
+        self.record("void", payment, 0, fresh);
         Ok(())
     }
 
@@ -238,18 +222,18 @@ impl Provider for MockProvider {
         amount: Money,
     ) -> Result<(), ProviderError> {
         self.weather().await?;
-        // A processor remembers every capture; this one forgets them when
-        // the process ends, so a refund of a capture it does not know is
-        // taken as one made before (the payment service checks the bound).
-        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = !ledger.refunds.contains_key(&refund);
-        ledger.refunds.entry(refund).or_insert(amount.minor);
-        ledger.calls.push(Call {
-            operation: "refund",
-            payment,
-            amount_minor: amount.minor,
-            effective: fresh,
-        });
+        let moved = ledger::refund(&self.db, payment, refund, amount)
+            .await
+            .map_err(unreachable)?;
+        let fresh = moved.map_err(|reason| ProviderError::Declined(reason.into()))?;
+        self.record("refund", payment, amount.minor, fresh);
         Ok(())
     }
+}
+
+/// The processor's own store failed: to its caller, the processor did not
+/// answer (nothing is known to have moved).
+fn unreachable(err: DbErr) -> ProviderError {
+    tracing::warn!(error = %err, "mock processor ledger unavailable");
+    ProviderError::Unavailable("processor ledger unavailable".into())
 }

@@ -1,14 +1,15 @@
 //! Test-only helpers: services started and awaited as production starts
 //! them, fresh databases per test on every backend (and the macro that runs
 //! a store contract on each), the real servers' URLs (or a printed skip), a
-//! token issuer, reserved ports, and a TCP link that a test can cut to take
-//! a server away.
+//! token issuer, reserved ports, a TCP link that a test can cut (or slow)
+//! to take a server away, services in `emporium serve` processes of their
+//! own, and a broker virtual host per test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use emporium_platform::auth::{Issuer, Role};
@@ -293,10 +294,12 @@ impl Default for Tokens {
 }
 
 /// A TCP relay in front of a server that the test can cut and restore, to
-/// see what a service does while its dependency is away.
+/// see what a service does while its dependency is away, or slow down, to
+/// see what its callers do when it answers after their deadline.
 pub struct Link {
     pub addr: SocketAddr,
     up: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicU64>,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
     stop: CancellationToken,
 }
@@ -306,13 +309,19 @@ impl Link {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind link");
         let addr = listener.local_addr().expect("link addr");
         let up = Arc::new(AtomicBool::new(true));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let (generation, _) = tokio::sync::watch::channel(0u64);
         let generation = Arc::new(generation);
         let stop = CancellationToken::new();
-        let (up2, gen2, stop2) = (up.clone(), generation.clone(), stop.clone());
+        let (up2, delay2, gen2, stop2) = (
+            up.clone(),
+            delay_ms.clone(),
+            generation.clone(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
             loop {
-                let (mut inbound, _) = tokio::select! {
+                let (inbound, _) = tokio::select! {
                     _ = stop2.cancelled() => return,
                     accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
                 };
@@ -320,12 +329,20 @@ impl Link {
                     continue; // dropped: the connection is refused in effect
                 }
                 let mut cut = gen2.subscribe();
+                let delay = delay2.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
+                    let (from_client, to_client) = inbound.into_split();
+                    let (from_server, to_server) = outbound.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = async {
+                            tokio::join!(
+                                relay(from_client, to_server, delay.clone()),
+                                relay(from_server, to_client, delay),
+                            )
+                        } => {}
                         _ = cut.changed() => {}
                     }
                 });
@@ -334,6 +351,7 @@ impl Link {
         Self {
             addr,
             up,
+            delay_ms,
             generation,
             stop,
         }
@@ -348,12 +366,263 @@ impl Link {
     pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
+
+    /// Holds every byte read from now on `by` before passing it on, both
+    /// ways (zero: none): the peer answers, late.
+    pub fn delay(&self, by: Duration) {
+        self.delay_ms.store(
+            u64::try_from(by.as_millis()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
+    }
+}
+
+/// Copies one direction of a link, each chunk passed on `delay` after it
+/// was read: a delay line, so that a slow link adds latency without
+/// queueing chunks behind one another's wait.
+async fn relay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Arc<AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (line, mut held) =
+        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let reader = async move {
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let read = from.read(&mut buffer).await.unwrap_or(0);
+            let due =
+                tokio::time::Instant::now() + Duration::from_millis(delay.load(Ordering::SeqCst));
+            // An empty chunk says the other side closed its half.
+            if line.send((due, buffer[..read].to_vec())).is_err() || read == 0 {
+                return;
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((due, chunk)) = held.recv().await {
+            tokio::time::sleep_until(due).await;
+            if chunk.is_empty() {
+                let _ = to.shutdown().await;
+                return;
+            }
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::join!(reader, writer);
 }
 
 impl Drop for Link {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// One service in an `emporium serve` process of its own, as production
+/// runs it.
+pub struct ServiceProcess {
+    pub child: tokio::process::Child,
+    pub http: SocketAddr,
+    /// Where its gRPC face listens, on loopback.
+    pub grpc: Option<SocketAddr>,
+    /// Every line it has written.
+    pub logs: Arc<std::sync::Mutex<String>>,
+}
+
+impl ServiceProcess {
+    /// `binary serve service` with `env`, its HTTP and gRPC faces on
+    /// `ports` (0: any free one); returns once it says where it listens.
+    pub async fn start(
+        binary: &std::path::Path,
+        service: &str,
+        env: &[(String, String)],
+        dir: &std::path::Path,
+        (http_port, grpc_port): (u16, u16),
+    ) -> Self {
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .args(["serve", service, "--data-dir"])
+            .arg(dir)
+            .args(["--log-format", "json"])
+            .env("PORT", http_port.to_string())
+            .env("GRPC_PORT", grpc_port.to_string())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("the binary starts");
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        let (http, logs) = listening_addr(&mut stdout, service).await;
+        // The port it took (`"grpc":"Some(0.0.0.0:50123)"`), so that a peer
+        // started after it is told where it is: no port is picked in
+        // advance, when another test might take it first.
+        let grpc = logs.lines().rev().find_map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).ok()?;
+            let raw = value["grpc"].as_str()?;
+            let addr: SocketAddr = raw.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok()?;
+            Some(SocketAddr::from(([127, 0, 0, 1], addr.port())))
+        });
+        // Keep reading the logs, so the process never blocks on a full pipe.
+        let logs = Arc::new(std::sync::Mutex::new(logs));
+        let kept = logs.clone();
+        tokio::spawn(async move {
+            let mut line = String::new();
+            while tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line)
+                .await
+                .is_ok_and(|n| n > 0)
+            {
+                kept.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&line);
+                line.clear();
+            }
+        });
+        Self {
+            child,
+            http,
+            grpc,
+            logs,
+        }
+    }
+
+    /// SIGKILL, and its end awaited: nothing of it runs any more.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Reads JSON log lines until `service` says where it listens; returns its
+/// HTTP address and the lines read so far.
+pub async fn listening_addr(
+    stdout: &mut tokio::io::BufReader<tokio::process::ChildStdout>,
+    service: &str,
+) -> (SocketAddr, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut seen = String::new();
+    let read = async {
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).await.unwrap() == 0 {
+                panic!("the process ended before listening: {seen}");
+            }
+            seen.push_str(&line);
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if value["message"] == "service listening" && value["service"] == service {
+                return value["http"].as_str().unwrap().parse().unwrap();
+            }
+        }
+    };
+    let addr = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the service reports its address within 30 s");
+    (addr, seen)
+}
+
+/// A free loopback port, for a process that must come back on the port it
+/// had (its callers were told it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A virtual host of its own on the broker for one test: its queues and
+/// exchange see no other test's events, and theirs none of its. Made and
+/// deleted with `rabbitmqctl` (the broker's own tool, on its machine).
+pub struct TestVhost {
+    /// The broker URL with this virtual host.
+    pub url: String,
+    name: String,
+}
+
+impl TestVhost {
+    pub fn fresh(amqp_url: &str) -> Self {
+        let name = format!("emporium-test-{}", uuid::Uuid::now_v7().simple());
+        let user = url_user(amqp_url);
+        for args in [
+            vec!["add_vhost", name.as_str()],
+            vec![
+                "set_permissions",
+                "-p",
+                name.as_str(),
+                &user,
+                ".*",
+                ".*",
+                ".*",
+            ],
+        ] {
+            let made = std::process::Command::new("rabbitmqctl")
+                .args(&args)
+                .output()
+                .unwrap_or_else(|e| panic!("rabbitmqctl (needed for a test vhost): {e}"));
+            assert!(made.status.success(), "rabbitmqctl {args:?}: {made:?}");
+        }
+        Self {
+            // The vhost is the URL's path, as a database is a SQL URL's.
+            url: replace_database(amqp_url, &name),
+            name,
+        }
+    }
+}
+
+/// The user an AMQP URL connects as (`guest` when it names none, as the
+/// client does).
+fn url_user(url: &str) -> String {
+    url.parse::<lapin::uri::AMQPUri>()
+        .map(|uri| uri.authority.userinfo.username)
+        .unwrap_or_else(|_| "guest".to_owned())
+}
+
+impl Drop for TestVhost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .output();
+    }
+}
+
+/// The server each service's database is on when the shop runs
+/// distributed (SPEC §1: payment and recommendation on MariaDB).
+pub const DISTRIBUTED_DATABASES: [(&str, Backend); 8] = [
+    ("identity", Backend::Postgres),
+    ("catalog", Backend::Postgres),
+    ("inventory", Backend::Postgres),
+    ("basket", Backend::Postgres),
+    ("ordering", Backend::Postgres),
+    ("payment", Backend::MySql),
+    ("recommendation", Backend::MySql),
+    ("notification", Backend::Postgres),
+];
+
+/// How many events a consumer's dead-letter queue holds.
+pub async fn dead_letters(amqp_url: &str, queue: &str) -> u32 {
+    let connection = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        durable: true,
+        ..Default::default()
+    };
+    let declared = channel
+        .queue_declare(
+            format!("{queue}.dlq").as_str().into(),
+            passive,
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let _ = connection.close(0, "counted".into()).await;
+    declared.message_count()
 }
 
 /// Removes a consumer's queue and its dead-letter queue from the broker.
@@ -558,5 +827,51 @@ mod tests {
             super::replace_database("mysql://root@h:3306", "x"),
             "mysql://root@h:3306/x"
         );
+    }
+
+    /// Bytes pass through a link both ways, late when it is slowed, and
+    /// not at all once it is cut.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_link_relays_delays_and_cuts() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = echo.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let (mut read, mut write) = socket.split();
+                    let _ = tokio::io::copy(&mut read, &mut write).await;
+                });
+            }
+        });
+        let link = super::Link::to(target).await;
+        let mut client = tokio::net::TcpStream::connect(link.addr).await.unwrap();
+        let mut answer = [0u8; 4];
+        client.write_all(b"ping").await.unwrap();
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"ping");
+        link.delay(super::Duration::from_secs(1));
+        client.write_all(b"pong").await.unwrap();
+        let early = tokio::time::timeout(
+            super::Duration::from_millis(300),
+            client.read_exact(&mut answer),
+        )
+        .await;
+        assert!(early.is_err(), "a slowed link answers late");
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"pong");
+        link.delay(super::Duration::ZERO);
+        link.cut();
+        let mut rest = vec![];
+        assert_eq!(client.read_to_end(&mut rest).await.unwrap_or(0), 0);
+    }
+
+    #[test]
+    fn broker_urls_take_the_test_vhost() {
+        assert_eq!(
+            super::replace_database("amqp://guest:guest@h:5672/%2f", "t1"),
+            "amqp://guest:guest@h:5672/t1"
+        );
+        assert_eq!(super::url_user("amqp://shop@h:5672"), "shop");
     }
 }

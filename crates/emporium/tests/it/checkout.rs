@@ -780,14 +780,7 @@ async fn a_checkout_killed_mid_payment_is_settled_when_ordering_restarts() {
 }
 
 /// One service in its own `emporium serve` process on the real servers.
-struct Served {
-    child: tokio::process::Child,
-    http: std::net::SocketAddr,
-    /// Where its gRPC face listens, on loopback.
-    grpc: Option<std::net::SocketAddr>,
-    /// Every line it has written.
-    logs: std::sync::Arc<std::sync::Mutex<String>>,
-}
+type Served = emporium_testkit::ServiceProcess;
 
 async fn serve(service: &str, env: &[(String, String)], dir: &std::path::Path) -> Served {
     serve_on(service, env, dir, 0).await
@@ -800,50 +793,8 @@ async fn serve_on(
     dir: &std::path::Path,
     port: u16,
 ) -> Served {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_emporium"));
-    command
-        .args(["serve", service, "--data-dir"])
-        .arg(dir)
-        .args(["--log-format", "json"])
-        .env("PORT", port.to_string())
-        .env("GRPC_PORT", "0")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
-    let (http, logs) = listening_addr(&mut stdout, service).await;
-    // The port it took (`"grpc":"Some(0.0.0.0:50123)"`), so that a peer
-    // started after it is told where it is: no port is picked in advance,
-    // when another test might take it first.
-    let grpc = logs.lines().rev().find_map(|line| {
-        let value: Value = serde_json::from_str(line).ok()?;
-        let raw = value["grpc"].as_str()?;
-        let addr: std::net::SocketAddr =
-            raw.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok()?;
-        Some(std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())))
-    });
-    // Keep reading the logs, so the process never blocks on a full pipe.
-    let logs = std::sync::Arc::new(std::sync::Mutex::new(logs));
-    let kept = logs.clone();
-    tokio::spawn(async move {
-        let mut line = String::new();
-        while tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line)
-            .await
-            .is_ok_and(|n| n > 0)
-        {
-            kept.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    Served {
-        child,
-        http,
-        grpc,
-        logs,
-    }
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_emporium"));
+    Served::start(binary, service, env, dir, (port, 0)).await
 }
 
 /// Every service in its own process on PostgreSQL, MariaDB (payment),
@@ -854,9 +805,7 @@ async fn serve_on(
 /// exactly one confirmation is mailed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away() {
-    use emporium_testkit::{
-        AMQP, Backend, REDIS, SMTP, SMTP_MAILDIR, TestDatabase, delivered, server_url,
-    };
+    use emporium_testkit::{AMQP, REDIS, SMTP, SMTP_MAILDIR, TestDatabase, delivered, server_url};
     let (Some(amqp), Some(redis), Some(smtp), Some(maildir)) = (
         server_url(AMQP),
         server_url(REDIS),
@@ -866,16 +815,7 @@ async fn the_whole_journey_runs_distributed_and_survives_the_broker_going_away()
         return;
     };
     let mut databases = std::collections::HashMap::new();
-    for (service, backend) in [
-        ("identity", Backend::Postgres),
-        ("catalog", Backend::Postgres),
-        ("inventory", Backend::Postgres),
-        ("basket", Backend::Postgres),
-        ("ordering", Backend::Postgres),
-        ("payment", Backend::MySql),
-        ("recommendation", Backend::MySql),
-        ("notification", Backend::Postgres),
-    ] {
+    for (service, backend) in emporium_testkit::DISTRIBUTED_DATABASES {
         let Some(db) = TestDatabase::fresh(backend).await else {
             return;
         };

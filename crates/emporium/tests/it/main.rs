@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use emporium_platform::auth::{Issuer, Role};
 use emporium_platform::config::Settings;
+use emporium_testkit::listening_addr;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -14,6 +15,7 @@ mod admin_catalog;
 mod admin_ops;
 mod admin_people;
 mod browser;
+mod chaos;
 mod checkout;
 mod commerce;
 mod live;
@@ -1485,35 +1487,6 @@ impl UpProcess {
         interrupt_and_wait(&mut self.child).await;
         (self.rest.await.unwrap(), self.errors.await.unwrap())
     }
-}
-
-/// Reads JSON log lines until `service` says where it listens; returns its
-/// HTTP address and the lines read so far.
-async fn listening_addr(
-    stdout: &mut tokio::io::BufReader<tokio::process::ChildStdout>,
-    service: &str,
-) -> (std::net::SocketAddr, String) {
-    use tokio::io::AsyncBufReadExt;
-    let mut seen = String::new();
-    let read = async {
-        loop {
-            let mut line = String::new();
-            if stdout.read_line(&mut line).await.unwrap() == 0 {
-                panic!("the process ended before listening: {seen}");
-            }
-            seen.push_str(&line);
-            let Ok(value) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if value["message"] == "service listening" && value["service"] == service {
-                return value["http"].as_str().unwrap().parse().unwrap();
-            }
-        }
-    };
-    let addr = tokio::time::timeout(Duration::from_secs(30), read)
-        .await
-        .expect("the service reports its address within 30 s");
-    (addr, seen)
 }
 
 fn through(link: &emporium_testkit::Link, url: &str) -> String {

@@ -510,6 +510,255 @@ async fn contract_a_payment_made_before_a_crash_is_voided_when_resumed(backend: 
     f.stop().await;
 }
 
+/// Ordering's saga on the fixture's store and peers, payment reached
+/// through `link` within a 300 ms deadline.
+fn with_payment_through(f: &Fixture, link: &emporium_testkit::Link) -> Orders {
+    let peer = |name: &'static str, addr: std::net::SocketAddr, deadline: Duration| {
+        let token = f
+            .tokens
+            .issuer
+            .mint_service("ordering", name, Duration::from_secs(300))
+            .unwrap();
+        let credentials = ServiceCredentials::fixed("ordering", &token).unwrap();
+        let policy = PeerPolicy {
+            deadline,
+            ..PeerPolicy::default()
+        };
+        Peer::new(name, &format!("http://{addr}"), policy, credentials).unwrap()
+    };
+    let local = |name: &'static str| {
+        peer(
+            name,
+            f.shop.get(name).unwrap().grpc_addr.unwrap(),
+            PeerPolicy::default().deadline,
+        )
+    };
+    Orders::new(
+        f.db.clone(),
+        Outbox::new(),
+        Peers {
+            catalog: local("catalog"),
+            inventory: local("inventory"),
+            payment: peer("payment", link.addr, Duration::from_millis(300)),
+            basket: local("basket"),
+        },
+        900,
+    )
+}
+
+/// An order of one unit of `sku` that got as far as making its payment
+/// (stock reserved, the payment pending), as a checkout cut off there
+/// leaves it.
+async fn order_at_paying(f: &Fixture, product: Uuid, sku: &str) -> String {
+    use emporium_proto::inventory::v1::inventory_client::InventoryClient;
+    use emporium_proto::inventory::v1::{Line, ReserveRequest};
+    use emporium_proto::payment::v1::CreatePaymentRequest;
+    use emporium_proto::payment::v1::payments_client::PaymentsClient;
+    // As ordering calls its peers: with its token, within a deadline.
+    let token = |peer: &str| {
+        f.tokens
+            .issuer
+            .mint_service("ordering", peer, Duration::from_secs(300))
+            .unwrap()
+    };
+    let channel = |peer: &str| {
+        let addr = f.shop.get(peer).unwrap().grpc_addr.unwrap();
+        let bearer: tonic::metadata::MetadataValue<_> =
+            format!("Bearer {}", token(peer)).parse().unwrap();
+        let channel =
+            emporium_platform::grpc::channel(&format!("http://{addr}"), Duration::from_secs(5))
+                .unwrap();
+        tonic::service::interceptor::InterceptedService::new(
+            channel,
+            move |mut request: tonic::Request<()>| {
+                request
+                    .metadata_mut()
+                    .insert("authorization", bearer.clone());
+                Ok(request)
+            },
+        )
+    };
+    // The checkout got as far as making its payment: stock reserved, the
+    // payment pending.
+    let id = Uuid::now_v7().to_string();
+    store::insert(
+        &f.db,
+        row(&id, "ada", "reserved", 0),
+        vec![line(&id, product, sku, 1)],
+    )
+    .await
+    .unwrap();
+    InventoryClient::new(channel("inventory"))
+        .reserve(ReserveRequest {
+            reservation_id: id.clone(),
+            lines: vec![Line {
+                sku: sku.to_owned(),
+                quantity: 1,
+            }],
+            ttl_secs: 900,
+            reference: format!("order {id}"),
+        })
+        .await
+        .unwrap();
+    let payment = PaymentsClient::new(channel("payment"))
+        .create_payment(CreatePaymentRequest {
+            order_id: id.clone(),
+            user_id: "ada".into(),
+            amount: Some(emporium_proto::common::v1::Money {
+                amount_minor: 500,
+                currency: "USD".into(),
+            }),
+            method: "card".into(),
+            card_number: CARD.into(),
+            idempotency_key: format!("order-{id}"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let change = Change {
+        reservation_id: Some(id.clone()),
+        payment_id: Some(payment.id.clone()),
+        ..Change::default()
+    };
+    assert!(
+        store::advance(
+            &f.db,
+            &id,
+            ("pending", "reserved"),
+            ("pending", "paying"),
+            change
+        )
+        .await
+        .unwrap()
+    );
+    id
+}
+
+/// Finding (chaos suite): a payment answering after ordering's deadline
+/// (slow, or cut off) had its order failed and its stock released while
+/// the late request went on to capture it: the customer charged for a
+/// failed order. An order whose payment cannot be known is now left
+/// pending, and the resumer settles it once payment answers: confirmed,
+/// paid once, its stock committed.
+async fn contract_a_payment_answering_late_is_settled_not_lost(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let (product, sku) = f.products[0].clone();
+    let (on_hand, _) = f.stock(&sku).await;
+    let id = order_at_paying(&f, product, &sku).await;
+    // Payment answers ordering only after its deadline.
+    let link = emporium_testkit::Link::to(f.shop.get("payment").unwrap().grpc_addr.unwrap()).await;
+    link.delay(Duration::from_millis(600));
+    let orders = with_payment_through(&f, &link);
+    let stored = store::find(&f.db, &id).await.unwrap().unwrap();
+    let outcome = orders.run(stored, None).await;
+    assert!(
+        matches!(outcome, Err(OrderError::Peer(_))),
+        "not settled while its payment is unknown: {outcome:?}"
+    );
+    let waiting = store::find(&f.db, &id).await.unwrap().unwrap();
+    assert_eq!(
+        (waiting.status.as_str(), waiting.step.as_str()),
+        ("pending", "paying")
+    );
+    assert_eq!(f.stock(&sku).await, (on_hand, 1), "still held");
+    // The late request took the payment; once payment answers in time,
+    // the resumer confirms the order.
+    let taken = emporium_testkit::eventually(Duration::from_secs(10), || async {
+        let made = f.payments(&id).await;
+        (made[0]["status"] == "captured").then_some(())
+    })
+    .await;
+    assert!(taken.is_some(), "{:?}", f.payments(&id).await);
+    assert_eq!(f.orders.resume(Duration::ZERO).await.unwrap(), 1);
+    let settled = store::find(&f.db, &id).await.unwrap().unwrap();
+    assert_eq!(
+        (settled.status.as_str(), settled.step.as_str()),
+        ("confirmed", "done")
+    );
+    let made = f.payments(&id).await;
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0]["status"], "captured");
+    assert_eq!(f.stock(&sku).await, (on_hand - 1, 0), "committed");
+    f.stop().await;
+}
+
+/// Finding (chaos suite): two runners of one checkout (both replicas'
+/// resumers, or a resumer and the slow request) both saw its payment
+/// captured; the one that came second found the order confirmed by the
+/// first and refunded the payment, taking it for a failed order: the
+/// customer kept the goods and the money. Only an order failed meanwhile
+/// gives its money back.
+async fn contract_a_second_runner_does_not_refund_a_confirmed_order(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let (product, sku) = f.products[1].clone();
+    let (on_hand, _) = f.stock(&sku).await;
+    let id = order_at_paying(&f, product, &sku).await;
+    let stale = store::find(&f.db, &id).await.unwrap().unwrap();
+    let first = f.orders.run(stale.clone(), None).await.unwrap();
+    assert_eq!(first.status, "confirmed");
+    let second = f.orders.run(stale, None).await.unwrap();
+    assert_eq!(second.status, "confirmed");
+    let made = f.payments(&id).await;
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0]["status"], "captured", "{made:?}");
+    assert_eq!(f.stock(&sku).await, (on_hand - 1, 0));
+    f.stop().await;
+}
+
+/// Finding (chaos suite): a cancellation cut off after payment refunded
+/// (ordering killed, or payment's answer late) left the order confirmed
+/// with its money given back. The intent is now written first and the
+/// resumer finishes it: cancelled, refunded once, `order.cancelled`
+/// written; the admin cannot ship it meanwhile.
+async fn contract_a_cancellation_cut_off_is_finished_by_the_resumer(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let (product, _) = f.products[1].clone();
+    let confirmed = f.checkout("ada", product, 1, CARD).await;
+    let id = Uuid::parse_str(confirmed["id"].as_str().unwrap()).unwrap();
+    let link = emporium_testkit::Link::to(f.shop.get("payment").unwrap().grpc_addr.unwrap()).await;
+    link.delay(Duration::from_millis(600));
+    let late = with_payment_through(&f, &link);
+    let outcome = late.cancel(id, Some("ada")).await;
+    assert!(matches!(outcome, Err(OrderError::Peer(_))), "{outcome:?}");
+    // The late refund lands; the order is not shipped meanwhile.
+    let refunded = emporium_testkit::eventually(Duration::from_secs(10), || async {
+        (f.payments(&id.to_string()).await[0]["status"] == "refunded").then_some(())
+    })
+    .await;
+    assert!(
+        refunded.is_some(),
+        "{:?}",
+        f.payments(&id.to_string()).await
+    );
+    assert!(matches!(
+        f.orders.fulfil(id, Status::Processing).await,
+        Err(OrderError::State(_))
+    ));
+    assert_eq!(f.orders.resume(Duration::ZERO).await.unwrap(), 1);
+    let settled = store::find(&f.db, &id.to_string()).await.unwrap().unwrap();
+    assert_eq!(
+        (settled.status.as_str(), settled.step.as_str()),
+        ("cancelled", "done")
+    );
+    let payments = f.payments(&id.to_string()).await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!(
+        (&payments[0]["status"], &payments[0]["refunded"]),
+        (&json!("refunded"), &confirmed["total"])
+    );
+    assert_eq!(
+        f.events(&id.to_string()).await,
+        ["order.created", "order.confirmed", "order.cancelled"]
+    );
+    f.stop().await;
+}
+
 /// The buyer cancels a confirmed order: refunded, `order.cancelled`
 /// written, cancelled once. Another user reading or cancelling it is
 /// answered as for an order that does not exist.
@@ -548,6 +797,9 @@ on_every_backend!(
     contract_a_checkout_confirms_paid_once_or_fails_with_everything_undone,
     contract_an_interrupted_checkout_is_settled_when_resumed,
     contract_a_payment_made_before_a_crash_is_voided_when_resumed,
+    contract_a_payment_answering_late_is_settled_not_lost,
+    contract_a_second_runner_does_not_refund_a_confirmed_order,
+    contract_a_cancellation_cut_off_is_finished_by_the_resumer,
     contract_a_cancellation_refunds_and_another_user_sees_no_order,
 );
 

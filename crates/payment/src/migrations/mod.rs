@@ -4,6 +4,7 @@
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261124_000001_payments;
+mod m20261203_000001_mock_processor_ledger;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(emporium_platform::bus::OutboxMigration),
             Box::new(emporium_platform::idempotency::IdempotencyMigration),
             Box::new(m20261124_000001_payments::Migration),
+            Box::new(m20261203_000001_mock_processor_ledger::Migration),
         ]
     }
 }

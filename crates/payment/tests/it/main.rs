@@ -1,7 +1,8 @@
 //! Payment's store contract, on SQLite always and on PostgreSQL and MariaDB
 //! when their URLs are set: the state machine against the mock processor,
 //! nothing taken twice under concurrency, refunds bounded by the capture,
-//! and idempotency keys (also on Redis).
+//! the mock's ledger surviving a restart, and idempotency keys (also on
+//! Redis).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use emporium_payment::Payments;
 use emporium_payment::domain::{PaymentDraft, PaymentInput, Refusal};
 use emporium_payment::payments::{PaymentError, Policy};
-use emporium_payment::provider::{self, MockBehaviour, MockProvider};
+use emporium_payment::provider::{self, MockBehaviour, MockProvider, Provider};
 use emporium_platform::bus::Outbox;
 use emporium_platform::idempotency::{Claim, IdempotencyStore, Recorded, SqlKeys};
 use emporium_platform::money::{Money, MoneyJson};
@@ -34,7 +35,7 @@ async fn fixture(backend: Backend) -> Option<Fixture> {
     emporium_platform::db::migrate::<emporium_payment::migrations::Migrator>(&db)
         .await
         .unwrap();
-    let mock = MockProvider::new(MockBehaviour::default());
+    let mock = MockProvider::new(MockBehaviour::default(), db.clone());
     let payments = Payments::new(
         db.clone(),
         Outbox::new(),
@@ -117,7 +118,7 @@ async fn contract_a_payment_is_captured_then_refunded_within_bounds(backend: Bac
     let captured = f.payments.process(id).await.unwrap();
     assert_eq!(captured.status, "captured");
     assert!(captured.provider_id.is_some() && captured.processed_at.is_some());
-    assert_eq!(f.mock.taken(), 10_000);
+    assert_eq!(f.mock.taken().await.unwrap(), 10_000);
     assert!(matches!(
         f.payments.process(id).await,
         Err(PaymentError::Refused(Refusal::Transition { .. }))
@@ -146,7 +147,7 @@ async fn contract_a_payment_is_captured_then_refunded_within_bounds(backend: Bac
         (rest.status.as_str(), rest.refunded.amount.as_str()),
         ("refunded", "100.00")
     );
-    assert_eq!(f.mock.taken(), 0);
+    assert_eq!(f.mock.taken().await.unwrap(), 0);
     assert!(f.payments.refund(id, None).await.is_err());
     assert_eq!(f.events("payment.completed").await, 1);
     assert_eq!(f.events("payment.refunded").await, 2);
@@ -181,7 +182,7 @@ async fn contract_declines_errors_and_timeouts_fail_without_taking(backend: Back
     });
     let id = f.pay(GOOD, "5.00").await;
     assert_eq!(f.payments.process(id).await.unwrap().status, "failed");
-    assert_eq!(f.mock.taken(), 0);
+    assert_eq!(f.mock.taken().await.unwrap(), 0);
     assert_eq!(f.events("payment.failed").await, 5);
     assert_eq!(f.events("payment.completed").await, 0);
 }
@@ -245,7 +246,7 @@ async fn contract_concurrent_processing_takes_the_money_once(backend: Backend) {
     assert!((1..=2).contains(&landed), "{landed}");
     assert_eq!(row.refunded_minor, 1500 * landed as i64);
     assert_eq!(f.events("payment.refunded").await, landed as i64);
-    assert_eq!(f.mock.taken(), 4000 - row.refunded_minor);
+    assert_eq!(f.mock.taken().await.unwrap(), 4000 - row.refunded_minor);
 }
 
 async fn contract_cancellation_and_expiry(backend: Backend) {
@@ -256,7 +257,7 @@ async fn contract_cancellation_and_expiry(backend: Backend) {
     assert_eq!(f.payments.cancel(id).await.unwrap().status, "cancelled");
     assert!(f.payments.cancel(id).await.is_err());
     assert!(f.payments.process(id).await.is_err());
-    assert_eq!(f.mock.taken(), 0);
+    assert_eq!(f.mock.taken().await.unwrap(), 0);
     assert!(matches!(
         f.payments.get(Uuid::now_v7()).await,
         Err(PaymentError::NotFound)
@@ -278,6 +279,233 @@ async fn contract_cancellation_and_expiry(backend: Backend) {
         Err(PaymentError::Expired)
     ));
     assert_eq!(short.get(late).await.unwrap().status, "cancelled");
+}
+
+/// A payment authorized by a processor that then went away (the process
+/// ended after payment recorded the authorization): a new mock over the
+/// same store captures it, or voids it, as a real processor would.
+async fn contract_a_restarted_processor_captures_and_voids_what_it_authorized(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let mut authorized = vec![];
+    for amount in ["31.00", "12.50"] {
+        let id = f.pay(GOOD, amount).await;
+        let row = f.payments.get(id).await.unwrap();
+        let authorization = f
+            .mock
+            .authorize(id, usd(amount), &row.card_token)
+            .await
+            .unwrap();
+        let change = emporium_payment::store::Change {
+            provider_id: Some(authorization),
+            ..Default::default()
+        };
+        assert!(
+            emporium_payment::store::advance(&f.db, &row.id, "pending", "authorized", change)
+                .await
+                .unwrap()
+        );
+        authorized.push(id);
+    }
+    // The process ends; another starts on the same store.
+    let restarted = MockProvider::new(MockBehaviour::default(), f.db.clone());
+    let payments = Payments::new(
+        f.db.clone(),
+        Outbox::new(),
+        Arc::new(restarted.clone()),
+        Policy {
+            provider_timeout: Duration::from_millis(300),
+            payment_ttl: Duration::from_secs(600),
+        },
+    );
+    let captured = payments.process(authorized[0]).await.unwrap();
+    assert_eq!(
+        (captured.status.as_str(), captured.failure_reason),
+        ("captured", None)
+    );
+    assert_eq!(
+        payments.cancel(authorized[1]).await.unwrap().status,
+        "cancelled"
+    );
+    assert_eq!(restarted.taken().await.unwrap(), 3100);
+    let ledger = provider::ledger::rows(&f.db).await.unwrap();
+    assert_eq!(ledger.len(), 2);
+    assert!(ledger.iter().all(|r| !r.open()), "{ledger:?}");
+    let voided = ledger
+        .iter()
+        .find(|r| r.payment_id == authorized[1].to_string())
+        .unwrap();
+    assert!(voided.voided_at.is_some() && voided.captured_minor == 0);
+    // A refund after the restart is bounded by what was captured before.
+    assert_eq!(
+        payments.refund(authorized[0], None).await.unwrap().status,
+        "refunded"
+    );
+    assert_eq!(restarted.taken().await.unwrap(), 0);
+}
+
+/// Every processor call asked twice, at once from two processes on one
+/// store, moves money once; a refund beyond the capture, a capture of a
+/// voided authorization and a void of a capture are refused.
+async fn contract_processor_calls_asked_twice_move_money_once(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let other = MockProvider::new(MockBehaviour::default(), f.db.clone());
+    let token = f.mock.tokenize(GOOD);
+    let (a, b) = (f.mock.clone(), other);
+    let payment = Uuid::now_v7();
+    let (first, second) = tokio::join!(
+        a.authorize(payment, usd("20.00"), &token),
+        b.authorize(payment, usd("20.00"), &token)
+    );
+    assert_eq!(first.clone().unwrap(), second.unwrap());
+    let authorization = first.unwrap();
+    let (one, two) = tokio::join!(
+        a.capture(payment, &authorization),
+        b.capture(payment, &authorization)
+    );
+    assert_eq!((one, two), (Ok(()), Ok(())));
+    let refund = Uuid::now_v7();
+    let (one, two) = tokio::join!(
+        a.refund(payment, refund, usd("5.00")),
+        b.refund(payment, refund, usd("5.00"))
+    );
+    assert_eq!((one, two), (Ok(()), Ok(())));
+    assert_eq!(f.mock.taken().await.unwrap(), 1500);
+    let effective = |operation: &str| {
+        a.calls()
+            .into_iter()
+            .chain(b.calls())
+            .filter(|c| c.operation == operation && c.effective)
+            .count()
+    };
+    assert_eq!(
+        (
+            effective("authorize"),
+            effective("capture"),
+            effective("refund")
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        a.refund(payment, Uuid::now_v7(), usd("15.01")).await,
+        Err(provider::ProviderError::Declined(
+            "refund_exceeds_capture".into()
+        ))
+    );
+    assert_eq!(
+        b.void(payment, &authorization).await,
+        Err(provider::ProviderError::Declined("already_captured".into()))
+    );
+    // A void asked twice; then the capture is refused.
+    let voided = Uuid::now_v7();
+    let held = a.authorize(voided, usd("7.00"), &token).await.unwrap();
+    let (one, two) = tokio::join!(a.void(voided, &held), b.void(voided, &held));
+    assert_eq!((one, two), (Ok(()), Ok(())));
+    assert_eq!(effective("void"), 1);
+    assert_eq!(
+        b.capture(voided, &held).await,
+        Err(provider::ProviderError::Declined(
+            "authorization_not_capturable".into()
+        ))
+    );
+    // A void that came before its authorization (whose answer was lost):
+    // the authorization is born void and cannot be captured.
+    let ahead = Uuid::now_v7();
+    a.void(ahead, "").await.unwrap();
+    let late = b.authorize(ahead, usd("3.00"), &token).await.unwrap();
+    assert!(a.capture(ahead, &late).await.is_err());
+    assert_eq!(
+        a.capture(Uuid::now_v7(), "auth_x").await,
+        Err(provider::ProviderError::Declined("no_authorization".into()))
+    );
+    let ledger = provider::ledger::rows(&f.db).await.unwrap();
+    assert!(ledger.iter().all(|r| !r.open()), "{ledger:?}");
+    assert_eq!(f.mock.taken().await.unwrap(), 1500);
+}
+
+/// Finding (chaos suite): a payment cancelled while pending kept an
+/// authorization its processing had made before it was cut off (the
+/// caller's deadline, a killed process), and one the processor had
+/// captured could not be cancelled and stayed `authorized`. Now a cancel
+/// voids at the processor whatever the record says, ahead of an
+/// authorization still on its way, and records a capture it finds.
+async fn contract_a_cancel_leaves_nothing_held_at_the_processor(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let token = f.mock.tokenize(GOOD);
+    // Authorized, its answer lost: the record says pending.
+    let lost = f.pay(GOOD, "8.00").await;
+    f.mock.authorize(lost, usd("8.00"), &token).await.unwrap();
+    assert_eq!(f.payments.cancel(lost).await.unwrap().status, "cancelled");
+    // Cancelled first; the authorization arrives after.
+    let late = f.pay(GOOD, "9.00").await;
+    assert_eq!(f.payments.cancel(late).await.unwrap().status, "cancelled");
+    let held = f.mock.authorize(late, usd("9.00"), &token).await.unwrap();
+    assert!(f.mock.capture(late, &held).await.is_err());
+    let ledger = provider::ledger::rows(&f.db).await.unwrap();
+    assert!(ledger.iter().all(|r| !r.open()), "{ledger:?}");
+    // Captured at the processor, its answer lost: the record says
+    // authorized. The cancel is refused and the capture recorded.
+    let taken = f.pay(GOOD, "10.00").await;
+    let row = f.payments.get(taken).await.unwrap();
+    let authorization = f.mock.authorize(taken, usd("10.00"), &token).await.unwrap();
+    let change = emporium_payment::store::Change {
+        provider_id: Some(authorization.clone()),
+        ..Default::default()
+    };
+    assert!(
+        emporium_payment::store::advance(&f.db, &row.id, "pending", "authorized", change)
+            .await
+            .unwrap()
+    );
+    f.mock.capture(taken, &authorization).await.unwrap();
+    assert!(matches!(
+        f.payments.cancel(taken).await,
+        Err(PaymentError::Refused(Refusal::Transition { .. }))
+    ));
+    assert_eq!(f.payments.get(taken).await.unwrap().status, "captured");
+    assert_eq!(
+        f.outbox_of(taken).await,
+        vec!["payment.completed".to_owned()]
+    );
+    assert_eq!(f.mock.taken().await.unwrap(), 1000);
+}
+
+/// Finding (chaos suite): a refund whose caller went away half-way (its
+/// deadline passed, its process killed) left the payment recorded as
+/// refunded while the processor had given nothing back: the request was
+/// dropped between the record and the processor. A change of money now
+/// runs to its end whoever stops waiting for it.
+async fn contract_a_caller_gone_midway_leaves_record_and_processor_agreeing(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let id = f.pay(GOOD, "25.00").await;
+    assert_eq!(f.payments.process(id).await.unwrap().status, "captured");
+    f.mock.set_behaviour(MockBehaviour {
+        failure_rate: 0.0,
+        latency_ms: 200,
+    });
+    let gone = tokio::time::timeout(Duration::from_millis(50), f.payments.refund(id, None)).await;
+    assert!(gone.is_err(), "the caller stopped waiting");
+    let agreed = emporium_testkit::eventually(Duration::from_secs(5), || async {
+        let row = f.payments.get(id).await.unwrap();
+        let taken = f.mock.taken().await.unwrap();
+        (row.status == "refunded" && taken == 0).then_some(())
+    })
+    .await;
+    let row = f.payments.get(id).await.unwrap();
+    assert!(
+        agreed.is_some(),
+        "record {} refunded {}, processor keeps {}",
+        row.status,
+        row.refunded_minor,
+        f.mock.taken().await.unwrap()
+    );
 }
 
 async fn keys_contract(store: &dyn IdempotencyStore) {
@@ -336,5 +564,9 @@ on_every_backend!(
     contract_declines_errors_and_timeouts_fail_without_taking,
     contract_concurrent_processing_takes_the_money_once,
     contract_cancellation_and_expiry,
+    contract_a_restarted_processor_captures_and_voids_what_it_authorized,
+    contract_processor_calls_asked_twice_move_money_once,
+    contract_a_cancel_leaves_nothing_held_at_the_processor,
+    contract_a_caller_gone_midway_leaves_record_and_processor_agreeing,
     contract_idempotency_keys_in_sql,
 );

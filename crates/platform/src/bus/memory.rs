@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Consumer, Envelope, Handler, Interest, Interests, Sender, Transport, handle_observed, refusal,
-    refused,
+    Consumer, Envelope, Handler, Interest, Interests, OUTAGE_PAUSE, Sender, Transport,
+    handle_observed, refusal, refused, unreachable,
 };
 
 struct Subscription {
@@ -89,10 +89,17 @@ impl Transport for InProcess {
                     continue;
                 }
                 let mut attempt = 0;
-                while handle_observed(&queue, handler.as_ref(), &envelope)
-                    .await
-                    .is_err()
+                while let Err(failure) = handle_observed(&queue, handler.as_ref(), &envelope).await
                 {
+                    // A store out of reach is waited for, not counted
+                    // against the event.
+                    if unreachable(&failure) {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(OUTAGE_PAUSE) => {}
+                        }
+                        continue;
+                    }
                     attempt += 1;
                     if attempt > max_retries {
                         tracing::error!(queue = %queue, event_id = %envelope.id, "event dead-lettered");

@@ -278,6 +278,44 @@ pub fn topic_matches(pattern: &str, key: &str) -> bool {
     go(&p, &k)
 }
 
+/// How long a consumer waits before trying an event again whose handler
+/// could not reach a store it needs.
+pub(crate) const OUTAGE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a handler's `error` says a store it needs could not be reached
+/// (a database or Redis connection refused, cut or timed out): an outage,
+/// not a fault of the event, so it does not use up the event's retries,
+/// which any outage longer than a few seconds would, dead-lettering every
+/// event that came meanwhile.
+pub fn unreachable(error: &anyhow::Error) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    error.chain().any(|cause| {
+        if let Some(db) = cause.downcast_ref::<DbErr>() {
+            return match db {
+                DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
+                DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+                    matches!(
+                        e.as_ref(),
+                        sqlx::Error::Io(_)
+                            | sqlx::Error::Tls(_)
+                            | sqlx::Error::PoolTimedOut
+                            | sqlx::Error::PoolClosed
+                            | sqlx::Error::WorkerCrashed
+                    )
+                }
+                _ => false,
+            };
+        }
+        if let Some(redis) = cause.downcast_ref::<redis::RedisError>() {
+            return redis.is_io_error()
+                || redis.is_connection_dropped()
+                || redis.is_connection_refusal()
+                || redis.is_timeout();
+        }
+        cause.downcast_ref::<std::io::Error>().is_some()
+    })
+}
+
 pub(crate) async fn handle_observed(
     consumer: &str,
     handler: &dyn Handler,

@@ -12,8 +12,8 @@ use uuid::Uuid;
 use std::collections::BTreeMap;
 
 use super::{
-    Consumer, DEAD_LETTER_EXCHANGE, EXCHANGE, Envelope, Handler, Interest, Interests, RETRY_HEADER,
-    Sender, Transport, dead_lettered, handle_observed, refusal, refused,
+    Consumer, DEAD_LETTER_EXCHANGE, EXCHANGE, Envelope, Handler, Interest, Interests, OUTAGE_PAUSE,
+    RETRY_HEADER, Sender, Transport, dead_lettered, handle_observed, refusal, refused, unreachable,
 };
 
 use lapin::options::{
@@ -117,16 +117,19 @@ async fn publish_confirmed(
     payload: &[u8],
     properties: BasicProperties,
 ) -> anyhow::Result<()> {
-    let confirm = channel
-        .basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            BasicPublishOptions::default(),
-            payload,
-            properties,
-        )
-        .await?;
-    let confirmation = tokio::time::timeout(Duration::from_secs(10), confirm)
+    let confirmed = async {
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                payload,
+                properties,
+            )
+            .await?;
+        anyhow::Ok(confirm.await?)
+    };
+    let confirmation = tokio::time::timeout(Duration::from_secs(10), confirmed)
         .await
         .map_err(|_| anyhow::anyhow!("no publisher confirm within 10s"))??;
     if confirmation.is_nack() {
@@ -339,11 +342,20 @@ impl RabbitConsumer {
                 FieldTable::default(),
             )
             .await?;
+        // A connection that broke does not always end the delivery stream:
+        // its state is looked at while waiting.
+        let mut watch = tokio::time::interval(Duration::from_secs(1));
         loop {
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => {
                     let _ = connection.close(0, "shutdown".into()).await;
                     return Ok(());
+                }
+                _ = watch.tick() => {
+                    if !connection.status().connected() || !channel.status().connected() {
+                        anyhow::bail!("broker connection lost");
+                    }
+                    continue;
                 }
                 next = deliveries.next() => match next {
                     Some(delivery) => delivery?,
@@ -353,7 +365,7 @@ impl RabbitConsumer {
             let Ok(envelope) = serde_json::from_slice::<Envelope>(&delivery.data) else {
                 tracing::error!(queue = %self.queue, "undecodable event dead-lettered");
                 dead_lettered(&self.queue);
-                dead_letter(&delivery).await?;
+                answered(dead_letter(&delivery)).await?;
                 continue;
             };
             let sender = Sender::Broker {
@@ -367,38 +379,62 @@ impl RabbitConsumer {
                 // Kept in the dead-letter queue for whoever investigates.
                 refused(&self.queue, &envelope, reason);
                 dead_lettered(&self.queue);
-                dead_letter(&delivery).await?;
+                answered(dead_letter(&delivery)).await?;
                 continue;
             }
-            if handle_observed(&self.queue, self.handler.as_ref(), &envelope)
-                .await
-                .is_ok()
-            {
-                delivery.ack(BasicAckOptions::default()).await?;
+            let Err(failure) = handle_observed(&self.queue, self.handler.as_ref(), &envelope).await
+            else {
+                answered(delivery.ack(BasicAckOptions::default())).await?;
                 continue;
-            }
+            };
             let retries = retries_of(&delivery.properties);
-            if retries >= self.max_retries {
+            // A store out of reach is waited for, not counted against the
+            // event.
+            let outage = unreachable(&failure);
+            if retries >= self.max_retries && !outage {
                 tracing::error!(queue = %self.queue, event_id = %envelope.id, retries, "event dead-lettered");
                 dead_lettered(&self.queue);
-                dead_letter(&delivery).await?;
+                answered(dead_letter(&delivery)).await?;
                 continue;
             }
             // Back to the end of this queue only (not to every subscriber),
             // after a pause that grows with each retry.
-            let pause = Duration::from_millis(50 * 2u64.pow(retries.min(6)));
+            let (pause, retries) = if outage {
+                (OUTAGE_PAUSE, retries)
+            } else {
+                (
+                    Duration::from_millis(50 * 2u64.pow(retries.min(6))),
+                    retries + 1,
+                )
+            };
             tokio::time::sleep(pause).await;
             publish_confirmed(
                 &channel,
                 "",
                 &self.queue,
                 &delivery.data,
-                properties_for(&envelope, retries + 1, &self.user),
+                properties_for(&envelope, retries, &self.user),
             )
             .await?;
-            delivery.ack(BasicAckOptions::default()).await?;
+            answered(delivery.ack(BasicAckOptions::default())).await?;
         }
     }
+}
+
+/// How long the broker may take to take an acknowledgement.
+const SETTLE_WITHIN: Duration = Duration::from_secs(5);
+
+/// `settle`, an acknowledgement or refusal of a delivery, or an error if
+/// the broker does not take it in time: on a connection that broke while
+/// it was sent, it would be awaited forever, and the consumer with it.
+async fn answered<T, E: Into<anyhow::Error>>(
+    settle: impl std::future::Future<Output = Result<T, E>>,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(SETTLE_WITHIN, settle)
+        .await
+        .map_err(|_| anyhow::anyhow!("the broker did not take the acknowledgement in time"))?
+        .map(|_| ())
+        .map_err(Into::into)
 }
 
 /// Refuses a delivery without requeueing: the queue's dead-letter exchange

@@ -1,5 +1,6 @@
 //! Platform against real stores and brokers: the bus on both transports,
-//! the outbox through a broker outage, the inbox, and the Redis cache.
+//! the outbox through a broker outage, consumers through a store outage,
+//! the inbox, and the Redis cache.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,13 +9,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use emporium_platform::bus::inbox_row as inbox;
 use emporium_platform::bus::{
     self, Envelope, Handler, InProcess, Interest, Outbox, RabbitMq, SharedTransport, Transport,
 };
 use emporium_platform::cache;
 use emporium_platform::config::Secret;
 use emporium_testkit::{Backend, Link, TestDatabase, eventually, server_url};
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::{DatabaseConnection, EntityTrait, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -404,6 +406,190 @@ async fn rabbitmq_consumers_take_events_only_from_the_broker_user_of_their_sourc
         dead.insert(envelope.data["n"].as_u64().unwrap());
     }
     assert_eq!(dead, [1, 2, 3, 4].into());
+    shutdown.cancel();
+    task.await.unwrap();
+    emporium_testkit::delete_queues(&url, &queue).await;
+}
+
+/// Acts on each event through the inbox of a database it reaches over a
+/// link the test cuts.
+struct Inboxed {
+    db: DatabaseConnection,
+    calls: AtomicU32,
+}
+
+#[async_trait]
+impl Handler for Inboxed {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(txn) = bus::claim(&self.db, "outage", envelope).await? {
+            txn.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Finding (chaos suite): a consumer whose database was cut for longer
+/// than its few retries last (about 1.5 s) dead-lettered the events that
+/// came meanwhile, and their effects were lost. An event whose handler
+/// cannot reach its store now waits for it, whatever its retries, and is
+/// acted on once it is back; none is dead-lettered.
+async fn waits_out_a_store_outage(transport: SharedTransport, queue: &str) -> Option<()> {
+    let (guard, direct) = database(Backend::Postgres).await?;
+    let postgres = server_url(emporium_testkit::POSTGRES)?;
+    let server = postgres
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let link = Link::to(server.replace("localhost", "127.0.0.1").parse().unwrap()).await;
+    let through = guard.url.expose().replace(&server, &link.addr.to_string());
+    let db = emporium_platform::db::connect(&Secret::new(through))
+        .await
+        .unwrap();
+    let handler = Arc::new(Inboxed {
+        db,
+        calls: AtomicU32::new(0),
+    });
+    let shutdown = CancellationToken::new();
+    let topic = unique("t");
+    let task = transport
+        .subscribe(
+            queue,
+            &[Interest::new(&format!("{topic}.*"), "test")],
+            handler.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+    let task = tokio::spawn(task);
+    link.cut();
+    let sent = event(&format!("{topic}.x"), 9);
+    transport.publish(&sent).await.unwrap();
+    // Longer than every retry of a failing handler together.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(handler.calls.load(Ordering::SeqCst) >= 1, "tried meanwhile");
+    link.restore();
+    let held = eventually(Duration::from_secs(20), || async {
+        let rows = inbox::Entity::find().all(&direct).await.unwrap();
+        rows.iter()
+            .any(|r| r.event_id == sent.id.to_string())
+            .then_some(())
+    })
+    .await;
+    assert!(held.is_some(), "acted on once the database was back");
+    shutdown.cancel();
+    task.await.unwrap();
+    Some(())
+}
+
+#[tokio::test]
+async fn in_process_bus_waits_out_a_store_outage() {
+    let bus = Arc::new(InProcess::new(2));
+    if waits_out_a_store_outage(bus.clone(), "q-outage")
+        .await
+        .is_some()
+    {
+        assert!(bus.dead_letters().is_empty(), "{:?}", bus.dead_letters());
+    }
+}
+
+#[tokio::test]
+async fn rabbitmq_waits_out_a_store_outage() {
+    let Some((url, rabbit)) = rabbit() else {
+        return;
+    };
+    let queue = unique("q-");
+    if waits_out_a_store_outage(rabbit, &queue).await.is_some() {
+        assert_eq!(
+            emporium_testkit::dead_letters(&url, &queue).await,
+            0,
+            "nothing dead-lettered"
+        );
+    }
+    emporium_testkit::delete_queues(&url, &queue).await;
+}
+
+/// Holds its first delivery for a while; records every one.
+#[derive(Default)]
+struct Slow {
+    seen: Mutex<Vec<Envelope>>,
+    calls: AtomicU32,
+}
+
+#[async_trait]
+impl Handler for Slow {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        self.seen.lock().await.push(envelope.clone());
+        Ok(())
+    }
+}
+
+/// Finding (chaos suite): a consumer whose broker connection broke while
+/// it handled an event waited for that event's acknowledgement forever and
+/// took no event again. It now gives up on a broker that does not answer,
+/// connects again, and takes the next ones (the one in hand comes again,
+/// for the inbox to drop).
+#[tokio::test]
+async fn rabbitmq_consumer_cut_off_midway_takes_the_next_events() {
+    let Some((url, rabbit)) = rabbit() else {
+        return;
+    };
+    let broker = url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .replace("localhost", "127.0.0.1");
+    let link = Link::to(broker.parse().unwrap()).await;
+    let cut_off = Arc::new(RabbitMq::new(
+        &url.replace(&broker, &link.addr.to_string()),
+        16,
+        2,
+    ));
+    let handler = Arc::new(Slow::default());
+    let shutdown = CancellationToken::new();
+    let topic = unique("t");
+    let queue = unique("q-");
+    let task = cut_off
+        .subscribe(
+            &queue,
+            &[Interest::new(&format!("{topic}.*"), "test")],
+            handler.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+    let task = tokio::spawn(task);
+    // Cut while events flow, three times: the cut lands between a
+    // delivery and its acknowledgement sooner or later.
+    for round in 0..3u64 {
+        let before = handler.calls.load(Ordering::SeqCst);
+        for n in 0..200 {
+            rabbit
+                .publish(&event(&format!("{topic}.x"), round * 1000 + n))
+                .await
+                .unwrap();
+        }
+        let flowing = eventually(Duration::from_secs(30), || async {
+            (handler.calls.load(Ordering::SeqCst) >= before + 30).then_some(())
+        })
+        .await;
+        assert!(flowing.is_some(), "events are taken (round {round})");
+        link.cut();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        link.restore();
+    }
+    let next = event(&format!("{topic}.x"), 9999);
+    rabbit.publish(&next).await.unwrap();
+    let taken = eventually(Duration::from_secs(30), || async {
+        handler.seen.lock().await.contains(&next).then_some(())
+    })
+    .await;
+    assert!(taken.is_some(), "the consumer took the next event");
     shutdown.cancel();
     task.await.unwrap();
     emporium_testkit::delete_queues(&url, &queue).await;
