@@ -291,7 +291,7 @@ async fn up_phase(
         &format!("up.flows.{}", shoppers.len()),
         Measured::Flows(many),
     );
-    results.put("up.orders.failed", failed_orders(&gateway, &admin).await);
+    failed_orders("up", &gateway, &admin, results).await;
     if let Some(mib) = rss_mib(pid) {
         results.put("up.rss.after", Measured::Value(mib));
     }
@@ -487,8 +487,8 @@ async fn writes(args: &Args, baselines: &Baselines, target: &Target<'_>, results
     results.put(&format!("{mode}.checkout.{customers}"), Measured::Wrk(many));
 }
 
-/// How many orders ended `failed`.
-async fn failed_orders(gateway: &str, admin: &str) -> Measured {
+/// How many orders ended `failed`, and why the latest did.
+async fn failed_orders(mode: &str, gateway: &str, admin: &str, results: &mut Results) {
     let answer = async {
         let page: serde_json::Value = reqwest::Client::new()
             .get(format!("{gateway}/api/v1/orders?status=failed&per_page=1"))
@@ -498,12 +498,24 @@ async fn failed_orders(gateway: &str, admin: &str) -> Measured {
             .error_for_status()?
             .json()
             .await?;
-        page["total"].as_u64().context("no total")
+        let total = page["total"].as_u64().context("no total")?;
+        let reason = page["items"][0]["failure_reason"]
+            .as_str()
+            .map(str::to_owned);
+        anyhow::Ok((total, reason))
     };
-    match answer.await {
-        Ok(n) => Measured::Value(n as f64),
+    let measured = match answer.await {
+        Ok((total, reason)) => {
+            if let Some(reason) = reason {
+                results.note(format!(
+                    "{mode}: {total} orders failed, the latest for: {reason}"
+                ));
+            }
+            Measured::Value(total as f64)
+        }
         Err(e) => Measured::Failed(format!("{e:#}")),
-    }
+    };
+    results.put(&format!("{mode}.orders.failed"), measured);
 }
 
 /// Where the baselines run: pgbench (tpcb-like, scale 10) on a scratch
@@ -607,10 +619,7 @@ async fn distributed_phase(
             "distributed: at the end the shop held {ours} PostgreSQL connections; the server had {all} of its {limit} open"
         ));
     }
-    results.put(
-        "distributed.orders.failed",
-        failed_orders(&gateway, &admin).await,
-    );
+    failed_orders("distributed", &gateway, &admin, results).await;
     shop.stop().await;
     Ok(())
 }
