@@ -109,11 +109,30 @@ struct ListQuery {
     per_page: Option<i64>,
 }
 
+/// The bare list and search, serving until [`CatalogReads::close`].
+pub struct CatalogReads {
+    pub addr: SocketAddr,
+    pool: Pool,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl CatalogReads {
+    /// Stops serving and closes the pool, so that its connections do not
+    /// count against the server's limit in what comes after.
+    pub async fn close(self) {
+        self.server.abort();
+        match self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
 /// The list and search of `GET /api/v1/products` on the catalog database
 /// at `url` (`sqlite://…` or `postgres://…`), with a pool as large as the
 /// shop's: the same statements, the rows rendered as the catalog renders
 /// them, nothing else (no token, limits, tracing or metrics).
-pub async fn catalog_reads(url: &str) -> anyhow::Result<SocketAddr> {
+pub async fn catalog_reads(url: &str) -> anyhow::Result<CatalogReads> {
     let pool = if url.starts_with("sqlite:") {
         Pool::Sqlite(
             sqlx::sqlite::SqlitePoolOptions::new()
@@ -133,13 +152,13 @@ pub async fn catalog_reads(url: &str) -> anyhow::Result<SocketAddr> {
     };
     let app = axum::Router::new()
         .route("/api/v1/products", axum::routing::get(list))
-        .with_state(pool);
+        .with_state(pool.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(async move {
+    let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Ok(addr)
+    Ok(CatalogReads { addr, pool, server })
 }
 
 async fn list(State(pool): State<Pool>, Query(query): Query<ListQuery>) -> Response {

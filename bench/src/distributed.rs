@@ -95,6 +95,20 @@ impl Scratch {
         Ok(format!("{}/{name}", servers.amqp))
     }
 
+    /// PostgreSQL connections open now: to this run's databases, in all,
+    /// and the server's limit.
+    pub async fn postgres_connections(&self, servers: &Servers) -> anyhow::Result<(i64, i64, i64)> {
+        let mut admin =
+            sqlx::PgConnection::connect(&format!("{}/postgres", servers.postgres)).await?;
+        let counts: (i64, i64, i32) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE datname LIKE $1 || '%'), count(*), current_setting('max_connections')::int FROM pg_stat_activity WHERE backend_type = 'client backend'",
+        )
+        .bind(&self.name)
+        .fetch_one(&mut admin)
+        .await?;
+        Ok((counts.0, counts.1, i64::from(counts.2)))
+    }
+
     /// Drops the databases, the virtual host and the Redis keys made; says
     /// what it removed.
     pub async fn remove(&mut self, servers: &Servers) -> Vec<String> {

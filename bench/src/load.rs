@@ -197,9 +197,37 @@ pub async fn pgbench_init(url: &str) -> anyhow::Result<()> {
         .map(|_| ())
 }
 
+/// Connections the PostgreSQL server at `url` takes still, and its limit.
+async fn postgres_room(url: &str) -> anyhow::Result<(i64, i64)> {
+    use sea_orm::sqlx::{self, Connection};
+    let mut connection = sqlx::PgConnection::connect(url).await?;
+    let (limit, open): (i32, i64) = sqlx::query_as(
+        "SELECT current_setting('max_connections')::int, (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+    )
+    .fetch_one(&mut connection)
+    .await?;
+    // This connection closes before pgbench connects.
+    Ok((i64::from(limit) - open + 1, i64::from(limit)))
+}
+
 /// `pgbench -b tpcb-like` TPS with as many clients, on the database at
-/// `url` (made by [`pgbench_init`]).
+/// `url` (made by [`pgbench_init`]). The server's other clients (the
+/// shop's pools, other programs) may leave too few connections: it waits
+/// up to 30 s for room, then says so instead of measuring.
 pub async fn pgbench(url: &str, connections: u64, seconds: u64) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (free, limit) = postgres_room(url).await?;
+        if free >= connections as i64 + 2 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "not run: PostgreSQL takes {free} more connections of its {limit} (other clients hold the rest) and pgbench -c{connections} needs {connections}"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     let args = [
         "-b".to_owned(),
         "tpcb-like".to_owned(),

@@ -291,7 +291,7 @@ async fn up_phase(
         &format!("up.flows.{}", shoppers.len()),
         Measured::Flows(many),
     );
-    results.put("up.orders.failed", failed_orders(&gateway, &admin).await);
+    failed_orders("up", &gateway, &admin, results).await;
     if let Some(mib) = rss_mib(pid) {
         results.put("up.rss.after", Measured::Value(mib));
     }
@@ -358,10 +358,11 @@ async fn reads(args: &Args, target: &Target<'_>, results: &mut Results) {
     let mut pairs = vec![("by_id", format!("http://{fixed}/"), by_id)];
     let list = "/api/v1/products?per_page=20".to_owned();
     let search = format!("/api/v1/products?q={SEARCH}&per_page=20");
-    match bare::catalog_reads(target.catalog_db).await {
-        Ok(addr) => {
+    let catalog = bare::catalog_reads(target.catalog_db).await;
+    match &catalog {
+        Ok(catalog) => {
             for (name, path) in [("list", &list), ("search", &search)] {
-                let ours = format!("http://{addr}{path}");
+                let ours = format!("http://{}{path}", catalog.addr);
                 let theirs = format!("{}{path}", target.gateway);
                 if let Some(difference) = differ(&ours, &theirs).await {
                     results.note(format!(
@@ -392,6 +393,9 @@ async fn reads(args: &Args, target: &Target<'_>, results: &mut Results) {
         ));
         results.put(&format!("{mode}.read.{name}.bare"), Measured::Wrk(bare));
         results.put(&format!("{mode}.read.{name}"), Measured::Wrk(shop));
+    }
+    if let Ok(catalog) = catalog {
+        catalog.close().await;
     }
 }
 
@@ -467,30 +471,24 @@ async fn writes(args: &Args, baselines: &Baselines, target: &Target<'_>, results
     );
     let basket = wrk(target.gateway, c, s, Some(&scripts[1])).await;
     results.put(&format!("{mode}.basket.add"), Measured::Wrk(basket));
-    say(&format!(
-        "{mode}: pgbench -c{c}, then reservations of one hot SKU"
-    ));
-    results.put(
-        &format!("{mode}.base.pgbench.{c}"),
-        baselines.pgbench(c, s).await,
-    );
+    say(&format!("{mode}: reservations of one hot SKU"));
+    baselines.pgbench_once(mode, c, s, results).await;
     let reserve = format!("{}/api/v1/inventory/reserve", target.gateway);
     let hot = wrk(&reserve, c, s, Some(&scripts[2])).await;
     results.put(&format!("{mode}.reserve.hot"), Measured::Wrk(hot));
     let customers = target.shoppers.len();
     say(&format!(
-        "{mode}: pgbench -c{customers}, then checkouts by {customers} customers at once"
+        "{mode}: checkouts by {customers} customers at once"
     ));
-    results.put(
-        &format!("{mode}.base.pgbench.{customers}"),
-        baselines.pgbench(customers as u64, s).await,
-    );
+    baselines
+        .pgbench_once(mode, customers as u64, s, results)
+        .await;
     let many = wrk(&orders, customers as u64, s, Some(&scripts[3])).await;
     results.put(&format!("{mode}.checkout.{customers}"), Measured::Wrk(many));
 }
 
-/// How many orders ended `failed`.
-async fn failed_orders(gateway: &str, admin: &str) -> Measured {
+/// How many orders ended `failed`, and why the latest did.
+async fn failed_orders(mode: &str, gateway: &str, admin: &str, results: &mut Results) {
     let answer = async {
         let page: serde_json::Value = reqwest::Client::new()
             .get(format!("{gateway}/api/v1/orders?status=failed&per_page=1"))
@@ -500,12 +498,24 @@ async fn failed_orders(gateway: &str, admin: &str) -> Measured {
             .error_for_status()?
             .json()
             .await?;
-        page["total"].as_u64().context("no total")
+        let total = page["total"].as_u64().context("no total")?;
+        let reason = page["items"][0]["failure_reason"]
+            .as_str()
+            .map(str::to_owned);
+        anyhow::Ok((total, reason))
     };
-    match answer.await {
-        Ok(n) => Measured::Value(n as f64),
+    let measured = match answer.await {
+        Ok((total, reason)) => {
+            if let Some(reason) = reason {
+                results.note(format!(
+                    "{mode}: {total} orders failed, the latest for: {reason}"
+                ));
+            }
+            Measured::Value(total as f64)
+        }
         Err(e) => Measured::Failed(format!("{e:#}")),
-    }
+    };
+    results.put(&format!("{mode}.orders.failed"), measured);
 }
 
 /// Where the baselines run: pgbench (tpcb-like, scale 10) on a scratch
@@ -537,11 +547,19 @@ impl Baselines {
         Self { pgbench, redis }
     }
 
-    async fn pgbench(&self, clients: u64, seconds: u64) -> Measured {
-        match &self.pgbench {
+    /// pgbench with `clients` as `mode`'s baseline, unless measured
+    /// already.
+    async fn pgbench_once(&self, mode: &str, clients: u64, seconds: u64, results: &mut Results) {
+        let key = format!("{mode}.base.pgbench.{clients}");
+        if results.has(&key) {
+            return;
+        }
+        say(&format!("{mode}: pgbench -c{clients}"));
+        let measured = match &self.pgbench {
             Ok(url) => Measured::from(load::pgbench(url, clients, seconds).await),
             Err(why) => Measured::Failed(why.clone()),
-        }
+        };
+        results.put(&key, measured);
     }
 
     async fn redis_set(&self, clients: u64) -> Measured {
@@ -564,6 +582,14 @@ async fn distributed_phase(
         work,
         servers,
     } = *bench;
+    // pgbench first: once the ten services' pools are open, the server
+    // (100 connections by default, shared with whatever else runs) may not
+    // take pgbench's clients.
+    for clients in [args.connections, args.customers] {
+        baselines
+            .pgbench_once("distributed", clients, args.seconds, results)
+            .await;
+    }
     say("distributed: scratch stores, migrations, ten `serve` processes, demo data");
     let shop = distributed::start(binary, work, servers, scratch).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -588,10 +614,12 @@ async fn distributed_phase(
     };
     reads(args, &target, results).await;
     writes(args, baselines, &target, results).await;
-    results.put(
-        "distributed.orders.failed",
-        failed_orders(&gateway, &admin).await,
-    );
+    if let Ok((ours, all, limit)) = scratch.postgres_connections(servers).await {
+        results.note(format!(
+            "distributed: at the end the shop held {ours} PostgreSQL connections; the server had {all} of its {limit} open"
+        ));
+    }
+    failed_orders("distributed", &gateway, &admin, results).await;
     shop.stop().await;
     Ok(())
 }

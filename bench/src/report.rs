@@ -233,6 +233,10 @@ impl Results {
         self.measured.insert(key.to_owned(), measured);
     }
 
+    pub fn has(&self, key: &str) -> bool {
+        self.measured.contains_key(key)
+    }
+
     pub fn note(&mut self, note: String) {
         self.notes.push(note);
     }
@@ -597,8 +601,8 @@ impl Results {
                 out,
                 "| {} | {} | {} | {} | {} | {} |",
                 row.path,
-                row.emporium,
-                row.baseline,
+                cell(&row.emporium),
+                cell(&row.baseline),
                 row.ratio
                     .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}×")),
                 row.goal,
@@ -662,6 +666,14 @@ impl Results {
         std::fs::write(dir.join("results.md"), md)?;
         Ok(())
     }
+}
+
+/// Text as one cell of a markdown table: one line, no column breaks.
+fn cell(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
 }
 
 fn missing(path: &str, why: String, goal: &str) -> Row {
