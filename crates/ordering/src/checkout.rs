@@ -642,10 +642,7 @@ impl Orders {
             // lost: ask how it stands.
             Err(_) => self.payment_call("GetPayment", &payment_id).await,
         };
-        let payment = match processed {
-            Ok(payment) => payment,
-            Err(e) => return Err(e.into()),
-        };
+        let payment = processed?;
         match payment.status.as_str() {
             "captured" => self.paid(row, &payment_id).await,
             "pending" | "authorized" => {
