@@ -642,10 +642,7 @@ impl Orders {
             // lost: ask how it stands.
             Err(_) => self.payment_call("GetPayment", &payment_id).await,
         };
-        let payment = match processed {
-            Ok(payment) => payment,
-            Err(e) => return Err(e.into()),
-        };
+        let payment = processed?;
         match payment.status.as_str() {
             "captured" => self.paid(row, &payment_id).await,
             "pending" | "authorized" => {
@@ -705,6 +702,18 @@ impl Orders {
             .await
     }
 
+    /// Refunds all that is left of a payment, or finds it refunded (by an
+    /// earlier run whose answer was lost).
+    async fn give_back(&self, payment_id: &str) -> Result<(), PeerError> {
+        let Err(e) = self.refund_call(payment_id).await else {
+            return Ok(());
+        };
+        match self.payment_call("GetPayment", payment_id).await {
+            Ok(p) if p.status == "refunded" => Ok(()),
+            _ => Err(e),
+        }
+    }
+
     async fn refund(&self, payment_id: &str) {
         if let Err(e) = self.refund_call(payment_id).await {
             tracing::error!(payment_id, error = %e, "refund failed; the payment needs an operator");
@@ -724,9 +733,11 @@ impl Orders {
                 .await
             }
             Err(e) if refused(&e).is_some() => {
-                // The reservation expired before it could be committed.
-                self.refund(row.payment_id.as_deref().unwrap_or_default())
-                    .await;
+                // The reservation expired before it could be committed:
+                // the money goes back before the order fails; a refund
+                // not made yet leaves it paid, for the resumer.
+                self.give_back(row.payment_id.as_deref().unwrap_or_default())
+                    .await?;
                 Ok(Some(
                     self.fail(row, format!("stock not committed: {}", message(&e)))
                         .await?,
@@ -798,17 +809,8 @@ impl Orders {
 
     /// Refunds the payment of an order being cancelled, then cancels it.
     async fn finish_cancel(&self, row: &OrderRow) -> Result<OrderRow> {
-        let payment_id = row.payment_id.clone().unwrap_or_default();
-        let refunded = self.refund_call(&payment_id).await;
-        if let Err(e) = refunded {
-            let done = self
-                .payment_call("GetPayment", &payment_id)
-                .await
-                .is_ok_and(|p| p.status == "refunded");
-            if !done {
-                return Err(e.into());
-            }
-        }
+        self.give_back(row.payment_id.as_deref().unwrap_or_default())
+            .await?;
         match self
             .advance(
                 row,

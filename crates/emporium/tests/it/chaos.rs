@@ -2105,10 +2105,10 @@ fn summary(reports: &[Report], profile: &Profile) -> String {
                 "{:.1} s",
                 at.saturating_sub(w.fault_end).as_secs_f64()
             )),
-            if failing == 0 {
-                format!("all {} rows", report.table.len())
-            } else {
-                format!("**{failing} rows failed**")
+            match failing {
+                0 => format!("all {} rows", report.table.len()),
+                1 => "**1 row failed**".to_owned(),
+                n => format!("**{n} rows failed**"),
             }
         );
     }

@@ -546,38 +546,51 @@ fn with_payment_through(f: &Fixture, link: &emporium_testkit::Link) -> Orders {
     )
 }
 
+/// Puts ordering's token for the peer on every call.
+#[derive(Clone)]
+struct AsOrdering(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for AsOrdering {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A channel to `peer`'s gRPC face as ordering calls it.
+fn as_ordering(
+    f: &Fixture,
+    peer: &str,
+) -> tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AsOrdering> {
+    let addr = f.shop.get(peer).unwrap().grpc_addr.unwrap();
+    let token = f
+        .tokens
+        .issuer
+        .mint_service("ordering", peer, Duration::from_secs(300))
+        .unwrap();
+    let channel =
+        emporium_platform::grpc::channel(&format!("http://{addr}"), Duration::from_secs(5))
+            .unwrap();
+    tonic::service::interceptor::InterceptedService::new(
+        channel,
+        AsOrdering(format!("Bearer {token}").parse().unwrap()),
+    )
+}
+
 /// An order of one unit of `sku` that got as far as making its payment
-/// (stock reserved, the payment pending), as a checkout cut off there
-/// leaves it.
-async fn order_at_paying(f: &Fixture, product: Uuid, sku: &str) -> String {
+/// (stock reserved for `ttl_secs`, the payment pending), as a checkout cut
+/// off there leaves it.
+async fn order_at_paying(f: &Fixture, product: Uuid, sku: &str, ttl_secs: i64) -> String {
     use emporium_proto::inventory::v1::inventory_client::InventoryClient;
     use emporium_proto::inventory::v1::{Line, ReserveRequest};
     use emporium_proto::payment::v1::CreatePaymentRequest;
     use emporium_proto::payment::v1::payments_client::PaymentsClient;
-    // As ordering calls its peers: with its token, within a deadline.
-    let token = |peer: &str| {
-        f.tokens
-            .issuer
-            .mint_service("ordering", peer, Duration::from_secs(300))
-            .unwrap()
-    };
-    let channel = |peer: &str| {
-        let addr = f.shop.get(peer).unwrap().grpc_addr.unwrap();
-        let bearer: tonic::metadata::MetadataValue<_> =
-            format!("Bearer {}", token(peer)).parse().unwrap();
-        let channel =
-            emporium_platform::grpc::channel(&format!("http://{addr}"), Duration::from_secs(5))
-                .unwrap();
-        tonic::service::interceptor::InterceptedService::new(
-            channel,
-            move |mut request: tonic::Request<()>| {
-                request
-                    .metadata_mut()
-                    .insert("authorization", bearer.clone());
-                Ok(request)
-            },
-        )
-    };
+    let channel = |peer: &str| as_ordering(f, peer);
     // The checkout got as far as making its payment: stock reserved, the
     // payment pending.
     let id = Uuid::now_v7().to_string();
@@ -595,7 +608,7 @@ async fn order_at_paying(f: &Fixture, product: Uuid, sku: &str) -> String {
                 sku: sku.to_owned(),
                 quantity: 1,
             }],
-            ttl_secs: 900,
+            ttl_secs,
             reference: format!("order {id}"),
         })
         .await
@@ -646,7 +659,7 @@ async fn contract_a_payment_answering_late_is_settled_not_lost(backend: Backend)
     };
     let (product, sku) = f.products[0].clone();
     let (on_hand, _) = f.stock(&sku).await;
-    let id = order_at_paying(&f, product, &sku).await;
+    let id = order_at_paying(&f, product, &sku, 900).await;
     // Payment answers ordering only after its deadline.
     let link = emporium_testkit::Link::to(f.shop.get("payment").unwrap().grpc_addr.unwrap()).await;
     link.delay(Duration::from_millis(600));
@@ -696,7 +709,7 @@ async fn contract_a_second_runner_does_not_refund_a_confirmed_order(backend: Bac
     };
     let (product, sku) = f.products[1].clone();
     let (on_hand, _) = f.stock(&sku).await;
-    let id = order_at_paying(&f, product, &sku).await;
+    let id = order_at_paying(&f, product, &sku, 900).await;
     let stale = store::find(&f.db, &id).await.unwrap().unwrap();
     let first = f.orders.run(stale.clone(), None).await.unwrap();
     assert_eq!(first.status, "confirmed");
@@ -706,6 +719,73 @@ async fn contract_a_second_runner_does_not_refund_a_confirmed_order(backend: Bac
     assert_eq!(made.len(), 1, "{made:?}");
     assert_eq!(made[0]["status"], "captured", "{made:?}");
     assert_eq!(f.stock(&sku).await, (on_hand - 1, 0));
+    f.stop().await;
+}
+
+/// Finding (chaos suite, long run): a checkout whose reservation expired
+/// before it could be committed (payment and inventory killed on its way)
+/// was failed though its refund could not be made, payment being away: a
+/// failed order, paid. The refund is now made before the order fails, and
+/// the resumer asks for it until it is.
+async fn contract_an_expired_reservation_is_refunded_before_the_order_fails(backend: Backend) {
+    use emporium_proto::payment::v1::PaymentRequest;
+    use emporium_proto::payment::v1::payments_client::PaymentsClient;
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let (product, sku) = f.products[2].clone();
+    let (on_hand, _) = f.stock(&sku).await;
+    let id = order_at_paying(&f, product, &sku, 1).await;
+    let row = store::find(&f.db, &id).await.unwrap().unwrap();
+    let payment = row.payment_id.clone().unwrap();
+    PaymentsClient::new(as_ordering(&f, "payment"))
+        .process_payment(PaymentRequest {
+            id: payment.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        store::advance(
+            &f.db,
+            &id,
+            ("pending", "paying"),
+            ("pending", "paid"),
+            Change::default()
+        )
+        .await
+        .unwrap()
+    );
+    let expired = emporium_testkit::eventually(Duration::from_secs(10), || async {
+        (f.stock(&sku).await == (on_hand, 0)).then_some(())
+    })
+    .await;
+    assert!(expired.is_some(), "the reservation expired");
+    // Payment away when the money should go back.
+    let link = emporium_testkit::Link::to(f.shop.get("payment").unwrap().grpc_addr.unwrap()).await;
+    link.cut();
+    let away = with_payment_through(&f, &link);
+    let paid = store::find(&f.db, &id).await.unwrap().unwrap();
+    let outcome = away.run(paid, None).await;
+    assert!(matches!(outcome, Err(OrderError::Peer(_))), "{outcome:?}");
+    let waiting = store::find(&f.db, &id).await.unwrap().unwrap();
+    assert_eq!(
+        (waiting.status.as_str(), waiting.step.as_str()),
+        ("pending", "paid")
+    );
+    assert_eq!(f.payments(&id).await[0]["status"], "captured");
+    // Payment back: the resumer refunds, then fails the order.
+    assert_eq!(f.orders.resume(Duration::ZERO).await.unwrap(), 1);
+    let settled = store::find(&f.db, &id).await.unwrap().unwrap();
+    assert_eq!(settled.status, "failed");
+    assert!(
+        settled
+            .failure_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("stock not committed")),
+        "{settled:?}"
+    );
+    assert_eq!(f.payments(&id).await[0]["status"], "refunded");
+    assert_eq!(f.stock(&sku).await, (on_hand, 0));
     f.stop().await;
 }
 
@@ -799,6 +879,7 @@ on_every_backend!(
     contract_a_payment_made_before_a_crash_is_voided_when_resumed,
     contract_a_payment_answering_late_is_settled_not_lost,
     contract_a_second_runner_does_not_refund_a_confirmed_order,
+    contract_an_expired_reservation_is_refunded_before_the_order_fails,
     contract_a_cancellation_cut_off_is_finished_by_the_resumer,
     contract_a_cancellation_refunds_and_another_user_sees_no_order,
 );
