@@ -61,6 +61,11 @@ pub async fn wrk(url: &str, connections: u64, seconds: u64, script: Option<&Path
         Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
         Err(_) => String::new(),
     };
+    parse_wrk(&text)
+}
+
+/// wrk's report (`--latency`) as figures; NaN where a line is missing.
+fn parse_wrk(text: &str) -> Wrk {
     let field = |prefix: &str| {
         text.lines()
             .map(str::trim)
@@ -385,4 +390,51 @@ async fn flow(
 
 fn snippet(body: &str) -> String {
     body.chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPORT: &str = "Running 10s test @ http://127.0.0.1:8080/api/v1/orders
+  2 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   165.45ms  200.10ms   1.11s    88.00%
+    Req/Sec    40.00     10.00    60.00     70.00%
+  Latency Distribution
+     50%  165.45ms
+     75%  200.00ms
+     90%  400.00ms
+     99%    1.11s
+  782 requests in 10.03s, 1.20MB read
+  Socket errors: connect 0, read 2, write 0, timeout 3
+  Non-2xx or 3xx responses: 4
+Requests/sec:     77.97
+Transfer/sec:    122.00KB
+";
+
+    #[test]
+    fn wrk_report_gives_rate_latencies_and_every_error() {
+        let run = parse_wrk(REPORT);
+        assert!((run.rps - 77.97).abs() < 1e-9);
+        assert!((run.p50_ms - 165.45).abs() < 1e-9);
+        assert!((run.p99_ms - 1110.0).abs() < 1e-9);
+        assert_eq!(run.requests, 782);
+        assert_eq!(run.non_2xx, 4);
+        assert_eq!(run.socket_errors, 5);
+        assert!(run.errors);
+    }
+
+    #[test]
+    fn no_report_is_no_figure() {
+        let run = parse_wrk("");
+        assert!(run.rps.is_nan() && run.p50_ms.is_nan());
+        assert!(run.errors);
+    }
+
+    #[test]
+    fn microseconds_and_seconds_become_milliseconds() {
+        assert!((millis("850.00us") - 0.85).abs() < 1e-9);
+        assert!((millis("2.50s") - 2500.0).abs() < 1e-9);
+    }
 }

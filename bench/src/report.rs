@@ -487,7 +487,9 @@ impl Results {
             Ok(b) => (format!("{b:.0} {unit}"), Some(shop.rps / b)),
             Err(e) => (e, None),
         };
-        let met = if shop.errors || !failed.is_empty() {
+        // A failed order is an answer (201, the order and its reason, in the
+        // notes): the one a client cut off when the load stopped ends so.
+        let met = if shop.errors {
             "errors"
         } else {
             ratio.map_or("—", |r| goal.met(r))
@@ -684,5 +686,56 @@ fn missing(path: &str, why: String, goal: &str) -> Row {
         ratio: None,
         goal: goal.into(),
         met: "—",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goals_hold_or_not_and_no_figure_is_no_verdict() {
+        assert_eq!(Goal::AtLeast(0.40).met(0.41), "yes");
+        assert_eq!(Goal::AtLeast(0.40).met(0.39), "no");
+        assert_eq!(Goal::AtMost(15.0).met(15.0), "yes");
+        assert_eq!(Goal::AtMost(15.0).met(f64::NAN), "—");
+        assert_eq!(Goal::None.met(1.0), "—");
+    }
+
+    #[test]
+    fn an_error_stays_in_its_cell() {
+        assert_eq!(
+            cell("FATAL: too many\nclients | already"),
+            "FATAL: too many clients \\| already"
+        );
+    }
+
+    #[test]
+    fn a_ratio_row_divides_by_its_own_baseline() {
+        let mut results = Results::new(Path::new("."), Path::new("emporium"), "bench", (16, 32));
+        results.put("up.base.pgbench.16", Measured::Value(1000.0));
+        results.put(
+            "up.checkout.16",
+            Measured::Wrk(Wrk {
+                rps: 450.0,
+                p50_ms: 30.0,
+                p99_ms: 90.0,
+                requests: 4500,
+                non_2xx: 0,
+                socket_errors: 0,
+                errors: false,
+            }),
+        );
+        let table = results.table();
+        let row = table
+            .lines()
+            .find(|l| l.contains("checkouts/s, 16 customers, `up`"))
+            .unwrap();
+        assert!(row.contains("| 0.45× | ≥ 0.40× | yes |"), "{row}");
+        let distributed = table
+            .lines()
+            .find(|l| l.contains("checkouts/s, 16 customers, distributed"))
+            .unwrap();
+        assert!(distributed.contains("not measured"), "{distributed}");
     }
 }

@@ -451,3 +451,40 @@ pub async fn stock(base: &str, admin: &str, adjustments: &[Adjustment]) -> anyho
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fixed_layout_keeps_the_ports_the_benches_name() {
+        let layout = Layout::fixed();
+        assert_eq!(layout.url("gateway"), "http://127.0.0.1:28080");
+        assert_eq!(layout.internal_url(), "http://127.0.0.1:29080");
+        assert_eq!(layout.url("notification"), "http://127.0.0.1:28005");
+        assert_eq!(layout.grpc_url("catalog"), "http://127.0.0.1:25050");
+        assert_eq!(layout.url("storefront"), "http://127.0.0.1:23000");
+    }
+
+    #[test]
+    fn free_ports_differ_from_each_other() {
+        let flags = Layout::free().unwrap().set_flags();
+        let mut ports: Vec<&str> = flags
+            .iter()
+            .filter_map(|f| f.rsplit(':').next().filter(|_| f.contains('=')))
+            .collect();
+        let count = ports.len();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), count);
+        assert_eq!(count, 19);
+    }
+
+    #[test]
+    fn settings_become_their_variables() {
+        assert_eq!(
+            env_name("auth.service_secrets.basket"),
+            "EMPORIUM__AUTH__SERVICE_SECRETS__BASKET"
+        );
+    }
+}
