@@ -237,8 +237,10 @@ impl tower::Service<http::Request<tonic::body::Body>> for Transport {
                         Ok(Ok(response)) => Ok(response.map(tonic::body::Body::new)),
                         Ok(Err(never)) => match never {},
                         // As the channel's own deadline answers.
-                        Err(_) => Ok(tonic::Status::deadline_exceeded("the peer did not answer in time")
-                            .into_http()),
+                        Err(_) => Ok(tonic::Status::deadline_exceeded(
+                            "the peer did not answer in time",
+                        )
+                        .into_http()),
                     }
                 })
             }

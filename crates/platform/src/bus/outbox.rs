@@ -120,9 +120,7 @@ pub async fn relay_pending(
             return Ok(total);
         }
         let txn = crate::db::begin_write(db).await?;
-        let mut query = unsent()
-            .order_by_asc(outbox_row::Column::Id)
-            .limit(BATCH);
+        let mut query = unsent().order_by_asc(outbox_row::Column::Id).limit(BATCH);
         // Replicas share the table: each takes rows the others are not on.
         if db.get_database_backend() != DbBackend::Sqlite {
             query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
