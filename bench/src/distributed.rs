@@ -50,8 +50,11 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Self {
+        let name = format!("emporium_bench_{}", std::process::id());
         Self {
-            name: format!("emporium_bench_{}", std::process::id()),
+            // redis-benchmark writes there in any case.
+            redis_prefix: Some(name.clone()),
+            name,
             ..Self::default()
         }
     }
@@ -143,21 +146,42 @@ impl Scratch {
             done.push(outcome("RabbitMQ virtual host", &vhost, deleted.err()));
         }
         if let Some(prefix) = self.redis_prefix.take() {
-            // Baskets and idempotency keys; the caches' keys expire.
-            let script = "redis-cli -u \"$1\" --scan --pattern \"$2*\" | xargs -r -n 500 redis-cli -u \"$1\" del >/dev/null";
-            let deleted = tokio::process::Command::new("sh")
-                .args(["-c", script, "sh", &servers.redis, &prefix])
-                .status()
-                .await;
-            let error = match deleted {
-                Ok(status) if status.success() => None,
-                Ok(status) => Some(status.to_string()),
-                Err(e) => Some(e.to_string()),
-            };
-            done.push(outcome("Redis keys", &format!("{prefix}*"), error));
+            let removed = clear_redis(servers, &prefix).await;
+            done.push(outcome(
+                "Redis keys",
+                &format!("{prefix}* and the caches'"),
+                removed.err(),
+            ));
         }
         done
     }
+}
+
+/// The caches' namespaces the distributed shop writes in its Redis
+/// database (the bench's own, `--redis-url`), and redis-benchmark's key.
+const REDIS_SHARED: [&str; 4] = [
+    "catalog:*",
+    "inventory:*",
+    "notification:*",
+    "key:__rand_int__",
+];
+
+/// Deletes the keys under `prefix` and those of [`REDIS_SHARED`] from the
+/// database of `servers.redis`: what a run leaves, and what an interrupted
+/// one left (a stale cache generation would meet the next run's shop).
+pub async fn clear_redis(servers: &Servers, prefix: &str) -> anyhow::Result<()> {
+    let script = "url=$1; shift; for pattern in \"$@\"; do redis-cli -u \"$url\" --scan --pattern \"$pattern\" | xargs -r -n 500 redis-cli -u \"$url\" del >/dev/null || exit 1; done";
+    let prefixed = format!("{prefix}*");
+    let status = tokio::process::Command::new("sh")
+        .args(["-c", script, "sh", &servers.redis, &prefixed])
+        .args(REDIS_SHARED)
+        .status()
+        .await
+        .context("sh and redis-cli (redis-tools)")?;
+    if !status.success() {
+        bail!("redis-cli: {status}");
+    }
+    Ok(())
 }
 
 fn outcome(what: &str, name: &str, error: Option<impl std::fmt::Display>) -> String {
@@ -244,7 +268,8 @@ pub async fn start(
     );
     set("bus.url", scratch.vhost(servers).await?);
     let prefix = scratch.name.clone();
-    scratch.redis_prefix = Some(prefix.clone());
+    // Without redis-cli the run goes on; the end says what stayed.
+    let _ = clear_redis(servers, &prefix).await;
     for key in [
         "catalog.cache_url",
         "inventory.cache_url",

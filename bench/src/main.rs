@@ -48,8 +48,9 @@ struct Args {
     postgres_url: String,
     #[arg(long, default_value = "mysql://root@127.0.0.1:3306")]
     mysql_url: String,
-    /// A database of its own: the distributed shop's keys go there under a
-    /// prefix of the run, and redis-benchmark writes its one key there.
+    /// A database for the bench alone: the distributed shop's caches and,
+    /// under a prefix of the run, its baskets and keys go there, and
+    /// redis-benchmark's one key; what they wrote is deleted at the end.
     #[arg(long, default_value = "redis://127.0.0.1:6379/13")]
     redis_url: String,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672")]
