@@ -146,6 +146,10 @@ struct Inner {
 /// The step of an order whose cancellation has begun and not ended.
 pub const CANCELLING: &str = "cancelling";
 
+/// The step of a checkout being undone because it was left before its
+/// payment was recorded.
+pub const ABANDONING: &str = "abandoning";
+
 /// The code of a peer's refusal, if it refused.
 fn refused(err: &PeerError) -> Option<tonic::Code> {
     match err {
@@ -456,15 +460,9 @@ impl Orders {
                 "priced" => self.reserve(&row).await?,
                 "reserved" => match card {
                     Some(card) => self.pay(&row, card).await?,
-                    None => {
-                        // A crash may have come after payment made one and
-                        // before it was recorded here: void it first, or
-                        // leave the order for the next run.
-                        self.void_unrecorded_payments(&row).await?;
-                        self.release(&row).await;
-                        Some(self.fail(&row, "interrupted before payment".into()).await?)
-                    }
+                    None => self.abandon(&row).await?,
                 },
+                ABANDONING => self.abandon(&row).await?,
                 "paying" => self.process(&row).await?,
                 "paid" => self.confirm(&row).await?,
                 other => return Err(OrderError::Corrupt(format!("step {other}"))),
@@ -476,6 +474,33 @@ impl Orders {
             };
         }
         Ok(row)
+    }
+
+    /// Undoes a checkout left before it recorded a payment, its card gone
+    /// with its request. The order is claimed first (step `abandoning`),
+    /// so that a runner still paying for it cannot record a payment that
+    /// this one gives back; then a payment made and not recorded (a crash
+    /// after payment made it) is voided or refunded, or the order waits
+    /// for the next run; the stock is released and the order failed.
+    async fn abandon(&self, row: &OrderRow) -> Result<Option<OrderRow>> {
+        let claimed = if row.step == ABANDONING {
+            row.clone()
+        } else {
+            match self
+                .advance(row, (Status::Pending, ABANDONING), Change::default(), None)
+                .await?
+            {
+                Some(claimed) => claimed,
+                // Another runner moved it on: carry on from there.
+                None => return Ok(None),
+            }
+        };
+        self.void_unrecorded_payments(&claimed).await?;
+        self.release(&claimed).await;
+        Ok(Some(
+            self.fail(&claimed, "interrupted before payment".into())
+                .await?,
+        ))
     }
 
     async fn reserve(&self, row: &OrderRow) -> Result<Option<OrderRow>> {

@@ -20,7 +20,8 @@ pub mod order {
         pub user_id: String,
         pub status: String,
         /// How far the checkout got: `priced`, `reserved`, `paying`,
-        /// `paid`, `done`; `cancelling` while a cancellation runs.
+        /// `paid`, `done`; `abandoning` while a checkout left before
+        /// paying is undone; `cancelling` while a cancellation runs.
         pub step: String,
         pub currency: String,
         pub total_minor: i64,

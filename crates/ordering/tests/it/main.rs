@@ -789,6 +789,36 @@ async fn contract_an_expired_reservation_is_refunded_before_the_order_fails(back
     f.stop().await;
 }
 
+/// Finding (chaos suite, long run): a resumer that found a checkout left
+/// at `reserved` while its request was still paying refunded the payment
+/// that request went on to record and confirm: a confirmed order with its
+/// money given back. The resumer now claims the order before it gives
+/// anything back, and leaves alone one that moved on.
+async fn contract_a_resumer_behind_a_live_checkout_leaves_its_payment(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let (product, sku) = f.products[0].clone();
+    let (on_hand, _) = f.stock(&sku).await;
+    let confirmed = f.checkout("ada", product, 1, CARD).await;
+    let id = confirmed["id"].as_str().unwrap().to_owned();
+    // The resumer's view, read while the request was still paying.
+    let mut stale = store::find(&f.db, &id).await.unwrap().unwrap();
+    stale.status = "pending".into();
+    stale.step = "reserved".into();
+    stale.payment_id = None;
+    let after = f.orders.run(stale, None).await.unwrap();
+    assert_eq!(
+        (after.status.as_str(), after.step.as_str()),
+        ("confirmed", "done")
+    );
+    let made = f.payments(&id).await;
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0]["status"], "captured", "{made:?}");
+    assert_eq!(f.stock(&sku).await, (on_hand - 1, 0), "still committed");
+    f.stop().await;
+}
+
 /// Finding (chaos suite): a cancellation cut off after payment refunded
 /// (ordering killed, or payment's answer late) left the order confirmed
 /// with its money given back. The intent is now written first and the
@@ -880,6 +910,7 @@ on_every_backend!(
     contract_a_payment_answering_late_is_settled_not_lost,
     contract_a_second_runner_does_not_refund_a_confirmed_order,
     contract_an_expired_reservation_is_refunded_before_the_order_fails,
+    contract_a_resumer_behind_a_live_checkout_leaves_its_payment,
     contract_a_cancellation_cut_off_is_finished_by_the_resumer,
     contract_a_cancellation_refunds_and_another_user_sees_no_order,
 );
