@@ -158,6 +158,20 @@ fn refused(err: &PeerError) -> Option<tonic::Code> {
     }
 }
 
+/// A step left for the resumer because its peer did not settle it: to the
+/// caller the peer is unavailable for now, whether it did not answer or
+/// answered with an error (a refusal that escaped would read as a fault of
+/// ordering's own).
+fn unsettled(err: PeerError) -> OrderError {
+    OrderError::Peer(match err {
+        PeerError::Refused { peer, status } => PeerError::Unavailable {
+            peer,
+            reason: format!("{}: {}", status.code(), status.message()),
+        },
+        unavailable @ PeerError::Unavailable { .. } => unavailable,
+    })
+}
+
 fn message(err: &PeerError) -> String {
     match err {
         PeerError::Refused { status, .. } => status.message().to_owned(),
@@ -614,16 +628,19 @@ impl Orders {
                 let mut client = self.payment(channel);
                 async move { client.list_order_payments(request).await }
             })
-            .await?;
+            .await
+            .map_err(unsettled)?;
         for payment in made.payments {
             match payment.status.as_str() {
                 "pending" | "authorized" => {
                     tracing::info!(order_id = %row.id, payment_id = %payment.id, "voiding a payment the order never recorded");
-                    self.payment_call("CancelPayment", &payment.id).await?;
+                    self.payment_call("CancelPayment", &payment.id)
+                        .await
+                        .map_err(unsettled)?;
                 }
                 "captured" | "partially_refunded" => {
                     tracing::info!(order_id = %row.id, payment_id = %payment.id, "refunding a payment the order never recorded");
-                    self.refund_call(&payment.id).await?;
+                    self.refund_call(&payment.id).await.map_err(unsettled)?;
                 }
                 _ => {}
             }
@@ -667,7 +684,7 @@ impl Orders {
             // lost: ask how it stands.
             Err(_) => self.payment_call("GetPayment", &payment_id).await,
         };
-        let payment = processed?;
+        let payment = processed.map_err(unsettled)?;
         match payment.status.as_str() {
             "captured" => self.paid(row, &payment_id).await,
             "pending" | "authorized" => {
@@ -680,7 +697,7 @@ impl Orders {
                     // payment away: as it stands now, or on the next run.
                     Err(e) => match self.payment_call("GetPayment", &payment_id).await {
                         Ok(now) if now.status == "captured" => self.paid(row, &payment_id).await,
-                        _ => Err(e.into()),
+                        _ => Err(unsettled(e)),
                     },
                 }
             }
@@ -762,7 +779,8 @@ impl Orders {
                 // the money goes back before the order fails; a refund
                 // not made yet leaves it paid, for the resumer.
                 self.give_back(row.payment_id.as_deref().unwrap_or_default())
-                    .await?;
+                    .await
+                    .map_err(unsettled)?;
                 Ok(Some(
                     self.fail(row, format!("stock not committed: {}", message(&e)))
                         .await?,
@@ -835,7 +853,8 @@ impl Orders {
     /// Refunds the payment of an order being cancelled, then cancels it.
     async fn finish_cancel(&self, row: &OrderRow) -> Result<OrderRow> {
         self.give_back(row.payment_id.as_deref().unwrap_or_default())
-            .await?;
+            .await
+            .map_err(unsettled)?;
         match self
             .advance(
                 row,

@@ -635,6 +635,9 @@ struct Stack {
     admin: String,
     products: Arc<Vec<Product>>,
     customers: Vec<Customer>,
+    /// How many "internal error" lines the processes had logged when the
+    /// last scenario ended.
+    internal_errors: usize,
 }
 
 /// Each service's secret for the tokens identity issues it.
@@ -911,6 +914,7 @@ impl Stack {
             admin,
             products: Arc::new(products),
             customers: vec![],
+            internal_errors: 0,
         };
         for product in stack.products.iter().skip(1) {
             stack.put_in(&product.sku, PLENTY).await;
@@ -1142,6 +1146,14 @@ impl Stack {
             stopped,
         };
         let mut table = snapshot.reconcile(&self.products, &levels, &samples, &window, profile);
+        let logged = self.internal_errors();
+        let new_errors: Vec<String> = logged.iter().skip(self.internal_errors).cloned().collect();
+        self.internal_errors = logged.len();
+        table.push(Row::new(
+            "internal errors logged",
+            format!("{}{}", new_errors.len(), some(&new_errors)),
+            new_errors.is_empty(),
+        ));
         let set_aside: u32 = dead.values().sum();
         table.push(Row::new(
             "dead letters",
@@ -1200,6 +1212,32 @@ impl Stack {
                 std::fs::write(format!("{dir}/{}.log", node.name), &node.history).unwrap();
             }
         }
+    }
+
+    /// The "internal error" lines every process logged (those killed
+    /// included), as `process: error`.
+    fn internal_errors(&self) -> Vec<String> {
+        let mut found = vec![];
+        for node in &self.nodes {
+            let current = node
+                .process
+                .as_ref()
+                .map(|p| p.logs.lock().unwrap().clone())
+                .unwrap_or_default();
+            for line in node.history.lines().chain(current.lines()) {
+                let Ok(value) = serde_json::from_str::<Value>(line) else {
+                    continue;
+                };
+                if value["message"] == "internal error" {
+                    found.push(format!(
+                        "{}: {}",
+                        node.name,
+                        value["error"].as_str().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        found
     }
 
     /// Events each consumer set aside in its dead-letter queue.
