@@ -59,6 +59,8 @@ pub fn select(names: &[String]) -> anyhow::Result<Vec<Definition>> {
 /// Starts the named services (every one when empty) on the stores the
 /// settings name.
 pub async fn start(settings: Settings, names: &[String]) -> anyhow::Result<Running> {
+    // Fault flags only where the settings allow them (decision 0032).
+    emporium_platform::faults::process().configure(&settings.faults, false)?;
     service::start(settings, &select(names)?).await
 }
 
@@ -93,6 +95,8 @@ pub async fn up_reporting(
             n.staff_emails = vec![admin];
         }
     });
+    // `up` is the shop to try things on: fault flags are allowed.
+    emporium_platform::faults::process().configure(&settings.faults, true)?;
     let issuer = emporium_identity::signing_issuer(&settings).await?;
     let running = service::start_reporting(settings, &services(), report).await?;
     let notices = if seed {

@@ -184,6 +184,12 @@ pub(crate) struct Gateway {
     pub(crate) openapi: Arc<tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>>,
 }
 
+impl axum::extract::FromRef<Gateway> for Verifier {
+    fn from_ref(gateway: &Gateway) -> Self {
+        gateway.verifier.clone()
+    }
+}
+
 /// Serves the gateway in front of the services of `ROUTES`: those in
 /// `local` in-process, the others on their configured replicas.
 pub async fn start(runtime: &Runtime, local: &[Started]) -> anyhow::Result<Started> {
@@ -261,7 +267,9 @@ pub async fn start_resolving(
     };
     let body_limit = settings.http.body_limit_bytes;
     let upload_limit = own.upload_limit_bytes.max(body_limit);
-    let mut routes = Router::new().route("/api/v1/openapi.json", get(openapi::document));
+    let mut routes = Router::new()
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .merge(emporium_platform::faults::routes());
     for route in ROUTES {
         if !gateway.upstreams.contains_key(route.service) {
             continue;

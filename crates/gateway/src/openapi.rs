@@ -32,6 +32,8 @@ pub(crate) async fn document(State(gateway): State<Gateway>) -> Response {
         };
         documents.push((*service, doc));
     }
+    // What the gateway answers itself.
+    documents.push(("gateway", emporium_platform::faults::openapi()));
     match merge_documents(&documents) {
         Ok(merged) => {
             *cached = Some((Instant::now(), merged.clone()));

@@ -340,6 +340,9 @@ impl Orders {
         self.inner.outbox.wake();
         metrics::counter!("orders_created_total").increment(1);
         let done = self.run(row, Some(&checkout.card_number)).await?;
+        if done.from_basket && done.status == Status::Confirmed.as_str() {
+            self.settle_basket(&done, &lines).await;
+        }
         metrics::histogram!("order_processing_duration_seconds", "status" => done.status.clone())
             .record(started.elapsed().as_secs_f64());
         view(&done, &lines)
@@ -368,6 +371,40 @@ impl Orders {
             .iter()
             .filter_map(|i| Some((Uuid::parse_str(&i.product_id).ok()?, i.quantity)))
             .collect())
+    }
+
+    /// Takes a confirmed order's lines out of the basket before the
+    /// checkout answers, so that the customer's next checkout, however
+    /// soon, cannot buy them again (`order.confirmed` would do it only
+    /// once delivered). A basket away is left to the event.
+    async fn settle_basket(&self, order: &OrderRow, lines: &[LineRow]) {
+        let request = basket::SettleOrderRequest {
+            user_id: order.user_id.clone(),
+            order_id: order.id.clone(),
+            lines: lines
+                .iter()
+                .map(|line| basket::OrderLine {
+                    product_id: line.product_id.clone(),
+                    quantity: line.quantity,
+                })
+                .collect(),
+        };
+        let settled = self
+            .inner
+            .peers
+            .basket
+            .call("SettleOrder", true, |channel| {
+                let request = request.clone();
+                async move {
+                    basket::baskets_client::BasketsClient::new(channel)
+                        .settle_order(request)
+                        .await
+                }
+            })
+            .await;
+        if let Err(e) = settled {
+            tracing::warn!(order_id = %order.id, error = %e, "basket not settled at checkout; order.confirmed will settle it");
+        }
     }
 
     /// The catalog's current (SKU, price, name) of each product.

@@ -112,6 +112,19 @@ pub fn view(row: &PaymentRow) -> Result<PaymentView> {
     })
 }
 
+/// The state a refund of `amount` leaves `row` in, or why it may not.
+fn refunded(row: &PaymentRow, from: Status, amount: i64) -> Result<Status> {
+    transition(
+        from,
+        Action::Refund {
+            amount,
+            captured: row.amount_minor,
+            refunded: row.refunded_minor,
+        },
+    )
+    .map_err(PaymentError::Refused)
+}
+
 fn status(row: &PaymentRow) -> Result<Status> {
     Status::parse(&row.status).ok_or_else(|| PaymentError::Corrupt(row.status.clone()))
 }
@@ -188,6 +201,8 @@ impl Payments {
                     .unwrap_or(chrono::Duration::minutes(30)),
             created_at: now,
             updated_at: now,
+            refund_pending_id: None,
+            refund_pending_minor: None,
         };
         store::insert(&self.inner.db, row.clone()).await?;
         view(&row)
@@ -434,78 +449,105 @@ impl Payments {
     }
 
     async fn refund_now(&self, id: Uuid, amount: Option<Money>) -> Result<PaymentView> {
-        let row = self.get(id).await?;
-        let from = status(&row)?;
-        let left = row.amount_minor - row.refunded_minor;
-        let amount = match amount {
-            Some(a) if a.currency.code() != row.currency => {
-                return Err(PaymentError::Currency(
-                    a.currency.code().into(),
-                    row.currency.clone(),
-                ));
+        let mut row = self.get(id).await?;
+        if let Some(a) = &amount
+            && a.currency.code() != row.currency
+        {
+            return Err(PaymentError::Currency(
+                a.currency.code().into(),
+                row.currency.clone(),
+            ));
+        }
+        // A refund left half-way (a crash, a processor that did not
+        // answer) is finished first, under its own id. A request for all
+        // that is left goes on from there (done when nothing is); one for
+        // an amount is told the payment moved, since a retry of that
+        // refund and another refund look alike.
+        if let (Some(pending), Some(minor)) =
+            (row.refund_pending_id.clone(), row.refund_pending_minor)
+        {
+            row = self.make_refund(id, &row, &pending, minor).await?;
+            if amount.is_some() {
+                return Err(PaymentError::Raced);
             }
-            Some(a) => a.minor,
-            None => left,
-        };
-        let to = transition(
-            from,
-            Action::Refund {
-                amount,
-                captured: row.amount_minor,
-                refunded: row.refunded_minor,
-            },
+            if row.refunded_minor == row.amount_minor {
+                return view(&row);
+            }
+        }
+        let amount = amount.map_or(row.amount_minor - row.refunded_minor, |a| a.minor);
+        let from = status(&row)?;
+        refunded(&row, from, amount)?;
+        // The refund is written as asked before the processor is asked,
+        // under the id it is asked with, and recorded as made (with its
+        // event) once the processor has said yes: whatever stops in
+        // between, the next refund of this payment asks again under the
+        // same id, and the processor gives back once.
+        let refund = Uuid::now_v7().to_string();
+        if !store::begin_refund(
+            &self.inner.db,
+            &row.id,
+            from.as_str(),
+            row.refunded_minor,
+            &refund,
+            amount,
         )
-        .map_err(PaymentError::Refused)?;
-        let refunded = row.refunded_minor + amount;
-        // The refund is recorded first (compare-and-set on the total), then
-        // asked of the processor, and taken back if it refuses; its event
-        // is written once the processor has said yes.
-        let after = self
-            .advance(
-                &row,
-                from,
-                to,
-                Change {
-                    refunded: Some((refunded, row.refunded_minor)),
-                    ..Change::default()
-                },
-                None,
-            )
-            .await?;
+        .await?
+        {
+            return Err(PaymentError::Raced);
+        }
+        let done = self.make_refund(id, &row, &refund, amount).await?;
+        view(&done)
+    }
+
+    /// Asks the processor for pending refund `refund` of `amount` and
+    /// records it as made. A refusal drops it; a processor that did not
+    /// answer leaves it pending, to be asked again.
+    async fn make_refund(
+        &self,
+        id: Uuid,
+        row: &PaymentRow,
+        refund: &str,
+        amount: i64,
+    ) -> Result<PaymentRow> {
+        let from = status(row)?;
+        let to = refunded(row, from, amount)?;
+        let key = Uuid::parse_str(refund).map_err(|_| PaymentError::Corrupt(refund.into()))?;
         let asked = self
             .call(
                 "refund",
                 self.inner
                     .provider
-                    .refund(id, Uuid::now_v7(), money(amount, &row.currency)?),
+                    .refund(id, key, money(amount, &row.currency)?),
             )
             .await;
-        if let Err(e) = asked {
-            let _ = self
-                .advance(
-                    &after,
-                    to,
-                    from,
-                    Change {
-                        refunded: Some((row.refunded_minor, refunded)),
-                        ..Change::default()
-                    },
-                    None,
-                )
-                .await;
-            return Err(PaymentError::Processor(e.to_string()));
+        match asked {
+            Ok(()) => {}
+            Err(e @ ProviderError::Declined(_)) => {
+                store::drop_refund(&self.inner.db, &row.id, refund).await?;
+                return Err(PaymentError::Processor(e.to_string()));
+            }
+            Err(e) => return Err(PaymentError::Processor(e.to_string())),
         }
-        let txn = db::begin_write(&self.inner.db).await?;
-        self.inner
-            .outbox
-            .enqueue(&txn, &events::payment(events::PAYMENT_REFUNDED, &after)?)
-            .await?;
-        txn.commit().await?;
-        self.inner.outbox.wake();
-        metrics::counter!("refunds_processed_total").increment(1);
-        metrics::counter!("payments_processed_total", "status" => "refunded", "method" => after.method.clone())
-            .increment(1);
-        view(&after)
+        let made = self
+            .advance(
+                row,
+                from,
+                to,
+                Change {
+                    refunded: Some((row.refunded_minor + amount, row.refunded_minor)),
+                    refund_made: Some(refund.to_owned()),
+                    ..Change::default()
+                },
+                Some(events::PAYMENT_REFUNDED),
+            )
+            .await;
+        if made.is_ok() {
+            metrics::counter!("refunds_processed_total").increment(1);
+            metrics::counter!("payments_processed_total", "status" => "refunded", "method" => row.method.clone())
+                .increment(1);
+        }
+        // Raced: another request finished this same refund.
+        self.settled(id, made).await
     }
 }
 

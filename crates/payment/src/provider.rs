@@ -142,6 +142,9 @@ impl MockProvider {
 
     /// Latency, then a failure at the configured rate.
     async fn weather(&self) -> Result<(), ProviderError> {
+        emporium_platform::faults::process()
+            .before_processor_call()
+            .await;
         let behaviour = self.behaviour();
         if behaviour.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(behaviour.latency_ms)).await;
@@ -183,6 +186,9 @@ impl Provider for MockProvider {
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
         self.weather().await?;
+        if emporium_platform::faults::process().declines_payment() {
+            return Err(ProviderError::Declined("card_declined".into()));
+        }
         match token.split('_').nth(1) {
             Some("declined") => return Err(ProviderError::Declined("card_declined".into())),
             Some("insufficient") => {

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    UpdateMany,
 };
 
 pub mod payment {
@@ -34,6 +35,10 @@ pub mod payment {
         pub expires_at: DateTimeUtc,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// The refund asked of the processor and not yet recorded: its
+        /// id, the processor's idempotency key.
+        pub refund_pending_id: Option<String>,
+        pub refund_pending_minor: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -64,6 +69,8 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, row: PaymentRow) -> Result<(),
         expires_at: Set(row.expires_at),
         created_at: Set(row.created_at),
         updated_at: Set(row.updated_at),
+        refund_pending_id: Set(row.refund_pending_id),
+        refund_pending_minor: Set(row.refund_pending_minor),
     })
     .exec_without_returning(conn)
     .await
@@ -82,6 +89,8 @@ pub struct Change {
     pub processed_at: Option<DateTime<Utc>>,
     /// The refunded total, compared with `refunded_was`.
     pub refunded: Option<(i64, i64)>,
+    /// The pending refund this change records as made, and clears.
+    pub refund_made: Option<String>,
 }
 
 /// Moves payment `id` from `from` to `to` with `change`; false when it was
@@ -112,7 +121,59 @@ pub async fn advance<C: ConnectionTrait>(
             .col_expr(payment::Column::RefundedMinor, Expr::value(now))
             .filter(payment::Column::RefundedMinor.eq(was));
     }
+    if let Some(refund) = change.refund_made {
+        update = clear_refund(update).filter(payment::Column::RefundPendingId.eq(refund));
+    }
     Ok(update.exec(conn).await?.rows_affected == 1)
+}
+
+fn clear_refund(update: UpdateMany<payment::Entity>) -> UpdateMany<payment::Entity> {
+    update
+        .col_expr(
+            payment::Column::RefundPendingId,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            payment::Column::RefundPendingMinor,
+            Expr::value(Option::<i64>::None),
+        )
+}
+
+/// Writes refund `refund` of `amount` as asked of the processor, on a
+/// payment still in `status` with `refunded_was` refunded and no other
+/// refund under way; false when it moved.
+pub async fn begin_refund<C: ConnectionTrait>(
+    conn: &C,
+    id: &str,
+    status: &str,
+    refunded_was: i64,
+    refund: &str,
+    amount: i64,
+) -> Result<bool, DbErr> {
+    let update = payment::Entity::update_many()
+        .col_expr(payment::Column::RefundPendingId, Expr::value(refund))
+        .col_expr(payment::Column::RefundPendingMinor, Expr::value(amount))
+        .col_expr(payment::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(payment::Column::Id.eq(id))
+        .filter(payment::Column::Status.eq(status))
+        .filter(payment::Column::RefundedMinor.eq(refunded_was))
+        .filter(payment::Column::RefundPendingId.is_null());
+    Ok(update.exec(conn).await?.rows_affected == 1)
+}
+
+/// Drops pending refund `refund`, which the processor refused.
+pub async fn drop_refund<C: ConnectionTrait>(
+    conn: &C,
+    id: &str,
+    refund: &str,
+) -> Result<(), DbErr> {
+    clear_refund(payment::Entity::update_many())
+        .col_expr(payment::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(payment::Column::Id.eq(id))
+        .filter(payment::Column::RefundPendingId.eq(refund))
+        .exec(conn)
+        .await
+        .map(|_| ())
 }
 
 /// What a list is narrowed to.

@@ -310,6 +310,9 @@ pub struct Settings {
     /// (`catalog = "http://catalog:50050"`; a bare `host:port` is taken as
     /// `http://`). A peer running in the same process needs none.
     pub peers: BTreeMap<String, String>,
+    /// Fault flags (decision 0032): whether `serve` allows them, and those
+    /// on from the start.
+    pub faults: crate::faults::FaultSettings,
     #[serde(skip)]
     sections: Sections,
     /// Sections not set explicitly listen on free loopback ports.
@@ -327,6 +330,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             http: HttpSettings::default(),
             peers: BTreeMap::new(),
+            faults: crate::faults::FaultSettings::default(),
             sections: Sections::default(),
             free_ports: false,
         }
@@ -528,6 +532,7 @@ pub fn load(sources: &Sources, services: &[SectionDef]) -> Result<Settings, Conf
         .chain([
             "http.cors_origins".to_owned(),
             "http.trusted_proxies".to_owned(),
+            "faults.flags.peers".to_owned(),
         ])
         .collect();
     for map in [plain, prefixed] {

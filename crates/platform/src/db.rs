@@ -118,6 +118,7 @@ pub fn backend_name(db: &DatabaseConnection) -> &'static str {
 /// this process also wait their turn here, in order, rather than in
 /// SQLite's busy handler, which polls the lock with sleeps of 1 to 100 ms.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, sea_orm::DbErr> {
+    crate::faults::process().before_write().await;
     use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
     let (options, turn) = match db.get_database_backend() {
         DbBackend::Sqlite => {

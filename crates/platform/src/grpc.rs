@@ -653,7 +653,13 @@ impl Peer {
                 rpc.method = method,
                 rpc.grpc.status_code = tracing::field::Empty,
             );
-            let outcome = call(channel).instrument(span.clone()).await;
+            let outcome = match crate::faults::process()
+                .before_peer_call(self.name, self.policy.deadline)
+                .await
+            {
+                Ok(()) => call(channel).instrument(span.clone()).await,
+                Err(fault) => Err(fault),
+            };
             metrics::histogram!("grpc_client_duration_seconds", "service" => self.credentials.service(), "peer" => self.name, "method" => method)
                 .record(started.elapsed().as_secs_f64());
             let code = match &outcome {

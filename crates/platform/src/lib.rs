@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod faults;
 pub mod files;
 pub mod grpc;
 pub mod http;

@@ -128,6 +128,12 @@ pub fn declare(metrics: &[Metric]) {
 /// and gRPC servers and clients, events, the database, caches, tokens.
 pub const PLATFORM_METRICS: &[Metric] = &[
     Metric::new(
+        "fault_flag_active",
+        Kind::Gauge,
+        "1 while a fault flag is switched on in this process (decision 0032), by flag.",
+    )
+    .zeros(crate::faults::FLAG_LABELS),
+    Metric::new(
         "http_requests_total",
         Kind::Counter,
         "HTTP requests answered, by service, method, route template and status.",

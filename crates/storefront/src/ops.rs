@@ -516,6 +516,8 @@ struct Now {
     dead_letters: f64,
     low_stock: Option<f64>,
     circuits: Vec<String>,
+    /// Fault flags switched on (decision 0032), in any process read.
+    faults: Vec<String>,
 }
 
 impl Now {
@@ -536,11 +538,16 @@ impl Now {
                 "grpc_client_circuit_open" if value >= 1.0 => {
                     now.circuits.push(sample.label("peer").to_owned());
                 }
+                "fault_flag_active" if value >= 1.0 => {
+                    now.faults.push(sample.label("flag").to_owned());
+                }
                 _ => {}
             }
         }
         now.circuits.sort();
         now.circuits.dedup();
+        now.faults.sort();
+        now.faults.dedup();
         now
     }
 }
@@ -695,6 +702,7 @@ impl Ops {
                 "dead_total": count(now.dead_letters),
                 "low_stock": now.low_stock.map(count),
                 "circuits": now.circuits,
+                "faults": now.faults,
             },
         })
     }
@@ -961,6 +969,8 @@ mod tests {
                     "inventory_low_stock_items 3\n",
                     "grpc_client_circuit_open{{peer=\"payment\"}} 1\n",
                     "grpc_client_circuit_open{{peer=\"catalog\"}} 0\n",
+                    "fault_flag_active{{flag=\"store_latency_ms\"}} 1\n",
+                    "fault_flag_active{{flag=\"peer_error_ratio\"}} 0\n",
                 ),
                 ok = ok,
                 failed = failed,
@@ -998,6 +1008,7 @@ mod tests {
         assert_eq!(shop["backlog"], "4");
         assert_eq!(shop["low_stock"], "3");
         assert_eq!(shop["circuits"], json!(["payment"]));
+        assert_eq!(shop["faults"], json!(["store_latency_ms"]));
         assert_eq!(view["span"], "1 min");
     }
 

@@ -18,6 +18,7 @@ mod browser;
 mod chaos;
 mod checkout;
 mod commerce;
+mod faults;
 mod live;
 mod load;
 mod notify;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::Utc;
 use emporium_ordering::Orders;
 use emporium_ordering::checkout::{OrderError, Peers};
-use emporium_ordering::domain::Status;
+use emporium_ordering::domain::{Checkout, Status};
 use emporium_ordering::store::{self, Change, LineRow, OrderRow};
 use emporium_platform::auth::Role;
 use emporium_platform::bus::Outbox;
@@ -34,6 +34,8 @@ struct Fixture {
     shop: Running,
     /// Ordering's saga on the store under test, beside the served one.
     orders: Orders,
+    /// The served peers, as `orders` calls them.
+    peers: Peers,
     db: DatabaseConnection,
     tokens: Tokens,
     http: reqwest::Client,
@@ -100,17 +102,13 @@ async fn fixture(backend: Backend) -> Option<Fixture> {
         )
         .unwrap()
     };
-    let orders = Orders::new(
-        db.clone(),
-        Outbox::new(),
-        Peers {
-            catalog: peer("catalog"),
-            inventory: peer("inventory"),
-            payment: peer("payment"),
-            basket: peer("basket"),
-        },
-        900,
-    );
+    let peers = Peers {
+        catalog: peer("catalog"),
+        inventory: peer("inventory"),
+        payment: peer("payment"),
+        basket: peer("basket"),
+    };
+    let orders = Orders::new(db.clone(), Outbox::new(), peers.clone(), 900);
     let http = reqwest::Client::new();
     let products = format!(
         "{}/api/v1/products?per_page=3",
@@ -131,6 +129,7 @@ async fn fixture(backend: Backend) -> Option<Fixture> {
     Some(Fixture {
         shop,
         orders,
+        peers,
         db,
         tokens,
         http,
@@ -157,6 +156,20 @@ impl Fixture {
             .unwrap();
         assert_eq!(response.status(), StatusCode::CREATED);
         response.json().await.unwrap()
+    }
+
+    /// Puts `quantity` of `product` in `user`'s basket, through the
+    /// basket's REST face.
+    async fn add_to_basket(&self, user: &str, product: Uuid, quantity: i64) {
+        let response = self
+            .http
+            .post(self.url("basket", &format!("/api/v1/baskets/{user}/items")))
+            .bearer_auth(self.tokens.user(user, Role::Customer))
+            .json(&json!({ "product_id": product, "quantity": quantity }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
     }
 
     /// (on hand, reserved) of a SKU over its warehouses.
@@ -951,5 +964,67 @@ async fn another_users_order_answers_404_like_a_missing_one() {
         .await
         .unwrap();
     assert_eq!(still.status, "confirmed", "bob's tries changed nothing");
+    f.stop().await;
+}
+
+/// Finding: the basket gave up a confirmed order's lines only when
+/// `order.confirmed` reached it, so a checkout soon after another bought
+/// them again (the customer paid twice) and the late event then took out
+/// a line added since. The checkout settles the basket before it answers:
+/// with ordering's events never delivered at all, the next checkout finds
+/// only what was added after the last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_takes_its_lines_out_of_the_basket_before_it_answers() {
+    let f = fixture(Backend::Sqlite).await.unwrap();
+    // Ordering on a store of its own whose outbox nothing relays.
+    let silent = TestDatabase::fresh(Backend::Sqlite).await.unwrap();
+    let db = emporium_platform::db::connect(&silent.url).await.unwrap();
+    emporium_platform::db::migrate::<emporium_ordering::migrations::Migrator>(&db)
+        .await
+        .unwrap();
+    let orders = Orders::new(db, Outbox::new(), f.peers.clone(), 900);
+    let (first, _) = f.products[0].clone();
+    let (second, _) = f.products[1].clone();
+    let basket = Checkout {
+        items: None,
+        card_number: CARD.into(),
+    };
+    let bought = |order: &emporium_ordering::checkout::OrderView| {
+        order
+            .lines
+            .iter()
+            .map(|l| (l.product_id.clone(), l.quantity))
+            .collect::<Vec<_>>()
+    };
+
+    f.add_to_basket("cleo", first, 1).await;
+    let one = orders.checkout("cleo", &basket).await.unwrap();
+    assert_eq!(one.status, "confirmed", "{one:?}");
+    assert_eq!(bought(&one), [(first.to_string(), 1)]);
+    let again = orders.checkout("cleo", &basket).await;
+    assert!(
+        matches!(&again, Err(OrderError::Invalid(e)) if e[0].message == "the basket is empty"),
+        "{again:?}"
+    );
+
+    f.add_to_basket("cleo", first, 1).await;
+    f.add_to_basket("cleo", second, 2).await;
+    let two = orders.checkout("cleo", &basket).await.unwrap();
+    assert_eq!(two.status, "confirmed", "{two:?}");
+    assert_eq!(
+        bought(&two),
+        [(first.to_string(), 1), (second.to_string(), 2)],
+        "the first order's unit is not bought twice"
+    );
+    // A declined card leaves the basket as it was, to pay again.
+    f.add_to_basket("cleo", second, 1).await;
+    let declined = Checkout {
+        items: None,
+        card_number: emporium_payment::provider::DECLINED.into(),
+    };
+    let failed = orders.checkout("cleo", &declined).await.unwrap();
+    assert_eq!(failed.status, "failed", "{failed:?}");
+    let paid = orders.checkout("cleo", &basket).await.unwrap();
+    assert_eq!(bought(&paid), [(second.to_string(), 1)]);
     f.stop().await;
 }

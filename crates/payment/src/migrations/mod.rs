@@ -5,6 +5,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261124_000001_payments;
 mod m20261203_000001_mock_processor_ledger;
+mod m20261204_000001_refund_pending;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(emporium_platform::idempotency::IdempotencyMigration),
             Box::new(m20261124_000001_payments::Migration),
             Box::new(m20261203_000001_mock_processor_ledger::Migration),
+            Box::new(m20261204_000001_refund_pending::Migration),
         ]
     }
 }

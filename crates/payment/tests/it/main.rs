@@ -508,6 +508,134 @@ async fn contract_a_caller_gone_midway_leaves_record_and_processor_agreeing(back
     );
 }
 
+/// The mock processor, whose refunds are made but, while `lose` is set,
+/// answered as if it had not answered: what a process killed between the
+/// processor and its record sees.
+struct LostAnswers {
+    mock: MockProvider,
+    lose: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Provider for LostAnswers {
+    fn name(&self) -> &'static str {
+        self.mock.name()
+    }
+    fn tokenize(&self, digits: &str) -> String {
+        self.mock.tokenize(digits)
+    }
+    async fn authorize(
+        &self,
+        payment: Uuid,
+        amount: Money,
+        token: &str,
+    ) -> Result<String, provider::ProviderError> {
+        self.mock.authorize(payment, amount, token).await
+    }
+    async fn capture(
+        &self,
+        payment: Uuid,
+        authorization: &str,
+    ) -> Result<(), provider::ProviderError> {
+        self.mock.capture(payment, authorization).await
+    }
+    async fn void(
+        &self,
+        payment: Uuid,
+        authorization: &str,
+    ) -> Result<(), provider::ProviderError> {
+        self.mock.void(payment, authorization).await
+    }
+    async fn refund(
+        &self,
+        payment: Uuid,
+        refund: Uuid,
+        amount: Money,
+    ) -> Result<(), provider::ProviderError> {
+        self.mock.refund(payment, refund, amount).await?;
+        if self.lose.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(provider::ProviderError::Unavailable("answer lost".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Finding (chaos suite): payment recorded a refund before asking the
+/// processor, so a payment killed in between kept a record of money given
+/// back that the processor still held. A refund is now written as asked,
+/// under the id the processor dedupes on, and recorded as made once the
+/// processor says so: one whose answer was lost stays captured, and the
+/// next refund asks again under the same id and records it, with the
+/// processor giving back once.
+async fn contract_a_refund_whose_answer_was_lost_is_made_once_when_asked_again(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let processor = Arc::new(LostAnswers {
+        mock: f.mock.clone(),
+        lose: true.into(),
+    });
+    let payments = Payments::new(
+        f.db.clone(),
+        Outbox::new(),
+        processor.clone(),
+        Policy {
+            provider_timeout: Duration::from_millis(300),
+            payment_ttl: Duration::from_secs(600),
+        },
+    );
+    let id = f.pay(GOOD, "25.00").await;
+    assert_eq!(payments.process(id).await.unwrap().status, "captured");
+
+    // A part, lost, then asked again: the retry finishes it and answers
+    // that the payment moved, since it cannot tell a retry from another
+    // refund of the same amount.
+    let lost = payments.refund(id, Some(usd("10.00"))).await;
+    assert!(matches!(lost, Err(PaymentError::Processor(_))), "{lost:?}");
+    let row = payments.get(id).await.unwrap();
+    assert_eq!((row.status.as_str(), row.refunded_minor), ("captured", 0));
+    assert_eq!(
+        f.mock.taken().await.unwrap(),
+        1500,
+        "the processor gave 10.00 back"
+    );
+    processor
+        .lose
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let again = payments.refund(id, Some(usd("10.00"))).await;
+    assert!(matches!(again, Err(PaymentError::Raced)), "{again:?}");
+    let row = payments.get(id).await.unwrap();
+    assert_eq!(
+        (
+            row.status.as_str(),
+            row.refunded_minor,
+            row.refund_pending_id.as_deref()
+        ),
+        ("partially_refunded", 1000, None)
+    );
+    assert_eq!(f.mock.taken().await.unwrap(), 1500, "given back once");
+
+    // All that is left, lost, then asked again: the retry is answered by it.
+    processor
+        .lose
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(payments.refund(id, None).await.is_err());
+    assert_eq!(payments.get(id).await.unwrap().refunded_minor, 1000);
+    processor
+        .lose
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let rest = payments.refund(id, None).await.unwrap();
+    assert_eq!(
+        (rest.status.as_str(), rest.refunded.amount.as_str()),
+        ("refunded", "25.00")
+    );
+    assert_eq!(f.mock.taken().await.unwrap(), 0);
+    assert_eq!(
+        f.outbox_of(id).await,
+        ["payment.completed", "payment.refunded", "payment.refunded"]
+    );
+}
+
 async fn keys_contract(store: &dyn IdempotencyStore) {
     let key = format!("ada:{}", Uuid::now_v7());
     let ttl = Duration::from_secs(60);
@@ -568,5 +696,6 @@ on_every_backend!(
     contract_processor_calls_asked_twice_move_money_once,
     contract_a_cancel_leaves_nothing_held_at_the_processor,
     contract_a_caller_gone_midway_leaves_record_and_processor_agreeing,
+    contract_a_refund_whose_answer_was_lost_is_made_once_when_asked_again,
     contract_idempotency_keys_in_sql,
 );

@@ -333,7 +333,12 @@ pub(crate) async fn handle_observed(
         span_id = tracing::field::Empty,
     );
     crate::telemetry::join_traceparent(&span, envelope.traceparent.as_deref());
-    let outcome = handler.handle(envelope).instrument(span.clone()).await;
+    let mut outcome = handler.handle(envelope).instrument(span.clone()).await;
+    // A fault flag's duplicate: the same event again, as a broker
+    // redelivering it would hand it over; the inbox must make it a no-op.
+    if outcome.is_ok() && crate::faults::process().delivers_twice() {
+        outcome = handler.handle(envelope).instrument(span.clone()).await;
+    }
     let label = if outcome.is_ok() { "ok" } else { "error" };
     metrics::counter!("events_consumed_total", "consumer" => consumer.to_owned(), "type" => envelope.kind.clone(), "outcome" => label)
         .increment(1);

@@ -157,7 +157,12 @@ pub async fn relay_pending(
             if let Some(traceparent) = span.in_scope(crate::telemetry::current_traceparent) {
                 envelope.traceparent = Some(traceparent);
             }
-            if let Err(e) = transport.publish(&envelope).instrument(span).await {
+            let published = if crate::faults::process().fails_publish() {
+                Err(anyhow::anyhow!("fault flag: the publish failed"))
+            } else {
+                transport.publish(&envelope).instrument(span).await
+            };
+            if let Err(e) = published {
                 let attempts = outbox_row::ActiveModel {
                     id: Set(row.id.clone()),
                     attempts: Set(row.attempts + 1),
