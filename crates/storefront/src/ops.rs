@@ -29,6 +29,7 @@ const KEPT: &[&str] = &[
     "outbox_pending_events",
     "events_dead_lettered_total",
     "inventory_low_stock_items",
+    "fault_flag_active",
 ];
 
 /// Routes of the platform's own that probes and scrapers call: not the

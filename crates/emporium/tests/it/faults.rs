@@ -1,6 +1,7 @@
 //! Fault flags (decision 0032) switched in a running `emporium up` through
 //! the gateway's admin API: each shows its effect on checkouts at once
-//! (declines fail them, a slow payment service slows them), is visible as
+//! (declines fail them, a slow payment service or store slows them,
+//! duplicate deliveries and failed publishes change nothing), is visible as
 //! `fault_flag_active{flag}`, and switched off restores the checkout. Bad
 //! input and callers who are not admins change nothing.
 
@@ -201,6 +202,32 @@ async fn fault_flags_switched_in_up_show_on_checkouts_and_off_restores_them() {
     let (outcomes, fastest, _) = round(&http, &up.base, &customer, &product).await;
     assert_eq!(outcomes, ["confirmed"; 5], "slow, not failing");
     assert!(fastest >= slow, "fastest slowed checkout {fastest:?}");
+
+    // A slow store, every event twice and half the publishes failing:
+    // slower, never wrong.
+    let (status, _, body) = put_flags(
+        &http,
+        &up.base,
+        Some(&admin),
+        json!({ "store_latency_ms": 100, "duplicate_delivery_ratio": 1.0, "publish_failure_ratio": 0.5 }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["active"],
+        json!([
+            "duplicate_delivery_ratio",
+            "publish_failure_ratio",
+            "store_latency_ms"
+        ])
+    );
+    let (outcomes, fastest, _) = round(&http, &up.base, &customer, &product).await;
+    assert_eq!(outcomes, ["confirmed"; 5]);
+    // A checkout writes its order, reservation and payment at least.
+    assert!(
+        fastest >= Duration::from_millis(300),
+        "fastest checkout on a slow store {fastest:?}"
+    );
 
     // Off: the checkout as it was.
     let (status, _, body) = put_flags(&http, &up.base, Some(&admin), json!({})).await;
