@@ -100,7 +100,7 @@ fn fact_of(page: &str, open: &str, close: &str) -> String {
 
 /// The operations page once `ready` holds of it (samples come every
 /// second), asked again until then.
-async fn page_when(browser: &mut Browser, ready: impl Fn(&str) -> bool) -> String {
+pub(super) async fn page_when(browser: &mut Browser, ready: impl Fn(&str) -> bool) -> String {
     let mut last = String::new();
     for _ in 0..240 {
         let (status, _, page) = browser.get("/admin/ops").await;

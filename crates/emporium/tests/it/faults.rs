@@ -5,6 +5,9 @@
 //! `fault_flag_active{flag}`, and switched off restores the checkout. Bad
 //! input and callers who are not admins change nothing.
 
+use super::admin_ops::page_when;
+use super::browser::Chromium;
+use super::storefront::sign_in_at;
 use super::*;
 
 /// A checkout of one unit of `product`: its status and how long it took.
@@ -106,7 +109,7 @@ async fn get_json(http: &reqwest::Client, url: String, token: Option<&str>) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_flags_switched_in_up_show_on_checkouts_and_off_restores_them() {
-    let up = UpProcess::start(&[]).await;
+    let up = UpProcess::start(&[("EMPORIUM__STOREFRONT__OPS_SAMPLE_MS", "1000")]).await;
     let internal = up
         .banner
         .lines()
@@ -187,6 +190,34 @@ async fn fault_flags_switched_in_up_show_on_checkouts_and_off_restores_them() {
         outcomes, ["failed: payment failed: card_declined"; 5],
         "declined while the flag is on"
     );
+    // The operations page names it, in its next sample.
+    let (email, password) = up.credentials("admin sign-in");
+    let (mut browser, _, status, signed) = sign_in_at(&up.base, &email, &password).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{signed}");
+    page_when(&mut browser, |page| {
+        page.contains("id=\"faults\" class=\"bad\">switched on: payment decline ratio")
+    })
+    .await;
+    match emporium_testkit::server_url("EMPORIUM_TEST_CHROMEDRIVER") {
+        Some(driver) => {
+            let chromium = Chromium::start(&driver, &super::browser::shots("faults")).await;
+            chromium
+                .client
+                .goto(&format!("{}/signin?next=/admin/ops", up.base))
+                .await
+                .unwrap();
+            chromium.fill("input[name=email]", &email).await;
+            chromium.fill("input[name=password]", &password).await;
+            chromium.submit("form.stack button").await;
+            chromium
+                .shoot_at("ops-with-a-fault-flag-on", "#faults")
+                .await;
+            chromium.stop().await;
+        }
+        None => eprintln!(
+            "skipped: the operations page's picture, since EMPORIUM_TEST_CHROMEDRIVER is not set"
+        ),
+    }
 
     // The payment service slow as ordering sees it: every checkout waits.
     let slow = Duration::from_millis(600);
