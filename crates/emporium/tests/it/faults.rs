@@ -38,9 +38,10 @@ async fn checkout(
     )
 }
 
-/// Five checkouts: their statuses (with reasons) and the slowest and
-/// fastest times.
+/// Five checkouts under `flags`: their statuses (with reasons), and the
+/// fastest and median times, which it prints.
 async fn round(
+    flags: &str,
     http: &reqwest::Client,
     base: &str,
     token: &str,
@@ -57,6 +58,10 @@ async fn round(
         times.push(took);
     }
     times.sort();
+    eprintln!(
+        "{flags}: {outcomes:?}; fastest {:?}, median {:?}, slowest {:?}",
+        times[0], times[2], times[4]
+    );
     (outcomes, times[0], times[2])
 }
 
@@ -173,7 +178,7 @@ async fn fault_flags_switched_in_up_show_on_checkouts_and_off_restores_them() {
         assert!(status.is_client_error(), "{bad}: {status} {body}");
         assert_eq!(kind.as_deref(), Some("application/problem+json"), "{bad}");
     }
-    let (outcomes, _, usual) = round(&http, &up.base, &customer, &product).await;
+    let (outcomes, _, usual) = round("no flag", &http, &up.base, &customer, &product).await;
     assert_eq!(outcomes, ["confirmed"; 5], "nothing was switched on");
 
     // Every card declined.
@@ -185,7 +190,14 @@ async fn fault_flags_switched_in_up_show_on_checkouts_and_off_restores_them() {
             .await
             .contains(&("payment_decline_ratio".to_owned(), 1.0))
     );
-    let (outcomes, _, _) = round(&http, &up.base, &customer, &product).await;
+    let (outcomes, _, _) = round(
+        "payment_decline_ratio 1",
+        &http,
+        &up.base,
+        &customer,
+        &product,
+    )
+    .await;
     assert_eq!(
         outcomes, ["failed: payment failed: card_declined"; 5],
         "declined while the flag is on"
@@ -230,7 +242,14 @@ async fn fault_flags_switched_in_up_show_on_checkouts_and_off_restores_them() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["active"], json!(["peer_latency_ms"]));
-    let (outcomes, fastest, _) = round(&http, &up.base, &customer, &product).await;
+    let (outcomes, fastest, _) = round(
+        "peer_latency_ms 600 on payment",
+        &http,
+        &up.base,
+        &customer,
+        &product,
+    )
+    .await;
     assert_eq!(outcomes, ["confirmed"; 5], "slow, not failing");
     assert!(fastest >= slow, "fastest slowed checkout {fastest:?}");
 
@@ -252,7 +271,14 @@ async fn fault_flags_switched_in_up_show_on_checkouts_and_off_restores_them() {
             "store_latency_ms"
         ])
     );
-    let (outcomes, fastest, _) = round(&http, &up.base, &customer, &product).await;
+    let (outcomes, fastest, _) = round(
+        "store_latency_ms 100, duplicate_delivery_ratio 1, publish_failure_ratio 0.5",
+        &http,
+        &up.base,
+        &customer,
+        &product,
+    )
+    .await;
     assert_eq!(outcomes, ["confirmed"; 5]);
     // A checkout writes its order, reservation and payment at least.
     assert!(
@@ -264,7 +290,7 @@ async fn fault_flags_switched_in_up_show_on_checkouts_and_off_restores_them() {
     let (status, _, body) = put_flags(&http, &up.base, Some(&admin), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["active"], json!([]));
-    let (outcomes, _, median) = round(&http, &up.base, &customer, &product).await;
+    let (outcomes, _, median) = round("all off again", &http, &up.base, &customer, &product).await;
     assert_eq!(outcomes, ["confirmed"; 5]);
     assert!(
         median < slow,
