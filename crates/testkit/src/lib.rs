@@ -85,6 +85,17 @@ pub fn server_url(variable: &str) -> Option<String> {
     }
 }
 
+/// `redis_url` with Redis database `database` instead of its own. The
+/// services' caches name their keys by service and SKU or product, which
+/// every demo shop shares: two distributed shops running at once on one
+/// database would read each other's cached stock. Each suite that runs
+/// one takes a database of its own (the bench has 13).
+pub fn redis_database(redis_url: &str, database: u8) -> String {
+    let mut url = url::Url::parse(redis_url).expect("a Redis URL");
+    url.set_path(&format!("/{database}"));
+    url.to_string()
+}
+
 /// Starts `definitions` as the binary does and waits until each answers
 /// `/ready` (at most 30 s).
 pub async fn spawn(
@@ -873,5 +884,17 @@ mod tests {
             "amqp://guest:guest@h:5672/t1"
         );
         assert_eq!(super::url_user("amqp://shop@h:5672"), "shop");
+    }
+
+    #[test]
+    fn redis_urls_take_the_database_asked_for() {
+        assert_eq!(
+            super::redis_database("redis://127.0.0.1:6379/0", 14),
+            "redis://127.0.0.1:6379/14"
+        );
+        assert_eq!(
+            super::redis_database("redis://:pw@h:6379", 15),
+            "redis://:pw@h:6379/15"
+        );
     }
 }

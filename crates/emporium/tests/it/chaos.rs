@@ -665,6 +665,9 @@ impl Stack {
         ) else {
             return None;
         };
+        // A Redis database of its own: the journey suite runs a
+        // distributed shop with the same SKUs beside it.
+        let redis = emporium_testkit::redis_database(&redis, 14);
         let mut databases = BTreeMap::new();
         for (service, backend) in DISTRIBUTED_DATABASES {
             let db = TestDatabase::fresh(backend).await?;
