@@ -267,9 +267,12 @@ pub async fn start_resolving(
     };
     let body_limit = settings.http.body_limit_bytes;
     let upload_limit = own.upload_limit_bytes.max(body_limit);
+    let own_routes = emporium_platform::faults::routes().layer(
+        axum::middleware::from_fn_with_state(gateway.clone(), proxy::limited),
+    );
     let mut routes = Router::new()
         .route("/api/v1/openapi.json", get(openapi::document))
-        .merge(emporium_platform::faults::routes());
+        .merge(own_routes);
     for route in ROUTES {
         if !gateway.upstreams.contains_key(route.service) {
             continue;

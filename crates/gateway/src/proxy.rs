@@ -95,6 +95,23 @@ async fn admit(
     Ok(claims.map(|c| c.sub))
 }
 
+/// The per-address limit of the API group, for what the gateway answers
+/// itself (the fault flags): the same as every proxied API route.
+pub(crate) async fn limited(
+    State(gateway): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let client =
+        emporium_platform::http::client_addr(Some(peer.ip()), request.headers(), &gateway.trusted)
+            .unwrap_or(peer.ip());
+    match gateway.limits.by_address(Group::Api, Some(client)).await {
+        Ok(decision) => with_limit_headers(next.run(request).await, decision),
+        Err(refused) => refused,
+    }
+}
+
 pub(crate) async fn proxy(
     State(gateway): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -393,7 +393,9 @@ impl Orders {
             .inner
             .peers
             .basket
-            .call("SettleOrder", true, |channel| {
+            // One try: the order is confirmed and paid, and the event
+            // settles the basket if this does not.
+            .call("SettleOrder", false, |channel| {
                 let request = request.clone();
                 async move {
                     basket::baskets_client::BasketsClient::new(channel)

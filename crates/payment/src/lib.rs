@@ -163,6 +163,7 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
         key_ttl,
         mock: Some(mock),
     };
+    let payments_for_refunds = payments.clone();
     let grpc_service =
         emporium_proto::payment::v1::payments_server::PaymentsServer::new(grpc::PaymentGrpc {
             payments,
@@ -182,7 +183,31 @@ pub async fn start(runtime: &Runtime) -> anyhow::Result<Started> {
         })
         .await?;
     runtime.relay(NAME, outbox, db);
+    runtime.spawn(
+        NAME,
+        "pending refunds",
+        pending_refunds(payments_for_refunds, runtime.shutdown.clone()),
+    );
     Ok(started)
+}
+
+/// Finishes, every ten seconds, the refunds left pending for thirty (a
+/// request cut off and never asked again), until shutdown.
+async fn pending_refunds(payments: Payments, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        match payments
+            .finish_pending_refunds(Duration::from_secs(30))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(refunds = n, "pending refunds finished"),
+            Err(e) => tracing::warn!(error = %e, "pending refunds not read"),
+        }
+    }
 }
 
 /// This service's metrics (SPEC §9), declared when it starts.

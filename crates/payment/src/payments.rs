@@ -31,6 +31,10 @@ pub enum PaymentError {
     Currency(String, String),
     #[error("the payment changed while this request ran; try again")]
     Raced,
+    #[error(
+        "this request made no refund: an earlier refund of {0}, cut off before it was recorded, was finished by it; ask again for another"
+    )]
+    FinishedEarlier(String),
     #[error("the card processor is unavailable: {0}")]
     Processor(String),
     #[error(transparent)]
@@ -51,9 +55,10 @@ impl From<PaymentError> for Problem {
                     message: err.to_string(),
                 }])
             }
-            PaymentError::Refused(_) | PaymentError::Expired | PaymentError::Raced => {
-                Problem::conflict(err.to_string())
-            }
+            PaymentError::Refused(_)
+            | PaymentError::Expired
+            | PaymentError::Raced
+            | PaymentError::FinishedEarlier(_) => Problem::conflict(err.to_string()),
             PaymentError::Processor(_) => {
                 tracing::warn!(error = %err, "processor unavailable");
                 Problem::unavailable("card processor")
@@ -461,14 +466,17 @@ impl Payments {
         // A refund left half-way (a crash, a processor that did not
         // answer) is finished first, under its own id. A request for all
         // that is left goes on from there (done when nothing is); one for
-        // an amount is told the payment moved, since a retry of that
-        // refund and another refund look alike.
+        // an amount is told which refund it finished and that it made none
+        // of its own, since a retry of that refund and another refund of
+        // the same amount look alike.
         if let (Some(pending), Some(minor)) =
             (row.refund_pending_id.clone(), row.refund_pending_minor)
         {
             row = self.make_refund(id, &row, &pending, minor).await?;
             if amount.is_some() {
-                return Err(PaymentError::Raced);
+                return Err(PaymentError::FinishedEarlier(
+                    money(minor, &row.currency)?.to_string(),
+                ));
             }
             if row.refunded_minor == row.amount_minor {
                 return view(&row);
@@ -497,6 +505,30 @@ impl Payments {
         }
         let done = self.make_refund(id, &row, &refund, amount).await?;
         view(&done)
+    }
+
+    /// Finishes every refund left pending for longer than `grace` (its
+    /// request cut off, its process killed, its caller gone without asking
+    /// again); how many it recorded as made.
+    pub async fn finish_pending_refunds(&self, grace: Duration) -> Result<usize> {
+        let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
+        let mut made = 0;
+        for row in store::pending_refunds(&self.inner.db, cutoff).await? {
+            let (Some(refund), Some(minor)) =
+                (row.refund_pending_id.clone(), row.refund_pending_minor)
+            else {
+                continue;
+            };
+            let id = Uuid::parse_str(&row.id).map_err(|_| PaymentError::Corrupt(row.id.clone()))?;
+            let this = self.clone();
+            match detached(async move { this.make_refund(id, &row, &refund, minor).await }).await {
+                Ok(_) => made += 1,
+                Err(e) => {
+                    tracing::warn!(payment_id = %id, error = %e, "pending refund not finished yet")
+                }
+            }
+        }
+        Ok(made)
     }
 
     /// Asks the processor for pending refund `refund` of `amount` and

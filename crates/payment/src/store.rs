@@ -161,6 +161,19 @@ pub async fn begin_refund<C: ConnectionTrait>(
     Ok(update.exec(conn).await?.rows_affected == 1)
 }
 
+/// Payments with a refund pending since before `cutoff`.
+pub async fn pending_refunds<C: ConnectionTrait>(
+    conn: &C,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<PaymentRow>, DbErr> {
+    payment::Entity::find()
+        .filter(payment::Column::RefundPendingId.is_not_null())
+        .filter(payment::Column::UpdatedAt.lt(cutoff))
+        .order_by_asc(payment::Column::UpdatedAt)
+        .all(conn)
+        .await
+}
+
 /// Drops pending refund `refund`, which the processor refused.
 pub async fn drop_refund<C: ConnectionTrait>(
     conn: &C,

@@ -285,12 +285,13 @@ impl Faults {
 
     /// What a call to `peer` meets before it is made, with `deadline` as
     /// its own: the added latency (`DEADLINE_EXCEEDED` at the deadline),
-    /// or an `UNAVAILABLE` at the error ratio.
+    /// or an `UNAVAILABLE` at the error ratio. After added latency, the
+    /// part of the deadline left, which the call must keep to.
     pub async fn before_peer_call(
         &self,
         peer: &str,
         deadline: Duration,
-    ) -> Result<(), tonic::Status> {
+    ) -> Result<Option<Duration>, tonic::Status> {
         let Some(Some((latency, fail))) = self.read(|f| {
             f.applies_to(peer).then(|| {
                 (
@@ -299,7 +300,7 @@ impl Faults {
                 )
             })
         }) else {
-            return Ok(());
+            return Ok(None);
         };
         if latency >= deadline {
             tokio::time::sleep(deadline).await;
@@ -315,7 +316,7 @@ impl Faults {
                 "fault flag: {peer} unavailable"
             )));
         }
-        Ok(())
+        Ok((!latency.is_zero()).then(|| deadline - latency))
     }
 
     /// Whether this publish fails.
@@ -519,7 +520,27 @@ mod tests {
         let deadline = Duration::from_millis(100);
         let failed = faults.before_peer_call("payment", deadline).await;
         assert_eq!(failed.unwrap_err().code(), tonic::Code::Unavailable);
-        assert!(faults.before_peer_call("inventory", deadline).await.is_ok());
+        assert_eq!(
+            faults
+                .before_peer_call("inventory", deadline)
+                .await
+                .unwrap(),
+            None
+        );
+        faults
+            .set(FaultFlags {
+                peer_latency_ms: 30,
+                ..FaultFlags::default()
+            })
+            .unwrap();
+        assert_eq!(
+            faults
+                .before_peer_call("inventory", deadline)
+                .await
+                .unwrap(),
+            Some(Duration::from_millis(70)),
+            "the call keeps to what is left of its deadline"
+        );
         faults
             .set(FaultFlags {
                 peer_latency_ms: 5_000,

@@ -657,7 +657,18 @@ impl Peer {
                 .before_peer_call(self.name, self.policy.deadline)
                 .await
             {
-                Ok(()) => call(channel).instrument(span.clone()).await,
+                Ok(None) => call(channel).instrument(span.clone()).await,
+                // A fault flag's latency spent part of the deadline.
+                Ok(Some(left)) => {
+                    tokio::time::timeout(left, call(channel).instrument(span.clone()))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(tonic::Status::deadline_exceeded(format!(
+                                "{} did not answer within the deadline",
+                                self.name
+                            )))
+                        })
+                }
                 Err(fault) => Err(fault),
             };
             metrics::histogram!("grpc_client_duration_seconds", "service" => self.credentials.service(), "peer" => self.name, "method" => method)

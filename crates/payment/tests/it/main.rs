@@ -586,10 +586,15 @@ async fn contract_a_refund_whose_answer_was_lost_is_made_once_when_asked_again(b
     );
     let id = f.pay(GOOD, "25.00").await;
     assert_eq!(payments.process(id).await.unwrap().status, "captured");
+    let lose = |on: bool| {
+        processor
+            .lose
+            .store(on, std::sync::atomic::Ordering::SeqCst)
+    };
 
-    // A part, lost, then asked again: the retry finishes it and answers
-    // that the payment moved, since it cannot tell a retry from another
-    // refund of the same amount.
+    // A part, lost, then asked again: the request finishes it, says so,
+    // and makes none of its own (a retry and another refund of the same
+    // amount look alike).
     let lost = payments.refund(id, Some(usd("10.00"))).await;
     assert!(matches!(lost, Err(PaymentError::Processor(_))), "{lost:?}");
     let row = payments.get(id).await.unwrap();
@@ -599,11 +604,12 @@ async fn contract_a_refund_whose_answer_was_lost_is_made_once_when_asked_again(b
         1500,
         "the processor gave 10.00 back"
     );
-    processor
-        .lose
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    lose(false);
     let again = payments.refund(id, Some(usd("10.00"))).await;
-    assert!(matches!(again, Err(PaymentError::Raced)), "{again:?}");
+    assert!(
+        matches!(&again, Err(PaymentError::FinishedEarlier(m)) if m == "10.00 USD"),
+        "{again:?}"
+    );
     let row = payments.get(id).await.unwrap();
     assert_eq!(
         (
@@ -615,15 +621,40 @@ async fn contract_a_refund_whose_answer_was_lost_is_made_once_when_asked_again(b
     );
     assert_eq!(f.mock.taken().await.unwrap(), 1500, "given back once");
 
+    // A part lost and never asked again: the sweep finishes it, once its
+    // grace is over, and again finds nothing.
+    lose(true);
+    assert!(payments.refund(id, Some(usd("5.00"))).await.is_err());
+    lose(false);
+    assert_eq!(
+        payments
+            .finish_pending_refunds(Duration::from_secs(60))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        payments
+            .finish_pending_refunds(Duration::ZERO)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        payments
+            .finish_pending_refunds(Duration::ZERO)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(payments.get(id).await.unwrap().refunded_minor, 1500);
+    assert_eq!(f.mock.taken().await.unwrap(), 1000);
+
     // All that is left, lost, then asked again: the retry is answered by it.
-    processor
-        .lose
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    lose(true);
     assert!(payments.refund(id, None).await.is_err());
-    assert_eq!(payments.get(id).await.unwrap().refunded_minor, 1000);
-    processor
-        .lose
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(payments.get(id).await.unwrap().refunded_minor, 1500);
+    lose(false);
     let rest = payments.refund(id, None).await.unwrap();
     assert_eq!(
         (rest.status.as_str(), rest.refunded.amount.as_str()),
@@ -632,7 +663,12 @@ async fn contract_a_refund_whose_answer_was_lost_is_made_once_when_asked_again(b
     assert_eq!(f.mock.taken().await.unwrap(), 0);
     assert_eq!(
         f.outbox_of(id).await,
-        ["payment.completed", "payment.refunded", "payment.refunded"]
+        [
+            "payment.completed",
+            "payment.refunded",
+            "payment.refunded",
+            "payment.refunded"
+        ]
     );
 }
 
