@@ -86,6 +86,10 @@ impl Section for BasketSettings {
 pub fn definition() -> Definition {
     Definition {
         metrics: METRICS,
+        consumes: Some(emporium_platform::bus::Queue {
+            name: events::QUEUE,
+            interests: events::CONSUMES,
+        }),
         name: NAME,
         section: SectionDef::of::<BasketSettings>(),
         start: |runtime, local| Box::pin(async move { start(&runtime, &local).await }),

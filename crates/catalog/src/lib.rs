@@ -81,6 +81,7 @@ impl Section for CatalogSettings {
 pub fn definition() -> Definition {
     Definition {
         metrics: METRICS,
+        consumes: None,
         name: NAME,
         section: SectionDef::of::<CatalogSettings>(),
         start: |runtime, _local| Box::pin(async move { start(&runtime).await }),

@@ -34,6 +34,12 @@ pub fn sections() -> Vec<SectionDef> {
 }
 
 /// The names of every service, for help texts and errors.
+/// The queue of every service that consumes events, whichever services a
+/// process runs.
+pub fn queues() -> Vec<emporium_platform::bus::Queue> {
+    services().iter().filter_map(|d| d.consumes).collect()
+}
+
 pub fn names() -> Vec<&'static str> {
     services().iter().map(|d| d.name).collect()
 }
@@ -61,7 +67,29 @@ pub fn select(names: &[String]) -> anyhow::Result<Vec<Definition>> {
 pub async fn start(settings: Settings, names: &[String]) -> anyhow::Result<Running> {
     // Fault flags only where the settings allow them (decision 0032).
     emporium_platform::faults::process().configure(&settings.faults, false)?;
+    declare_queues(&settings).await;
     service::start(settings, &select(names)?).await
+}
+
+/// Declares every consumer's queue on the broker before this process
+/// publishes anything: a topic exchange drops what no queue is bound to
+/// yet, so the events a service wrote before its consumers ever started
+/// (the first admin's welcome, the seeded catalog) were lost on a first
+/// start. When the broker is away at start, each consumer still declares
+/// its own queue as it connects, as before.
+async fn declare_queues(settings: &Settings) {
+    let declared = async {
+        let transport = emporium_platform::bus::transport_from_settings(&settings.bus)?;
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            transport.declare_queues(&queues()),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("the broker did not answer within 5 s"))?
+    };
+    if let Err(e) = declared.await {
+        tracing::warn!(error = %e, "the shop's event queues were not declared ahead of their consumers");
+    }
 }
 
 /// A shop started by [`up`].
@@ -149,4 +177,17 @@ pub async fn migrate(settings: Settings, names: &[String]) -> anyhow::Result<()>
         (definition.migrate)(settings.clone()).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_consumers_queue_is_declared_ahead() {
+        let names: Vec<&str> = super::queues().iter().map(|q| q.name).collect();
+        assert_eq!(
+            names,
+            ["inventory", "basket", "recommendation", "notification"]
+        );
+        assert!(super::queues().iter().all(|q| !q.interests.is_empty()));
+    }
 }

@@ -143,6 +143,7 @@ impl Section for GatewaySettings {
 pub fn definition() -> Definition {
     Definition {
         metrics: METRICS,
+        consumes: None,
         name: NAME,
         section: SectionDef::of::<GatewaySettings>(),
         start: |runtime, local| Box::pin(async move { start(&runtime, &local).await }),

@@ -146,6 +146,7 @@ impl IdentitySettings {
 pub fn definition() -> Definition {
     Definition {
         metrics: METRICS,
+        consumes: None,
         name: NAME,
         section: SectionDef::of::<IdentitySettings>(),
         start: |runtime, _local| Box::pin(async move { start(&runtime).await }),

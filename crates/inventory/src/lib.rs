@@ -118,6 +118,10 @@ impl InventorySettings {
 pub fn definition() -> Definition {
     Definition {
         metrics: METRICS,
+        consumes: Some(emporium_platform::bus::Queue {
+            name: events::QUEUE,
+            interests: events::CONSUMES,
+        }),
         name: NAME,
         section: SectionDef::of::<InventorySettings>(),
         start: |runtime, _local| Box::pin(async move { start(&runtime).await }),

@@ -116,6 +116,10 @@ impl Section for NotificationSettings {
 pub fn definition() -> Definition {
     Definition {
         metrics: METRICS,
+        consumes: Some(emporium_platform::bus::Queue {
+            name: events::QUEUE,
+            interests: events::CONSUMES,
+        }),
         name: NAME,
         section: SectionDef::of::<NotificationSettings>(),
         start: |runtime, local| Box::pin(async move { start(&runtime, &local).await }),

@@ -93,6 +93,7 @@ impl Section for OrderingSettings {
 pub fn definition() -> Definition {
     Definition {
         metrics: METRICS,
+        consumes: None,
         name: NAME,
         section: SectionDef::of::<OrderingSettings>(),
         start: |runtime, local| Box::pin(async move { start(&runtime, &local).await }),

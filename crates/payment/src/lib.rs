@@ -108,6 +108,7 @@ impl PaymentSettings {
 pub fn definition() -> Definition {
     Definition {
         metrics: METRICS,
+        consumes: None,
         name: NAME,
         section: SectionDef::of::<PaymentSettings>(),
         start: |runtime, _local| Box::pin(async move { start(&runtime).await }),

@@ -49,6 +49,8 @@ pub struct Definition {
     /// The service's own metrics, declared when it starts (the platform's
     /// are declared for every service).
     pub metrics: &'static [crate::telemetry::Metric],
+    /// The queue the service consumes events from, if it does.
+    pub consumes: Option<crate::bus::Queue>,
 }
 
 impl std::fmt::Debug for Definition {

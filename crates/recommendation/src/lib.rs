@@ -67,6 +67,10 @@ impl Section for RecommendationSettings {
 pub fn definition() -> Definition {
     Definition {
         metrics: METRICS,
+        consumes: Some(emporium_platform::bus::Queue {
+            name: events::QUEUE,
+            interests: events::CONSUMES,
+        }),
         name: NAME,
         section: SectionDef::of::<RecommendationSettings>(),
         start: |runtime, _local| Box::pin(async move { start(&runtime).await }),

@@ -77,6 +77,7 @@ impl Section for StorefrontSettings {
 pub fn definition() -> Definition {
     Definition {
         metrics: METRICS,
+        consumes: None,
         name: NAME,
         section: SectionDef::of::<StorefrontSettings>(),
         start: |runtime, local| Box::pin(async move { start(&runtime, &local).await }),

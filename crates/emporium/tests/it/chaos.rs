@@ -591,34 +591,6 @@ fn consumers() -> [(&'static str, &'static str, &'static [Interest<'static>]); 4
     ]
 }
 
-/// A consumer that never runs: its queue is declared and left.
-struct Unused;
-
-#[async_trait::async_trait]
-impl emporium_platform::bus::Handler for Unused {
-    async fn handle(&self, _: &Envelope) -> anyhow::Result<()> {
-        Ok(())
-    }
-}
-
-/// Declares every consumer's queue and bindings before any service starts,
-/// as a deployment provisions its broker: an event published to the
-/// exchange before its consumer's queue exists goes nowhere (identity's
-/// first admin, registered at identity's start, would never be welcomed).
-async fn provision(amqp: &str) {
-    let transport = RabbitMq::new(amqp, 16, 3);
-    for (_, queue, interests) in consumers() {
-        let declared = CancellationToken::new();
-        declared.cancel();
-        drop(
-            transport
-                .subscribe(queue, interests, Arc::new(Unused), declared)
-                .await
-                .unwrap(),
-        );
-    }
-}
-
 /// The shop on the real servers, every service in its own process, the
 /// servers behind links the test cuts.
 struct Stack {
@@ -675,7 +647,8 @@ impl Stack {
             databases.insert(service, (db, conn));
         }
         let vhost = TestVhost::fresh(&amqp);
-        provision(&vhost.url).await;
+        // No queue declared beforehand: each `serve` declares every
+        // consumer's queue before it starts, as a deployment's would.
         let postgres_url = server_url(POSTGRES).unwrap();
         let postgres = Link::to(server_addr(&postgres_url, 5432).await).await;
         let redis_link = Link::to(server_addr(&redis, 6379).await).await;

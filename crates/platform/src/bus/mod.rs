@@ -77,6 +77,14 @@ impl Envelope {
     }
 }
 
+/// A consumer's durable queue and the events it takes: what a broker must
+/// hold before anything is published for it.
+#[derive(Clone, Copy, Debug)]
+pub struct Queue {
+    pub name: &'static str,
+    pub interests: &'static [Interest<'static>],
+}
+
 /// Events a consumer takes: those whose type matches `pattern` (topic
 /// syntax) and that come from `source`, the one service that may send
 /// them.
@@ -227,6 +235,14 @@ pub trait Transport: Send + Sync + 'static {
     ) -> anyhow::Result<Consumer>;
     /// Readiness: the broker answers.
     async fn check(&self) -> Result<(), String>;
+    /// Declares `queues` with their bindings, as each consumer does when
+    /// it starts, so that what is published before a consumer's first
+    /// start is kept for it. Nothing to do in-process, where consumers
+    /// start before anything is published.
+    async fn declare_queues(&self, queues: &[Queue]) -> anyhow::Result<()> {
+        let _ = queues;
+        Ok(())
+    }
     fn name(&self) -> &'static str;
 }
 

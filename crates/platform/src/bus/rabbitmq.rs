@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 
 use super::{
     Consumer, DEAD_LETTER_EXCHANGE, EXCHANGE, Envelope, Handler, Interest, Interests, OUTAGE_PAUSE,
-    RETRY_HEADER, Sender, Transport, dead_lettered, handle_observed, refusal, refused, unreachable,
+    Queue, RETRY_HEADER, Sender, Transport, dead_lettered, handle_observed, refusal, refused,
+    unreachable,
 };
 
 use lapin::options::{
@@ -108,6 +109,57 @@ impl RabbitMq {
             let _ = connection.close(0, "reconnecting".into()).await;
         }
     }
+}
+
+/// Declares durable `queue`, dead-lettering to `queue.dlq`, bound to the
+/// exchange by `patterns`: the same whoever declares it, the consumer or
+/// a process declaring the shop's queues ahead of it.
+async fn declare_queue<'a>(
+    channel: &Channel,
+    queue: &str,
+    patterns: impl Iterator<Item = &'a str>,
+) -> anyhow::Result<()> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let dead = format!("{queue}.dlq");
+    channel
+        .queue_declare(dead.as_str().into(), durable, FieldTable::default())
+        .await?;
+    channel
+        .queue_bind(
+            dead.as_str().into(),
+            DEAD_LETTER_EXCHANGE.into(),
+            queue.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()),
+    );
+    arguments.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(queue.into()),
+    );
+    channel
+        .queue_declare(queue.into(), durable, arguments)
+        .await?;
+    for pattern in patterns {
+        channel
+            .queue_bind(
+                queue.into(),
+                EXCHANGE.into(),
+                pattern.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 async fn publish_confirmed(
@@ -265,6 +317,16 @@ impl Transport for RabbitMq {
         }
     }
 
+    async fn declare_queues(&self, queues: &[Queue]) -> anyhow::Result<()> {
+        let (connection, channel) = Self::open(&self.url).await?;
+        for queue in queues {
+            let interests = Interests::new(queue.interests);
+            declare_queue(&channel, queue.name, interests.patterns()).await?;
+        }
+        let _ = connection.close(0, "declared".into()).await;
+        Ok(())
+    }
+
     fn name(&self) -> &'static str {
         "rabbitmq"
     }
@@ -283,47 +345,7 @@ struct RabbitConsumer {
 
 impl RabbitConsumer {
     async fn declare(&self, channel: &Channel) -> anyhow::Result<()> {
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        let dead = format!("{}.dlq", self.queue);
-        channel
-            .queue_declare(dead.as_str().into(), durable, FieldTable::default())
-            .await?;
-        channel
-            .queue_bind(
-                dead.as_str().into(),
-                DEAD_LETTER_EXCHANGE.into(),
-                self.queue.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        let mut arguments = FieldTable::default();
-        arguments.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()),
-        );
-        arguments.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(self.queue.as_str().into()),
-        );
-        channel
-            .queue_declare(self.queue.as_str().into(), durable, arguments)
-            .await?;
-        for pattern in self.interests.patterns() {
-            channel
-                .queue_bind(
-                    self.queue.as_str().into(),
-                    EXCHANGE.into(),
-                    pattern.into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-        }
-        Ok(())
+        declare_queue(channel, &self.queue, self.interests.patterns()).await
     }
 
     /// Consumes until shutdown (`Ok`) or until the connection fails (`Err`).

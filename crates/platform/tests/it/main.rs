@@ -11,7 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use emporium_platform::bus::inbox_row as inbox;
 use emporium_platform::bus::{
-    self, Envelope, Handler, InProcess, Interest, Outbox, RabbitMq, SharedTransport, Transport,
+    self, Envelope, Handler, InProcess, Interest, Outbox, Queue, RabbitMq, SharedTransport,
+    Transport,
 };
 use emporium_platform::cache;
 use emporium_platform::config::Secret;
@@ -708,6 +709,68 @@ async fn outbox_holds_events_through_a_broker_outage() {
     relay.await.unwrap();
     task.await.unwrap();
     emporium_testkit::delete_queues(&url, &queue).await;
+}
+
+/// Finding (issue 25): a topic exchange drops what no queue is bound to,
+/// so the events a service published before its consumer's first start
+/// (the first admin's welcome, a seeded catalog) were lost. Declared ahead
+/// (`emporium serve` declares every consumer's queue before it starts),
+/// they wait for the consumer.
+#[tokio::test]
+async fn rabbitmq_queues_declared_ahead_keep_what_is_published_before_their_consumer() {
+    let Some(url) = server_url(emporium_testkit::AMQP) else {
+        return;
+    };
+    let transport = RabbitMq::new(&url, 16, 2);
+    let topic = unique("ahead");
+    let pattern: &'static str = Box::leak(format!("{topic}.*").into_boxed_str());
+    let queue: &'static str = Box::leak(unique("q-ahead-").into_boxed_str());
+    let interests: &'static [Interest<'static>] =
+        Box::leak(vec![Interest::new(pattern, "test")].into_boxed_slice());
+    // Before any queue: dropped by the broker, as before the fix.
+    transport
+        .publish(&event(&format!("{topic}.made"), 0))
+        .await
+        .unwrap();
+    transport
+        .declare_queues(&[Queue {
+            name: queue,
+            interests,
+        }])
+        .await
+        .unwrap();
+    transport
+        .publish(&event(&format!("{topic}.made"), 1))
+        .await
+        .unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(
+        transport
+            .subscribe(queue, interests, recorder.clone(), shutdown.clone())
+            .await
+            .unwrap(),
+    );
+    assert!(
+        seen_count(&recorder, 1).await,
+        "the event waited for its consumer"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen: Vec<u64> = recorder
+        .seen
+        .lock()
+        .await
+        .iter()
+        .map(|e| e.data["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seen,
+        [1],
+        "only what was published once the queue was declared"
+    );
+    shutdown.cancel();
+    task.await.unwrap();
+    emporium_testkit::delete_queues(&url, queue).await;
 }
 
 #[tokio::test]
