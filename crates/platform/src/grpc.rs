@@ -175,6 +175,17 @@ pub struct Outgoing {
     authorization: Option<AsciiMetadataValue>,
 }
 
+impl Outgoing {
+    /// Presents `token` as the bearer on every call: for a caller that
+    /// holds a token of its own instead of a [`Peer`]'s credentials (tests,
+    /// tools).
+    pub fn bearer(token: &str) -> Result<Self, tonic::metadata::errors::InvalidMetadataValue> {
+        Ok(Self {
+            authorization: Some(format!("Bearer {token}").parse()?),
+        })
+    }
+}
+
 impl tonic::service::Interceptor for Outgoing {
     fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         let mut request = propagate_trace(request)?;

@@ -565,30 +565,13 @@ impl Driver {
     }
 }
 
-/// Who consumes what, by queue (the inbox's consumer name).
-fn consumers() -> [(&'static str, &'static str, &'static [Interest<'static>]); 4] {
-    [
-        (
-            "basket",
-            emporium_basket::events::QUEUE,
-            emporium_basket::events::CONSUMES,
-        ),
-        (
-            "inventory",
-            emporium_inventory::events::QUEUE,
-            emporium_inventory::events::CONSUMES,
-        ),
-        (
-            "notification",
-            emporium_notification::events::QUEUE,
-            emporium_notification::events::CONSUMES,
-        ),
-        (
-            "recommendation",
-            emporium_recommendation::events::QUEUE,
-            emporium_recommendation::events::CONSUMES,
-        ),
-    ]
+/// Who consumes what: (service, queue, interests); each queue is the
+/// inbox's consumer name and is named after its service.
+fn consumers() -> Vec<(&'static str, &'static str, &'static [Interest<'static>])> {
+    emporium::queues()
+        .into_iter()
+        .map(|q| (q.name, q.name, q.interests))
+        .collect()
 }
 
 /// The shop on the real servers, every service in its own process, the

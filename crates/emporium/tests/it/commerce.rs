@@ -867,6 +867,94 @@ async fn a_confirmed_order_takes_its_lines_out_of_the_basket_once() {
     shop.stop().await;
 }
 
+/// `SettleOrder`, as ordering calls it after a checkout: bad input is
+/// refused with `INVALID_ARGUMENT` and changes nothing; an order's lines
+/// come out once, however often it is asked, and what was added besides
+/// stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settling_an_order_takes_its_lines_once_and_refuses_bad_input() {
+    use emporium_proto::basket::v1 as pb;
+    let shop = TestShop::start().await;
+    let bea = shop
+        .issuer
+        .mint("bea", Role::Customer, Duration::from_secs(300))
+        .unwrap();
+    let items = products(&shop, 2).await;
+    let (a, b) = (items[0].0.clone(), items[1].0.clone());
+    for (product, quantity) in [(&a, 3), (&b, 1)] {
+        let response = shop
+            .http
+            .post(shop.url("/api/v1/baskets/bea/items"))
+            .bearer_auth(&bea)
+            .json(&json!({ "product_id": product, "quantity": quantity }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let mut basket = pb::baskets_client::BasketsClient::new(shop.grpc_as("ordering", "basket"));
+    let held = |client: &pb::baskets_client::BasketsClient<ServiceChannel>| {
+        let mut client = client.clone();
+        async move {
+            let mut lines: Vec<(String, i64)> = client
+                .get_basket(pb::BasketRequest {
+                    user_id: "bea".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .items
+                .into_iter()
+                .map(|i| (i.product_id, i.quantity))
+                .collect();
+            lines.sort();
+            lines
+        }
+    };
+    let before = held(&basket).await;
+    let line = |product: &str, quantity: i64| pb::OrderLine {
+        product_id: product.into(),
+        quantity,
+    };
+    let settle = |user: &str, order: &str, lines: Vec<pb::OrderLine>| pb::SettleOrderRequest {
+        user_id: user.into(),
+        order_id: order.into(),
+        lines,
+    };
+    for (what, bad) in [
+        ("no user", settle("", "o-1", vec![line(&a, 1)])),
+        ("no order", settle("bea", "", vec![line(&a, 1)])),
+        (
+            "an order id too long",
+            settle("bea", &"o".repeat(65), vec![line(&a, 1)]),
+        ),
+        (
+            "a product that is no UUID",
+            settle("bea", "o-1", vec![line("a", 1)]),
+        ),
+        ("a quantity of 0", settle("bea", "o-1", vec![line(&a, 0)])),
+        (
+            "a negative quantity",
+            settle("bea", "o-1", vec![line(&a, -2)]),
+        ),
+    ] {
+        let refused = basket.settle_order(bad).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{what}");
+    }
+    assert_eq!(held(&basket).await, before, "nothing changed");
+    // Two of A bought: one A and the B stay, asked twice or not.
+    for _ in 0..2 {
+        basket
+            .settle_order(settle("bea", "o-1", vec![line(&a, 2)]))
+            .await
+            .unwrap();
+    }
+    let mut left = vec![(a.clone(), 1), (b.clone(), 1)];
+    left.sort();
+    assert_eq!(held(&basket).await, left);
+    shop.stop().await;
+}
+
 /// The loop of the issue: add one item, order it, again and again, through
 /// the real checkout; and a "buy now" of named items beside a full basket.
 /// No order finds the basket empty, and the basket keeps what was not

@@ -157,7 +157,7 @@ async fn fault_flags_switched_in_up_show_on_checkouts_and_off_restores_them() {
         (&json!(true), &json!([]))
     );
     let at_start = active_in_metrics(&http, &metrics).await;
-    assert_eq!(at_start.len(), emporium_platform::faults::FLAGS.len());
+    assert_eq!(at_start.len(), emporium_platform::faults::FLAG_LABELS.len());
     assert!(at_start.iter().all(|(_, v)| *v == 0.0), "{at_start:?}");
 
     // Refused: no token, a customer, values out of range, unknown flags.

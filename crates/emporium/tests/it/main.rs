@@ -99,7 +99,7 @@ impl TestShop {
             .unwrap();
         tonic::service::interceptor::InterceptedService::new(
             channel,
-            AsService(format!("Bearer {token}").parse().unwrap()),
+            emporium_platform::grpc::Outgoing::bearer(&token).unwrap(),
         )
     }
 
@@ -1018,24 +1018,10 @@ fn assert_counted(grew: f64, expected: f64, what: &str) {
     }
 }
 
-/// Presents one service token on every call.
-#[derive(Clone)]
-struct AsService(tonic::metadata::AsciiMetadataValue);
-
-impl tonic::service::Interceptor for AsService {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-type ServiceChannel =
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AsService>;
+type ServiceChannel = tonic::service::interceptor::InterceptedService<
+    tonic::transport::Channel,
+    emporium_platform::grpc::Outgoing,
+>;
 
 /// A settings' secret for `service`, known to the identity of a process
 /// that runs elsewhere, as a deployment would set it.

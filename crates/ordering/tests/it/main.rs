@@ -20,7 +20,7 @@ use emporium_ordering::store::{self, Change, LineRow, OrderRow};
 use emporium_platform::auth::Role;
 use emporium_platform::bus::Outbox;
 use emporium_platform::config::Settings;
-use emporium_platform::grpc::{Peer, PeerPolicy, ServiceCredentials};
+use emporium_platform::grpc::{Outgoing, Peer, PeerPolicy, ServiceCredentials};
 use emporium_platform::service::Running;
 use emporium_testkit::{Backend, TestDatabase, Tokens, on_every_backend};
 use reqwest::StatusCode;
@@ -559,27 +559,11 @@ fn with_payment_through(f: &Fixture, link: &emporium_testkit::Link) -> Orders {
     )
 }
 
-/// Puts ordering's token for the peer on every call.
-#[derive(Clone)]
-struct AsOrdering(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-impl tonic::service::Interceptor for AsOrdering {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
 /// A channel to `peer`'s gRPC face as ordering calls it.
 fn as_ordering(
     f: &Fixture,
     peer: &str,
-) -> tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AsOrdering> {
+) -> tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Outgoing> {
     let addr = f.shop.get(peer).unwrap().grpc_addr.unwrap();
     let token = f
         .tokens
@@ -589,10 +573,7 @@ fn as_ordering(
     let channel =
         emporium_platform::grpc::channel(&format!("http://{addr}"), Duration::from_secs(5))
             .unwrap();
-    tonic::service::interceptor::InterceptedService::new(
-        channel,
-        AsOrdering(format!("Bearer {token}").parse().unwrap()),
-    )
+    tonic::service::interceptor::InterceptedService::new(channel, Outgoing::bearer(&token).unwrap())
 }
 
 /// An order of one unit of `sku` that got as far as making its payment
